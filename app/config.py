@@ -1,0 +1,220 @@
+"""The one Settings object. Every environment variable the product reads is declared here and in .env.example."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography.fernet import Fernet
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///./var/vpnshop.sqlite3"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- runtime ---
+    demo_mode: bool = False
+    debug: bool = False
+    public_base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    serve_workers: int = Field(1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    timezone: str = "Europe/Moscow"
+    default_language: Literal["ru", "en"] = "ru"
+    sentry_dsn: str = ""
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+
+    # --- security ---
+    secret_key: str = ""
+    jwt_secret_key: str = ""
+    # Comma-separated Fernet keys: the first encrypts, all decrypt (append the old key when rotating).
+    encryption_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    session_ttl_days: int = Field(30, ge=1, le=365)
+    init_data_max_age_seconds: int = Field(86400, ge=60)
+
+    # --- storage ---
+    database_url: str = DEMO_DATABASE_URL
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    db_echo: bool = False
+    redis_url: str = ""
+
+    # --- Telegram ---
+    bot_token: str = ""
+    bot_username: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    bot_webhook_url: str = ""
+    bot_webhook_secret: str = ""
+    support_username: str = "@support"
+
+    # --- panels (a server can also be added in the admin) ---
+    marzban_api_url: str = ""
+    marzban_admin_username: str = ""
+    marzban_admin_password: str = ""
+    marzban_api_token: str = ""
+    remnawave_api_url: str = ""
+    remnawave_api_token: str = ""
+    remnawave_api_version: Literal["auto", "2", "3"] = "auto"
+
+    # --- payment providers (each is enabled by its credentials) ---
+    demo_payments_enabled: bool = False
+    yookassa_shop_id: str = ""
+    yookassa_secret_key: str = ""
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    yookassa_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    yookassa_receipts_enabled: bool = False
+    wata_api_key: str = ""
+    wata_api_url: str = "https://api.wata.pro/api/h2h"
+    stars_enabled: bool = False
+    cryptopay_api_token: str = ""
+    cryptopay_api_url: str = "https://pay.crypt.bot/api"
+    razorpay_key_id: str = ""
+    razorpay_key_secret: str = ""
+    razorpay_webhook_secret: str = ""
+    razorpay_api_url: str = "https://api.razorpay.com/v1"
+    xendit_secret_key: str = ""
+    xendit_callback_token: str = ""
+    xendit_api_url: str = "https://api.xendit.co"
+
+    # --- business rules ---
+    trial_days: int = Field(7, ge=0, le=365)
+    referral_bonus_days_referrer: int = Field(7, ge=0, le=365)
+    referral_bonus_days_referred: int = Field(3, ge=0, le=365)
+    expiry_grace_days: int = Field(30, ge=0, le=3650)
+    # Location label of servers created from MARZBAN_*/REMNAWAVE_* variables.
+    default_location: str = "default"
+
+    # --- browser sign-in ---
+    # JSON list of {"name", "title", "client_id", "client_secret", "server_metadata_url"}.
+    oidc_providers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
+
+    # --- backups ---
+    backup_dir: str = "./var/backups"
+    backup_retention_days: int = Field(30, ge=1, le=3650)
+    backup_copy_dir: str = ""
+
+    @field_validator("encryption_key", "yookassa_trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError("expected comma-separated Fernet keys (32 url-safe base64 bytes each)") from exc
+        return keys
+
+    @field_validator("oidc_providers", mode="before")
+    @classmethod
+    def _oidc_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError("expected a JSON list of provider objects") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("expected an IANA time zone such as Europe/Moscow") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return value
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        raise ValueError("expected postgresql://… or sqlite+aiosqlite:///path")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db or empty for in-process jobs")
+        return value
+
+    @field_validator(
+        "public_base_url",
+        "telegram_api_url",
+        "yookassa_api_url",
+        "wata_api_url",
+        "cryptopay_api_url",
+        "razorpay_api_url",
+        "xendit_api_url",
+        "marzban_api_url",
+        "remnawave_api_url",
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.demo_mode:
+            return self
+        if len(self.secret_key) < 32:
+            raise ValueError("SECRET_KEY: expected at least 32 random characters (production mode)")
+        if not self.encryption_key:
+            raise ValueError("ENCRYPTION_KEY: expected a Fernet key (production mode)")
+        return self
+
+    # --- derived ---
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line naming the first bad variable and what is expected."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first.get("loc", ()))
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if not field and ":" in message:
+        return f"config error: {message}"
+    return f"config error: {field.upper() or 'settings'}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and .env), raising ConfigError with one readable line on any problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

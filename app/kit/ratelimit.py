@@ -1,0 +1,112 @@
+"""Fixed-window rate limiting: in memory for a single process (the demo), in Redis across processes.
+
+Both limiters share one semantics so behaviour does not change with the deployment: a key's window opens at
+its first hit and lasts `window_seconds`; up to `limit` hits in it are allowed; later hits are refused until
+the window ends (refused hits do not extend it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    remaining: int
+    # Whole seconds until a hit may be allowed again; 0 when this one was allowed.
+    retry_after: int
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
+
+
+def _check(limit: int, window_seconds: int) -> None:
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    if window_seconds < 1:
+        raise ValueError("window_seconds must be at least 1")
+
+
+def _decide(count: int, limit: int, seconds_left: float) -> RateDecision:
+    allowed = count <= limit
+    return RateDecision(
+        allowed=allowed,
+        remaining=max(0, limit - count),
+        # Rounded up and at least 1: a client retrying after `retry_after` must not be refused again.
+        retry_after=0 if allowed else max(1, math.ceil(seconds_left)),
+    )
+
+
+class MemoryRateLimiter:
+    """Per-process counters; the clock (monotonic seconds) is injectable for tests."""
+
+    # Expired windows are swept when this many keys are held, so one-off keys (IPs) do not pile up.
+    SWEEP_AT = 10_000
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, hits)
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        _check(limit, window_seconds)
+        now = self._clock()
+        if len(self._windows) >= self.SWEEP_AT:
+            self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+        ends_at, count = self._windows.get(key, (0.0, 0))
+        if ends_at <= now:
+            ends_at, count = now + window_seconds, 0
+        count += 1
+        self._windows[key] = (ends_at, count)
+        return _decide(count, limit, ends_at - now)
+
+
+# INCR and the expiry in one script: atomic, so concurrent processes never see a key without its TTL.
+# A key found without a TTL (e.g. written by something else) gets one, instead of limiting forever.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if count == 1 or ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+class RedisRateLimiter:
+    """Counters in Redis, shared by every process using the same Redis and prefix."""
+
+    def __init__(self, redis: str | aioredis.Redis, *, prefix: str = "ratelimit:") -> None:
+        if isinstance(redis, str):
+            self._redis = aioredis.Redis.from_url(redis)
+            self._owns_client = True
+        else:
+            self._redis = redis
+            self._owns_client = False
+        self.prefix = prefix
+        self._script = self._redis.register_script(_HIT_SCRIPT)
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        _check(limit, window_seconds)
+        count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_seconds * 1000])
+        return _decide(int(count), limit, int(ttl_ms) / 1000)
+
+    async def aclose(self) -> None:
+        """Close the client if this limiter created it from a URL."""
+        if self._owns_client:
+            await self._redis.aclose()
+
+
+def build_rate_limiter(redis_url: str) -> RateLimiter:
+    """Redis when a URL is configured (limits hold across workers), else in memory (demo, one process)."""
+    if redis_url.strip():
+        return RedisRateLimiter(redis_url.strip())
+    return MemoryRateLimiter()

@@ -1,0 +1,78 @@
+"""Jinja2 templates with block rendering for HTMX: a request with `HX-Request` and a target gets only that
+block (block name = element id = hx-target); a normal request gets the whole page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from app.kit.i18n import Translator
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATES_DIR = ROOT / "webapp" / "templates"
+STATIC_DIR = ROOT / "webapp" / "static"
+HTMX_FILE = "htmx-2.0.11.min.js"
+
+
+def create_environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html", "xml"]),
+        enable_async=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["htmx_file"] = HTMX_FILE
+    return env
+
+
+class Templates:
+    def __init__(self, env: Environment | None = None) -> None:
+        self.env = env or create_environment()
+
+    def render_block(self, template_name: str, block: str, context: dict[str, Any]) -> str:
+        template = self.env.get_template(template_name)
+        if block not in template.blocks:
+            raise LookupError(f"{template_name} has no block {block!r}")
+        ctx = template.new_context(context)
+        return "".join(template.blocks[block](ctx))
+
+    def render(self, template_name: str, context: dict[str, Any]) -> str:
+        return self.env.get_template(template_name).render(context)
+
+    def response(
+        self,
+        request: Request,
+        template_name: str,
+        context: dict[str, Any] | None = None,
+        *,
+        block: str | None = None,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        """The whole page, or only `block` for an HTMX request (by default the block named by HX-Target)."""
+        full_context = self.base_context(request) | (context or {})
+        if block is None and request.headers.get("hx-request") == "true":
+            target = request.headers.get("hx-target")
+            template = self.env.get_template(template_name)
+            if target and target in template.blocks:
+                block = target
+        body = (
+            self.render_block(template_name, block, full_context) if block else self.render(template_name, full_context)
+        )
+        return HTMLResponse(body, status_code=status_code, headers=headers)
+
+    @staticmethod
+    def base_context(request: Request) -> dict[str, Any]:
+        language = getattr(request.state, "language", None) or request.app.state.settings.default_language
+        return {
+            "request": request,
+            "settings": request.app.state.settings,
+            "language": language,
+            "_": Translator(language),
+            "csp_nonce": getattr(request.state, "csp_nonce", ""),
+        }

@@ -1,0 +1,80 @@
+"""Every model, imported here so Alembic and the app see the whole schema."""
+
+from app.models.base import Base
+from app.models.content import FaqCategory, FaqItem, MessageText, SystemSetting
+from app.models.demo_panel import DemoAccountStatus, DemoPanelAccount, DemoPanelDevice, DemoPanelNode
+from app.models.notifications import (
+    Broadcast,
+    BroadcastDelivery,
+    BroadcastStatus,
+    DeliveryStatus,
+    Notification,
+)
+from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
+from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
+from app.models.payments import Payment, PaymentEvent, PaymentStatus, SavedPaymentMethod
+from app.models.plans import Plan, PlanPrice
+from app.models.promo import (
+    PromoCode,
+    PromoCodeAmount,
+    PromoKind,
+    PromoRedemption,
+    RedemptionStatus,
+    promo_code_plans,
+)
+from app.models.referrals import ReferralReward, ReferralRewardKind
+from app.models.staff import ApiToken, Staff, StaffRole
+from app.models.subscriptions import Subscription, SubscriptionStatus, TrialGrant
+from app.models.users import BrowserSession, LoginCode, User, UserIdentity
+
+__all__ = [
+    "ApiToken",
+    "AuditLog",
+    "Base",
+    "Broadcast",
+    "BroadcastDelivery",
+    "BroadcastStatus",
+    "BrowserSession",
+    "DeliveryStatus",
+    "DemoAccountStatus",
+    "DemoPanelAccount",
+    "DemoPanelDevice",
+    "DemoPanelNode",
+    "Experiment",
+    "ExperimentAssignment",
+    "FaqCategory",
+    "FaqItem",
+    "JobRun",
+    "LoginCode",
+    "MessageText",
+    "Node",
+    "Notification",
+    "OutboxMessage",
+    "OutboxStatus",
+    "PanelKind",
+    "Payment",
+    "PaymentEvent",
+    "PaymentStatus",
+    "Plan",
+    "PlanPrice",
+    "PromoCode",
+    "PromoCodeAmount",
+    "PromoKind",
+    "PromoRedemption",
+    "RedemptionStatus",
+    "ReferralReward",
+    "ReferralRewardKind",
+    "SavedPaymentMethod",
+    "Server",
+    "Staff",
+    "StaffRole",
+    "Subscription",
+    "SubscriptionStatus",
+    "SystemSetting",
+    "TrialGrant",
+    "UsageDaily",
+    "User",
+    "UserIdentity",
+    "VpnAccount",
+    "promo_code_plans",
+]

@@ -1,0 +1,52 @@
+"""Plans and their price in each currency (integer minor units; Stars are whole)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigId, IdMixin, TimestampsMixin
+
+
+class Plan(IdMixin, TimestampsMixin, Base):
+    __tablename__ = "plans"
+
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[dict[str, Any]]  # {"ru": "...", "en": "..."}
+    duration_days: Mapped[int] = mapped_column(Integer)
+    discount_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal(0))
+    traffic_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    device_limit: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        CheckConstraint("duration_days > 0", name="positive_duration"),
+        CheckConstraint("discount_percent >= 0 AND discount_percent < 100", name="discount_range"),
+    )
+
+
+class PlanPrice(IdMixin, Base):
+    __tablename__ = "plan_prices"
+
+    plan_id: Mapped[int] = mapped_column(BigId, ForeignKey("plans.id", ondelete="CASCADE"))
+    currency: Mapped[str] = mapped_column(String(8))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("plan_id", "currency"),
+        CheckConstraint("amount_minor > 0", name="positive_amount"),
+    )
