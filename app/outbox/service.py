@@ -1,0 +1,201 @@
+"""The transactional outbox: external side effects are written as rows in the same transaction as the state
+change that caused them, then dispatched by a job until done.
+
+Handlers are registered per topic. They must be idempotent (a crash after the external call but before the
+row is marked done repeats the call): panel handlers converge the panel to our stored state, message handlers
+dedupe by key. Messages sharing an `ordering_key` run strictly one after another, oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, event, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, aliased
+
+from app.db import insert_for
+from app.kit.clock import utcnow
+from app.kit.jobs import enqueue
+from app.models import OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+DISPATCH_JOB = "dispatch_outbox"
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+class PermanentFailure(Exception):
+    """The side effect can never succeed as asked (e.g. the panel rejects the data): stop retrying."""
+
+
+@dataclass(frozen=True)
+class TopicPolicy:
+    handler: Handler
+    # Panels may be down for hours: keep trying (backoff caps at MAX_BACKOFF) for about a week.
+    max_attempts: int = 1000
+
+
+_topics: dict[str, TopicPolicy] = {}
+
+
+def handler(topic: str, *, max_attempts: int = 1000) -> Callable[[Handler], Handler]:
+    """Register the handler of a topic: `async def handle(ctx, payload) -> None`."""
+
+    def register(func: Handler) -> Handler:
+        _topics[topic] = TopicPolicy(func, max_attempts)
+        return func
+
+    return register
+
+
+async def add(
+    session: AsyncSession,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    ordering_key: str | None = None,
+    dedupe_key: str | None = None,
+    delay: timedelta | None = None,
+) -> None:
+    """Queue a side effect in the caller's transaction. A `dedupe_key` already queued is silently skipped."""
+    values = {
+        "topic": topic,
+        "payload": payload,
+        "ordering_key": ordering_key,
+        "dedupe_key": dedupe_key,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "available_at": utcnow() + (delay or timedelta(0)),
+        "created_at": utcnow(),
+    }
+    statement = insert_for(session, OutboxMessage).values(**values)
+    if dedupe_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    await session.execute(statement)
+    session.info["outbox_added"] = True
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at MAX_BACKOFF."""
+    # The exponent is bounded first: 2.0 ** 1024 overflows a float, and a topic may allow that many attempts.
+    base = min(MAX_BACKOFF.total_seconds(), 2.0 ** min(attempts, 64))
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages, each the oldest pending one of its ordering key."""
+    now = utcnow()
+    earlier = aliased(OutboxMessage)
+    blocked_by_earlier = exists().where(
+        and_(
+            earlier.ordering_key == OutboxMessage.ordering_key,
+            earlier.status == OutboxStatus.PENDING,
+            earlier.id < OutboxMessage.id,
+        )
+    )
+    async with sessionmaker() as session, session.begin():
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.available_at <= now,
+                (OutboxMessage.locked_until.is_(None)) | (OutboxMessage.locked_until < now),
+                (OutboxMessage.ordering_key.is_(None)) | ~blocked_by_earlier,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+        messages = list((await session.scalars(query)).all())
+        for message in messages:
+            message.locked_until = now + LEASE
+    return messages
+
+
+async def _finish(
+    sessionmaker: async_sessionmaker[AsyncSession], message: OutboxMessage, error: BaseException | None
+) -> str:
+    """Record the outcome; only the lease holder may do so (the row's lease must still be ours)."""
+    now = utcnow()
+    policy = _topics.get(message.topic)
+    attempts = message.attempts + 1
+    values: dict[str, Any] = {"attempts": attempts, "locked_until": None}
+    if error is None:
+        values |= {"status": OutboxStatus.DONE, "done_at": now, "last_error": None}
+        outcome = "done"
+    elif isinstance(error, PermanentFailure) or policy is None or attempts >= policy.max_attempts:
+        values |= {"status": OutboxStatus.DEAD, "last_error": _describe(error)}
+        outcome = "dead"
+    else:
+        values |= {"available_at": now + backoff(attempts), "last_error": _describe(error)}
+        outcome = "retry"
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message.id, OutboxMessage.locked_until == message.locked_until)
+            .values(**values)
+        )
+    return outcome
+
+
+def _describe(error: BaseException | None) -> str:
+    return "" if error is None else f"{type(error).__name__}: {error}"[:2000]
+
+
+async def dispatch(ctx: dict[str, Any], *, batch: int = 50, max_batches: int = 20) -> dict[str, int]:
+    """Run due messages until none are left (or `max_batches` batches); returns counts by outcome."""
+    sessionmaker = ctx["resources"].sessionmaker
+    counts = {"done": 0, "retry": 0, "dead": 0}
+    for _ in range(max_batches):
+        messages = await _claim(sessionmaker, batch)
+        if not messages:
+            break
+        for message in messages:
+            policy = _topics.get(message.topic)
+            error: BaseException | None = None
+            if policy is None:
+                error = PermanentFailure(f"no handler for topic {message.topic!r}")
+            else:
+                try:
+                    await policy.handler(ctx, dict(message.payload))
+                except Exception as exc:  # every failure is recorded on the row and retried or buried
+                    error = exc
+                    log.warning("outbox %s #%d failed: %s", message.topic, message.id, _describe(exc))
+            counts[await _finish(sessionmaker, message, error)] += 1
+    return counts
+
+
+@event.listens_for(Session, "after_commit")
+def _nudge_dispatcher(session: Session) -> None:
+    """Start a dispatch right after a commit that queued messages, instead of waiting for the next cron tick."""
+    if not session.info.pop("outbox_added", False):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # a synchronous context (migrations, scripts): the cron picks the messages up
+    task = loop.create_task(_enqueue_dispatch())
+    _pending_nudges.add(task)
+    task.add_done_callback(_pending_nudges.discard)
+
+
+_pending_nudges: set[asyncio.Task[None]] = set()
+
+
+async def _enqueue_dispatch() -> None:
+    try:
+        # The cron's own job id: a nudge never runs beside a scheduled dispatch (SQLite has one writer).
+        await enqueue(DISPATCH_JOB, _job_id=f"cron:{DISPATCH_JOB}")
+    except Exception:  # no runner (CLI, tests) or Redis hiccup: the cron still runs the dispatch
+        log.debug("could not nudge the outbox dispatcher", exc_info=True)

@@ -1,0 +1,103 @@
+"""Turns a Server row into a live VpnPanel client (one per server per process), and creates the servers
+configured by environment variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.kit.crypto import cipher
+from app.models import PanelKind, Server
+from app.panels.base import VpnPanel
+
+
+class PanelRegistry:
+    """Caches one client per server, rebuilt when the server's connection settings change."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._clients: dict[int, tuple[tuple[Any, ...], VpnPanel]] = {}
+
+    def for_server(self, server: Server) -> VpnPanel:
+        version = (server.panel_kind, server.api_url, server.credentials_encrypted, server.api_version)
+        cached = self._clients.get(server.id)
+        if cached and cached[0] == version:
+            return cached[1]
+        panel = self._build(server)
+        self._clients[server.id] = (version, panel)
+        return panel
+
+    def _build(self, server: Server) -> VpnPanel:
+        credentials = read_credentials(server)
+        if server.panel_kind == PanelKind.MARZBAN:
+            from app.panels.marzban import MarzbanPanel
+
+            return MarzbanPanel(
+                server.api_url,
+                credentials.get("username", ""),
+                credentials.get("password", ""),
+                inbounds=server.settings.get("inbounds"),
+                flow=server.settings.get("flow", ""),
+            )
+        if server.panel_kind == PanelKind.REMNAWAVE:
+            from app.panels.remnawave import RemnawavePanel
+
+            return RemnawavePanel(
+                server.api_url,
+                credentials.get("token", ""),
+                api_version=server.api_version or "auto",
+                squad_uuids=server.settings.get("squad_uuids"),
+            )
+        from app.panels.demo import DemoPanel
+
+        return DemoPanel(self._sessionmaker, public_base_url=self._settings.public_base_url, server_name=server.name)
+
+    async def aclose(self) -> None:
+        for _, panel in self._clients.values():
+            await panel.aclose()
+        self._clients.clear()
+
+
+def read_credentials(server: Server) -> dict[str, Any]:
+    return json.loads(cipher().decrypt(server.credentials_encrypted)) if server.credentials_encrypted else {}
+
+
+def seal_credentials(credentials: dict[str, Any]) -> str:
+    return cipher().encrypt(json.dumps(credentials))
+
+
+async def bootstrap_servers(session: AsyncSession, settings: Settings) -> list[Server]:
+    """Create the servers named by MARZBAN_* / REMNAWAVE_* (and the demo panel in demo mode) if missing."""
+    wanted: list[tuple[str, PanelKind, str, dict[str, Any], str | None]] = []
+    if settings.marzban_api_url:
+        creds = {"username": settings.marzban_admin_username, "password": settings.marzban_admin_password}
+        # Seed 000 writes the URL with its /api suffix; the adapter adds the paths itself.
+        url = settings.marzban_api_url.removesuffix("/api")
+        wanted.append(("marzban", PanelKind.MARZBAN, url, creds, None))
+    if settings.remnawave_api_url:
+        creds = {"token": settings.remnawave_api_token}
+        version = None if settings.remnawave_api_version == "auto" else settings.remnawave_api_version
+        wanted.append(("remnawave", PanelKind.REMNAWAVE, settings.remnawave_api_url, creds, version))
+    if settings.demo_mode:
+        wanted.append(("demo", PanelKind.DEMO, "internal://demo", {}, None))
+    created = []
+    for name, kind, url, creds, version in wanted:
+        if await session.scalar(select(Server.id).where(Server.panel_kind == kind, Server.api_url == url)):
+            continue
+        server = Server(
+            name=name,
+            panel_kind=kind,
+            api_url=url,
+            credentials_encrypted=seal_credentials(creds),
+            api_version=version,
+            location=settings.default_location,
+        )
+        session.add(server)
+        created.append(server)
+    await session.flush()
+    return created

@@ -1,0 +1,160 @@
+"""Provisioning: what VPN account a subscription should have, recorded in our database and converged onto the
+panel through the outbox. Nothing here calls a panel; every function runs inside the caller's transaction.
+
+Account usernames are derived from the subscription id, so a create retried after a crash finds the account it
+made instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.clock import utcnow
+from app.models import Server, Subscription, SubscriptionStatus, VpnAccount
+from app.outbox import service as outbox
+from app.panels.base import AccountSpec
+from app.panels.placement import choose_server
+
+SYNC_TOPIC = "panel.sync_account"
+REVOKE_TOPIC = "panel.revoke"
+RESET_TRAFFIC_TOPIC = "panel.reset_traffic"
+DELETE_TOPIC = "panel.delete"
+
+LIVE_STATUSES = frozenset({SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE})
+
+
+def panel_username(subscription_id: int) -> str:
+    """Deterministic and valid on every panel (Marzban: 3–32 of [a-zA-Z0-9_@.-])."""
+    return f"vs{subscription_id:06d}"
+
+
+def new_sub_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def should_be_enabled(subscription: Subscription, now: datetime | None = None) -> bool:
+    return subscription.status in LIVE_STATUSES and subscription.ends_at > (now or utcnow())
+
+
+def desired_spec(account: VpnAccount, subscription: Subscription, telegram_id: int | None = None) -> AccountSpec:
+    """What the panel account must look like for this subscription right now."""
+    return AccountSpec(
+        username=account.panel_username,
+        expire_at=subscription.ends_at,
+        traffic_limit_bytes=account.traffic_limit_bytes,
+        device_limit=account.device_limit,
+        enabled=should_be_enabled(subscription),
+        note=f"vpnshop user {account.user_id} subscription {subscription.id}",
+        telegram_id=telegram_id,
+    )
+
+
+def _account_key(account: VpnAccount) -> str:
+    return f"account:{account.id}"
+
+
+def _panel_account_key(server_id: int, username: str) -> str:
+    """Orders the operations on one server's copy of an account that outlive the account's move off it."""
+    return f"server:{server_id}:{username}"
+
+
+async def request_sync(session: AsyncSession, account: VpnAccount) -> None:
+    """Queue a convergence of the panel account onto our stored state (idempotent, ordered per account)."""
+    await outbox.add(session, SYNC_TOPIC, {"account_id": account.id}, ordering_key=_account_key(account))
+
+
+async def account_for(session: AsyncSession, subscription: Subscription) -> VpnAccount | None:
+    return await session.scalar(select(VpnAccount).where(VpnAccount.subscription_id == subscription.id))
+
+
+async def ensure_account(
+    session: AsyncSession,
+    subscription: Subscription,
+    *,
+    location: str | None = None,
+    device_limit: int | None = None,
+    traffic_limit_bytes: int | None = None,
+) -> VpnAccount:
+    """The subscription's VPN account, created (placed on a server and queued for the panel) if missing."""
+    account = await account_for(session, subscription)
+    if account is not None:
+        return account
+    server = await choose_server(session, location)
+    account = VpnAccount(
+        user_id=subscription.user_id,
+        subscription_id=subscription.id,
+        server_id=server.id,
+        panel_username=panel_username(subscription.id),
+        status="pending",
+        sub_token=new_sub_token(),
+        device_limit=device_limit,
+        traffic_limit_bytes=traffic_limit_bytes,
+    )
+    session.add(account)
+    await session.flush()
+    await request_sync(session, account)
+    return account
+
+
+async def sync_subscription(session: AsyncSession, subscription: Subscription) -> VpnAccount:
+    """After any change of a subscription's dates or status: make the panel follow."""
+    account = await ensure_account(session, subscription)
+    await request_sync(session, account)
+    return account
+
+
+async def extend_to(session: AsyncSession, subscription: Subscription, ends_at: datetime) -> VpnAccount:
+    """Set the subscription's end date and converge the panel account (created if missing)."""
+    subscription.ends_at = ends_at
+    if subscription.status not in LIVE_STATUSES:
+        subscription.status = SubscriptionStatus.ACTIVE
+    await session.flush()
+    return await sync_subscription(session, subscription)
+
+
+async def set_limits(
+    session: AsyncSession, account: VpnAccount, *, device_limit: int | None, traffic_limit_bytes: int | None
+) -> None:
+    account.device_limit = device_limit
+    account.traffic_limit_bytes = traffic_limit_bytes
+    await request_sync(session, account)
+
+
+async def revoke_and_reissue(session: AsyncSession, account: VpnAccount) -> None:
+    """Kill the old subscription link everywhere: our mirror token now, the panel's link via the outbox."""
+    account.sub_token = new_sub_token()
+    await outbox.add(session, REVOKE_TOPIC, {"account_id": account.id}, ordering_key=_account_key(account))
+
+
+async def reset_traffic(session: AsyncSession, account: VpnAccount) -> None:
+    await outbox.add(session, RESET_TRAFFIC_TOPIC, {"account_id": account.id}, ordering_key=_account_key(account))
+
+
+async def delete_account(session: AsyncSession, account: VpnAccount) -> None:
+    """Remove the panel account and our record of it (after the grace period, or on staff request)."""
+    payload = {"server_id": account.server_id, "username": account.panel_username, "panel_id": account.panel_id}
+    await outbox.add(session, DELETE_TOPIC, payload, ordering_key=_account_key(account))
+    await session.delete(account)
+
+
+async def move_account(session: AsyncSession, account: VpnAccount, target: Server) -> None:
+    """Move to another server: the account is created there and deleted from the old one; the user's
+    /sub/{token} mirror link stays the same, so clients keep working.
+
+    The old copy's delete is ordered on its own key: moving users off a dead server is the usual case, and
+    that delete must not hold the account's later changes (a renewal) until the dead server returns. The delete
+    handler itself waits until the account exists on its new server, and spares the copy if the account has
+    been moved back meanwhile."""
+    if target.id == account.server_id:
+        return
+    old = {"server_id": account.server_id, "username": account.panel_username, "panel_id": account.panel_id}
+    account.server_id = target.id
+    account.panel_id = None
+    account.status = "pending"
+    await request_sync(session, account)
+    key = _panel_account_key(old["server_id"], account.panel_username)
+    await outbox.add(session, DELETE_TOPIC, old, ordering_key=key)
