@@ -1,0 +1,188 @@
+"""The `vpnshop` command: demo, serve, worker, bot, migrate, staff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.config import DEMO_DATABASE_URL, ConfigError, Settings, load_settings
+from app.kit.crypto import new_key
+from app.kit.logging import configure_logging
+from app.kit.sentry import init_sentry
+
+DEMO_SECRETS_FILE = Path("var/demo-secrets.json")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def _demo_secrets() -> dict[str, Any]:
+    """Keys for the demo, made once and kept beside the demo database so encrypted columns stay readable."""
+    if DEMO_SECRETS_FILE.exists():
+        return json.loads(DEMO_SECRETS_FILE.read_text())
+    DEMO_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    values = {"secret_key": secrets.token_urlsafe(48), "encryption_key": [new_key()]}
+    DEMO_SECRETS_FILE.write_text(json.dumps(values))
+    DEMO_SECRETS_FILE.chmod(0o600)
+    return values
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """vpnshop: a VPN-subscription business in a box."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--database", default=DEMO_DATABASE_URL, show_default=True, help="SQLite database URL.")
+def demo(host: str, port: int, database: str) -> None:
+    """Run the embedded demo: SQLite, in-process jobs, demo panel and demo payments."""
+    import uvicorn
+
+    from app.demo.bootstrap import prepare_demo
+    from app.main import create_app
+
+    settings = _settings(
+        demo_mode=True,
+        database_url=database,
+        redis_url="",
+        public_base_url=f"http://{host}:{port}",
+        demo_payments_enabled=True,
+        log_json=False,
+        **_demo_secrets(),
+    )
+    configure_logging(settings.log_level, json_lines=False)
+    summary = asyncio.run(prepare_demo(settings))
+    base = settings.public_base_url
+    click.echo(f"vpnshop demo: {summary}")
+    click.echo(f"  Open the shop:   {base}/")
+    click.echo(f"  Health:          {base}/healthz")
+    click.echo(f"  API docs:        {base}/api/docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface (default: HOST).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port (default: PORT).")
+@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Processes (default: SERVE_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the web app for production (uvicorn; configure with environment variables)."""
+    import uvicorn
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    init_sentry(settings, component="web")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.serve_workers,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@main.command()
+def worker() -> None:
+    """Run the ARQ worker: outbox dispatch, sync, reminders, renewals, broadcasts, backups."""
+    from arq.worker import run_worker
+
+    from tasks.worker import build_worker_settings
+
+    settings = _settings()
+    if not settings.redis_url:
+        click.echo("config error: REDIS_URL: expected redis://host:port/db (the worker needs Redis)", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    init_sentry(settings, component="worker")
+    run_worker(build_worker_settings(settings))
+
+
+@main.command()
+def bot() -> None:
+    """Run the Telegram bot (webhook or long polling)."""
+    settings = _settings()
+    if not settings.bot_token:
+        click.echo("config error: BOT_TOKEN: expected the token from @BotFather", err=True)
+        sys.exit(2)
+    # The aiogram launcher is not built yet (bot issue); say so instead of pretending to run.
+    click.echo("vpnshop bot: the bot launcher is not part of this build yet", err=True)
+    sys.exit(3)
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision to upgrade to.")
+@click.option("--downgrade", "downgrade_to", default=None, help="Downgrade to this revision instead.")
+def migrate(revision: str, downgrade_to: str | None) -> None:
+    """Apply database migrations (or downgrade with --downgrade REV), then add panels configured by env."""
+    from app import migrate as migrations
+
+    settings = _settings()
+    if downgrade_to:
+        asyncio.run(migrations.downgrade(settings.database_url, downgrade_to))
+        click.echo(f"database downgraded to {downgrade_to}")
+    else:
+        asyncio.run(migrations.upgrade(settings.database_url, revision))
+        click.echo(f"database upgraded to {revision}")
+        created = asyncio.run(_bootstrap_servers(settings))
+        for name in created:
+            click.echo(f"panel server {name!r} added from the environment")
+
+
+async def _bootstrap_servers(settings: Settings) -> list[str]:
+    """Servers named by MARZBAN_*/REMNAWAVE_* are created once, here rather than in every web process."""
+    from app.db import standalone_transaction
+    from app.kit.crypto import configure_cipher
+    from app.panels.registry import bootstrap_servers
+
+    configure_cipher(settings.encryption_key, settings.secret_key)
+    async with standalone_transaction(settings) as session:
+        return [server.name for server in await bootstrap_servers(session, settings)]
+
+
+@main.group()
+def staff() -> None:
+    """Manage staff accounts."""
+
+
+@staff.command("create")
+@click.option("--username", required=True, help="Login name (3–64 characters).")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "support", "marketing"]),
+    default="admin",
+    show_default=True,
+    help="Role and its permissions.",
+)
+@click.option("--telegram-id", type=int, default=None, help="Telegram id, for /admin in the bot.")
+@click.password_option(envvar="VPNSHOP_STAFF_PASSWORD", help="Password (prompted if not given).")
+def staff_create(username: str, role: str, telegram_id: int | None, password: str) -> None:
+    """Create a staff account."""
+    from app.staff.service import StaffError, create_staff
+
+    settings = _settings()
+    try:
+        created = asyncio.run(create_staff(settings, username, password, role, telegram_id))
+    except StaffError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"staff account {created.username!r} created with role {created.role.value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Prepare the embedded demo: migrate the SQLite file, seed it when empty, make sure the demo panel exists."""
+
+from __future__ import annotations
+
+from app import migrate
+from app.config import Settings
+from app.db import standalone_transaction
+from app.demo.seed import seed_demo
+from app.kit.crypto import configure_cipher
+from app.panels.registry import bootstrap_servers
+
+
+async def prepare_demo(settings: Settings) -> str:
+    await migrate.upgrade(settings.database_url)
+    configure_cipher(settings.encryption_key, settings.secret_key)
+    async with standalone_transaction(settings) as session:
+        seeded = await seed_demo(session)
+        await bootstrap_servers(session, settings)
+    return "database created and seeded with demo data" if seeded else "using the existing demo database"

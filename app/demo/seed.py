@@ -1,0 +1,156 @@
+"""Demo data: plans, FAQ, a demo customer and a demo staff account — written only into an empty database."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.passwords import hash_password
+from app.models import FaqCategory, FaqItem, Plan, PlanPrice, Staff, StaffRole, User
+
+DEMO_CUSTOMER_TELEGRAM_ID = 100_000_001
+DEMO_STAFF_USERNAME = "demo-admin"
+DEMO_STAFF_PASSWORD = "demo-admin-password"
+
+# (code, names, days, discount %, prices in minor units per currency)
+PLANS = [
+    (
+        "month",
+        {"ru": "1 месяц", "en": "1 month"},
+        30,
+        0,
+        {"RUB": 19900, "USD": 299, "XTR": 150, "INR": 24900, "IDR": 4500000, "USDT": 2_990_000},
+    ),
+    (
+        "quarter",
+        {"ru": "3 месяца", "en": "3 months"},
+        90,
+        10,
+        {"RUB": 53700, "USD": 799, "XTR": 400, "INR": 66900, "IDR": 12000000, "USDT": 7_990_000},
+    ),
+    (
+        "year",
+        {"ru": "12 месяцев", "en": "12 months"},
+        365,
+        25,
+        {"RUB": 179000, "USD": 2699, "XTR": 1350, "INR": 224900, "IDR": 40000000, "USDT": 26_990_000},
+    ),
+]
+
+FAQ = {
+    "start": (
+        {"ru": "Начало работы", "en": "Getting started"},
+        [
+            (
+                "what-is",
+                "Что такое этот VPN?",
+                "Сервис на протоколе VLESS: быстрый и устойчивый к блокировкам.",
+                "What is this VPN?",
+                "A VLESS-based service: fast and resistant to blocking.",
+            ),
+            (
+                "how-connect",
+                "Как подключиться?",
+                "Откройте «Подключение», установите приложение для вашей системы и импортируйте ссылку.",
+                "How do I connect?",
+                "Open “Connect”, install the app for your system and import the link.",
+            ),
+        ],
+    ),
+    "payment": (
+        {"ru": "Оплата", "en": "Payment"},
+        [
+            (
+                "how-pay",
+                "Как оплатить?",
+                "Выберите тариф и способ оплаты; срок продлится сразу после оплаты.",
+                "How do I pay?",
+                "Pick a plan and a payment method; your time is extended as soon as you pay.",
+            ),
+            (
+                "auto-renew",
+                "Как отключить автопродление?",
+                "В «Настройках» выключите автопродление.",
+                "How do I turn off auto-renewal?",
+                "Switch auto-renewal off in Settings.",
+            ),
+        ],
+    ),
+    "trouble": (
+        {"ru": "Не работает", "en": "Troubleshooting"},
+        [
+            (
+                "no-connect",
+                "VPN не подключается",
+                "Запустите автодиагностику в разделе «Помощь».",
+                "The VPN does not connect",
+                "Run the autodiagnostics in Help.",
+            ),
+        ],
+    ),
+}
+
+
+async def seed_demo(session: AsyncSession) -> bool:
+    """Fill an empty database with demo data; returns False (and writes nothing) if it has plans already."""
+    if await session.scalar(select(func.count()).select_from(Plan)):
+        return False
+    for order, (code, names, days, discount, prices) in enumerate(PLANS):
+        plan = Plan(
+            code=code,
+            name=names,
+            duration_days=days,
+            discount_percent=discount,
+            sort_order=order,
+            device_limit=3,
+            features={"protocols": ["vless"]},
+        )
+        session.add(plan)
+        await session.flush()
+        session.add_all(PlanPrice(plan_id=plan.id, currency=cur, amount_minor=amount) for cur, amount in prices.items())
+    for order, (slug, (titles, items)) in enumerate(FAQ.items()):
+        category = FaqCategory(slug=slug, titles=titles, sort_order=order)
+        session.add(category)
+        await session.flush()
+        for position, (item_slug, q_ru, a_ru, q_en, a_en) in enumerate(items):
+            session.add(
+                FaqItem(
+                    category_id=category.id,
+                    slug=item_slug,
+                    language="ru",
+                    question=q_ru,
+                    answer=a_ru,
+                    sort_order=position,
+                )
+            )
+            session.add(
+                FaqItem(
+                    category_id=category.id,
+                    slug=item_slug,
+                    language="en",
+                    question=q_en,
+                    answer=a_en,
+                    sort_order=position,
+                )
+            )
+    session.add(
+        User(
+            telegram_id=DEMO_CUSTOMER_TELEGRAM_ID,
+            username="demo_customer",
+            first_name="Demo",
+            last_name="Customer",
+            language="ru",
+            referral_code="demo",
+            is_demo=True,
+        )
+    )
+    session.add(
+        Staff(
+            username=DEMO_STAFF_USERNAME,
+            password_hash=hash_password(DEMO_STAFF_PASSWORD),
+            role=StaffRole.OWNER,
+            is_demo=True,
+        )
+    )
+    await session.flush()
+    return True

@@ -1,0 +1,31 @@
+"""FastAPI dependencies shared by every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+
+
+async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The request owns the transaction: services never commit; it is committed here, before the response
+    # is sent (scope="function"), so a client never sees success for work that was rolled back.
+    async with request.app.state.resources.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
+AppSettings = Annotated[Settings, Depends(_settings)]

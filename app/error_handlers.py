@@ -1,0 +1,57 @@
+"""One place that turns domain errors into responses: JSON for the API, a page or fragment for people."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.kit.errors import AppError, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+def wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/") or request.url.path in {"/healthz", "/readyz"}:
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
+    headers = {"retry-after": str(extra["retry_after"])} if "retry_after" in extra else None
+    if wants_json(request):
+        return JSONResponse({"error": {"code": code, "message": message, **extra}}, status, headers=headers)
+    templates = request.app.state.templates
+    context = {"status": status, "code": code, "message": message}
+    block = "content" if request.headers.get("hx-request") == "true" else None
+    return templates.response(request, "error.html", context, block=block, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+        return error_response(request, exc.status_code, exc.code, exc.message, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"][1:]) or str(err["loc"][0]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(request, 422, "validation_failed", summary, fields=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal_error", "Internal error")

@@ -1,0 +1,64 @@
+"""create_app(): routers, middleware, lifespan — nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.cabinet.api import router as customer_api_router
+from app.config import Settings, get_settings
+from app.demo.routes import router as demo_router
+from app.error_handlers import install_error_handlers
+from app.health.routes import router as health_router
+from app.kit.jobs import ArqRunner, configure_jobs, registry
+from app.kit.templating import STATIC_DIR, Templates
+from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
+from app.panels.demo_routes import router as demo_panel_router
+from app.panels.mirror import router as sub_mirror_router
+from app.panels.webhooks import router as panel_webhooks_router
+from app.resources import open_resources
+from tasks.worker import build_in_process_runner
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = app.state.resources = open_resources(settings)
+        runner = ArqRunner(registry, settings.redis_url) if settings.redis_url else build_in_process_runner(resources)
+        runner.start()
+        configure_jobs(runner)
+        try:
+            yield
+        finally:
+            configure_jobs(None)
+            await runner.stop()
+            await resources.aclose()
+
+    app = FastAPI(
+        title="vpnshop",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.templates = Templates()
+
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.public_base_url.startswith("https://"))
+    app.add_middleware(MetricsMiddleware)
+    install_error_handlers(app)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(health_router)
+    app.include_router(customer_api_router)
+    app.include_router(demo_router)
+    app.include_router(panel_webhooks_router)
+    app.include_router(sub_mirror_router)
+    app.include_router(demo_panel_router)
+    return app

@@ -1,0 +1,50 @@
+"""The process-wide resources every entry point (web, worker, bot, CLI) builds from Settings, and closes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.kit.crypto import configure_cipher
+from app.kit.ratelimit import RateLimiter, build_rate_limiter
+from app.panels.registry import PanelRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    rate_limiter: RateLimiter
+    panels: PanelRegistry
+
+    async def aclose(self) -> None:
+        await self.panels.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def open_resources(settings: Settings) -> Resources:
+    configure_cipher(settings.encryption_key, settings.secret_key)
+    engine = create_engine(settings)
+    redis = (
+        Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2) if settings.redis_url else None
+    )
+    sessionmaker = create_sessionmaker(engine)
+    return Resources(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        rate_limiter=build_rate_limiter(settings.redis_url),
+        panels=PanelRegistry(sessionmaker, settings),
+    )

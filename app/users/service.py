@@ -1,0 +1,56 @@
+"""Users: created or refreshed from verified Telegram data; referral recorded once, never to oneself."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.telegram import TelegramUser
+from app.kit.clock import utcnow
+from app.kit.i18n import pick_language
+from app.models import User
+
+REFERRAL_PREFIX = "ref_"
+# last_seen_at is refreshed at most this often, so reading a page does not write on every request.
+SEEN_RESOLUTION = timedelta(minutes=5)
+
+
+def new_referral_code() -> str:
+    return secrets.token_urlsafe(6).replace("-", "x").replace("_", "y").lower()
+
+
+async def _referrer_id(session: AsyncSession, start_param: str | None) -> int | None:
+    if not start_param or not start_param.startswith(REFERRAL_PREFIX):
+        return None
+    code = start_param.removeprefix(REFERRAL_PREFIX)
+    return await session.scalar(select(User.id).where(User.referral_code == code))
+
+
+async def upsert_from_telegram(
+    session: AsyncSession, tg: TelegramUser, *, start_param: str | None = None, default_language: str = "ru"
+) -> User:
+    """The user for a verified Telegram identity: created on first sight, names kept current."""
+    user = await session.scalar(select(User).where(User.telegram_id == tg.id))
+    now = utcnow()
+    if user is None:
+        user = User(
+            telegram_id=tg.id,
+            username=tg.username,
+            first_name=tg.first_name,
+            last_name=tg.last_name,
+            language=pick_language(tg.language_code, default_language),
+            referral_code=new_referral_code(),
+            referrer_id=await _referrer_id(session, start_param),
+            last_seen_at=now,
+        )
+        session.add(user)
+        await session.flush()
+        return user
+    if (user.username, user.first_name, user.last_name) != (tg.username, tg.first_name, tg.last_name):
+        user.username, user.first_name, user.last_name = tg.username, tg.first_name, tg.last_name
+    if user.last_seen_at is None or now - user.last_seen_at > SEEN_RESOLUTION:
+        user.last_seen_at = now
+    return user
