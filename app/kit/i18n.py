@@ -1,4 +1,5 @@
-"""Message catalogs (app/locales/<lang>.json), ru by default; Russian and English plural rules.
+"""Message catalogs (app/locales/<lang>/<area>.json, merged per language), ru by default; Russian and English
+plural rules. One file per area keeps catalogs small and lets areas be translated independently.
 
 A catalog entry is a string with {placeholders}, or a dict of plural forms ("one", "few", "many", "other")
 chosen by the `count` parameter. A missing key falls back to the default language, then to the key itself,
@@ -18,13 +19,18 @@ DEFAULT_LANGUAGE = "ru"
 
 @lru_cache(maxsize=1)
 def available_languages() -> tuple[str, ...]:
-    return tuple(sorted(path.stem for path in LOCALES_DIR.glob("*.json")))
+    return tuple(sorted(path.name for path in LOCALES_DIR.iterdir() if path.is_dir()))
 
 
 @lru_cache(maxsize=16)
 def catalog(language: str) -> dict[str, Any]:
-    path = LOCALES_DIR / f"{language}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    merged: dict[str, Any] = {}
+    for path in sorted((LOCALES_DIR / language).glob("*.json")):
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        if clash := merged.keys() & entries.keys():
+            raise ValueError(f"{path}: keys already defined in another file: {sorted(clash)}")
+        merged |= entries
+    return merged
 
 
 def pick_language(code: str | None, default: str = DEFAULT_LANGUAGE) -> str:
