@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth.dependencies import ShellRequired
 from app.kit.errors import AppError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,11 @@ def error_response(request: Request, status: int, code: str, message: str, **ext
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShellRequired)
+    async def _shell(request: Request, exc: ShellRequired) -> Response:
+        src = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return request.app.state.templates.response(request, "shell.html", {"src": src})
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
         extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}

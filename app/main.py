@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.auth.routes import router as auth_router
 from app.cabinet.api import router as customer_api_router
+from app.cabinet.pages import router as cabinet_router
+from app.cabinet.settings import router as settings_router
 from app.config import Settings, get_settings
 from app.demo.routes import router as demo_router
 from app.error_handlers import install_error_handlers
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health_router)
     app.include_router(customer_api_router)
+    app.include_router(cabinet_router)
+    app.include_router(settings_router)
+    app.include_router(auth_router)
     app.include_router(demo_router)
     app.include_router(panel_webhooks_router)
     app.include_router(sub_mirror_router)

@@ -24,6 +24,8 @@ def content_security_policy(nonce: str) -> str:
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data:",
             "connect-src 'self'",
+            # The Telegram Login Widget on the browser sign-in page is an iframe from oauth.telegram.org.
+            "frame-src https://oauth.telegram.org",
             "form-action 'self' https:",
             "base-uri 'none'",
             "object-src 'none'",

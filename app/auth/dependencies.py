@@ -1,12 +1,15 @@
-"""Who is asking: inside Telegram, `Authorization: tma <initData>` on every request (WebView cookies are
-unreliable); blocked users are refused with their reason."""
+"""Who is asking. Inside Telegram: `Authorization: tma <initData>` on every request (WebView cookies are
+unreliable). In a browser: the session cookie, with a CSRF token on every state-changing request. Pages and the
+JSON API use the same dependency, so they can never disagree about who is signed in."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
+from app.auth.sessions import SESSION_COOKIE, ActiveSession, csrf_token, csrf_valid, resolve_session
 from app.auth.telegram import InitDataInvalid, verify_init_data
 from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
@@ -14,27 +17,97 @@ from app.kit.errors import Forbidden, NotAuthenticated
 from app.models import User
 from app.users.service import upsert_from_telegram
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
 
 class UserBlocked(Forbidden):
     code = "user_blocked"
 
 
-async def _current_user(request: Request, session: DbSession, settings: AppSettings) -> User:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "tma" or not credentials:
-        raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
+class CsrfFailed(Forbidden):
+    """The form is out of date or did not come from this site; reload the page and try again."""
+
+    code = "csrf_failed"
+
+
+class ShellRequired(Exception):
+    """A first page load without credentials: inside Telegram only JavaScript can attach initData, so the
+    server answers with a shell that fetches the same page again with the header (or, in a plain browser,
+    sends the visitor to sign in)."""
+
+
+@dataclass(slots=True)
+class Viewer:
+    user: User
+    via: Literal["telegram", "session"]
+    session: ActiveSession | None = None
+
+
+async def _from_telegram(request: Request, credentials: str, db: DbSession, settings: AppSettings) -> Viewer:
     if not settings.bot_token:
         raise InitDataInvalid("Telegram sign-in is not configured on this server (BOT_TOKEN).")
     data = verify_init_data(
         credentials, settings.bot_token, max_age_seconds=settings.init_data_max_age_seconds, now=utcnow()
     )
     user = await upsert_from_telegram(
-        session, data.user, start_param=data.start_param, default_language=settings.default_language
+        db, data.user, start_param=data.start_param, default_language=settings.default_language
     )
-    if user.is_blocked:
-        raise UserBlocked(f"Your account is blocked: {user.block_reason or 'contact support'}")
-    request.state.language = user.language
-    return user
+    return Viewer(user, "telegram")
 
 
+async def _check_csrf(request: Request, token: str, secret_key: str) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    submitted = request.headers.get(CSRF_HEADER)
+    if submitted is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        submitted = (await request.form()).get(CSRF_FIELD)  # type: ignore[assignment]
+    if not csrf_valid(submitted if isinstance(submitted, str) else None, token, secret_key):
+        raise CsrfFailed()
+
+
+async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Viewer:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if scheme.lower() == "tma" and credentials:
+        viewer = await _from_telegram(request, credentials, db, settings)
+    elif cookie and (active := await resolve_session(db, cookie)) is not None:
+        await _check_csrf(request, cookie, settings.secret_key)
+        viewer = Viewer(active.user, "session", active)
+        request.state.csrf_token = csrf_token(cookie, settings.secret_key)
+    else:
+        raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
+    if viewer.user.is_blocked:
+        raise UserBlocked(f"Your account is blocked: {viewer.user.block_reason or 'contact support'}")
+    request.state.language = viewer.user.language
+    request.state.viewer = viewer
+    return viewer
+
+
+async def _page_viewer(request: Request, db: DbSession, settings: AppSettings) -> Viewer:
+    """Like _viewer, but a plain first load without any credentials gets the shell instead of a 401."""
+    has_credentials = "authorization" in request.headers or SESSION_COOKIE in request.cookies
+    if not has_credentials and request.method == "GET" and request.headers.get("hx-request") != "true":
+        raise ShellRequired()
+    try:
+        return await _viewer(request, db, settings)
+    except NotAuthenticated:
+        if (
+            request.method == "GET"
+            and request.headers.get("hx-request") != "true"
+            and "authorization" not in request.headers
+        ):
+            raise ShellRequired() from None  # an expired cookie: let the shell decide where to go
+        raise
+
+
+async def _current_user(viewer: Annotated[Viewer, Depends(_viewer)]) -> User:
+    return viewer.user
+
+
+CurrentViewer = Annotated[Viewer, Depends(_viewer)]
+PageViewer = Annotated[Viewer, Depends(_page_viewer)]
 CurrentUser = Annotated[User, Depends(_current_user)]

@@ -1,4 +1,4 @@
-"""The customer's JSON API (same authentication as the pages)."""
+"""The customer's JSON API: the same authentication as the pages (Telegram initData or the session cookie)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from app.auth.dependencies import CurrentUser
-from app.deps import DbSession
-from app.kit.clock import utcnow
-from app.models import Plan, Subscription, VpnAccount
+from app.cabinet.service import Overview, overview
+from app.deps import AppSettings, DbSession
+from app.subscriptions.trial import activate_trial
 
 router = APIRouter(prefix="/api", tags=["customer"])
 
@@ -23,8 +22,10 @@ class SubscriptionOut(BaseModel):
     ends_at: datetime
     days_left: int
     auto_renew: bool
+    ready: bool
     traffic_used_bytes: int
     traffic_limit_bytes: int | None
+    device_limit: int | None
     subscription_link: str | None
 
 
@@ -34,42 +35,50 @@ class MeOut(BaseModel):
     language: str
     first_name: str | None
     username: str | None
+    trial_available: bool
+    next_action: str
     subscription: SubscriptionOut | None
 
 
-@router.get("/me", response_model=MeOut)
-async def me(request: Request, user: CurrentUser, session: DbSession) -> MeOut:
-    """The signed-in user and their current subscription (one query besides authentication)."""
-    row = (
-        await session.execute(
-            select(Subscription, Plan.code, VpnAccount)
-            .outerjoin(Plan, Plan.id == Subscription.plan_id)
-            .outerjoin(VpnAccount, VpnAccount.subscription_id == Subscription.id)
-            .where(Subscription.user_id == user.id)
-            .order_by(Subscription.ends_at.desc())
-            .limit(1)
-        )
-    ).first()
+def _me(ov: Overview, base_url: str) -> MeOut:
     subscription = None
-    if row is not None:
-        sub, plan_code, account = row
-        base = request.app.state.settings.public_base_url
+    if (sub := ov.subscription) is not None:
+        account = ov.account
         subscription = SubscriptionOut(
-            status=sub.status.value,
+            status=ov.status,
             is_trial=sub.is_trial,
-            plan=plan_code,
+            plan=ov.plan.code if ov.plan else None,
             ends_at=sub.ends_at,
-            days_left=max(0, (sub.ends_at - utcnow()).days),
+            days_left=ov.days_left,
             auto_renew=sub.auto_renew,
+            ready=ov.ready,
             traffic_used_bytes=account.used_traffic_bytes if account else 0,
             traffic_limit_bytes=account.traffic_limit_bytes if account else None,
-            subscription_link=f"{base}/sub/{account.sub_token}" if account else None,
+            device_limit=account.device_limit if account else None,
+            subscription_link=f"{base_url}/sub/{account.sub_token}" if account else None,
         )
+    user = ov.user
     return MeOut(
         id=user.id,
         telegram_id=user.telegram_id,
         language=user.language,
         first_name=user.first_name,
         username=user.username,
+        trial_available=ov.trial_available,
+        next_action=ov.next_action.value,
         subscription=subscription,
     )
+
+
+@router.get("/me", response_model=MeOut)
+async def me(user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
+    """The signed-in user and their current subscription."""
+    return _me(await overview(db, user, trial_days=settings.trial_days), settings.public_base_url)
+
+
+@router.post("/trial", response_model=MeOut, status_code=201, responses={409: {"description": "trial already used"}})
+async def trial(request: Request, user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
+    """Activate the free trial (once per user and per Telegram account); the VPN account is created in the
+    background: poll `/api/me` until `subscription.ready`."""
+    await activate_trial(db, user, trial_days=settings.trial_days, ip=request.client.host if request.client else None)
+    return _me(await overview(db, user, trial_days=settings.trial_days), settings.public_base_url)

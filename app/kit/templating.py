@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from app.kit.formatting import format_bytes, format_date, format_date_only
 from app.kit.i18n import Translator
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -27,6 +28,13 @@ def create_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["format_date"] = format_date
+    env.globals["format_bytes"] = format_bytes
+    env.globals["format_date_only"] = format_date_only
+    # Each components/<name>.html is a global `<name>` (e.g. `ui.nav(...)`), not a `{% from %}` import: an
+    # import runs in the template's top level, which a block rendered alone for HTMX never executes.
+    for path in sorted((TEMPLATES_DIR / "components").glob("*.html")):
+        env.globals[path.stem] = env.get_template(f"components/{path.name}").module
     return env
 
 
@@ -68,10 +76,14 @@ class Templates:
 
     @staticmethod
     def base_context(request: Request) -> dict[str, Any]:
-        language = getattr(request.state, "language", None) or request.app.state.settings.default_language
+        settings = request.app.state.settings
+        language = getattr(request.state, "language", None) or settings.default_language
         return {
             "request": request,
-            "settings": request.app.state.settings,
+            "settings": settings,
+            "zone": settings.zone,
+            "viewer": getattr(request.state, "viewer", None),
+            "csrf_token": getattr(request.state, "csrf_token", ""),
             "language": language,
             "_": Translator(language),
             "csp_nonce": getattr(request.state, "csp_nonce", ""),

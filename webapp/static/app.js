@@ -1,19 +1,162 @@
-// Telegram glue. Works in a plain browser too: every Telegram call is guarded.
+// Telegram glue. Works in a plain browser too: every Telegram call is guarded, and every feature here has a
+// browser equivalent (links, native confirm, clipboard, Web Share).
 (function () {
   "use strict";
   var tg = window.Telegram && window.Telegram.WebApp;
   var inTelegram = !!(tg && tg.initData);
+  var HOME = "/app";
+
+  function haptic(kind) {
+    if (inTelegram && tg.HapticFeedback) {
+      if (kind === "select") tg.HapticFeedback.selectionChanged();
+      else tg.HapticFeedback.notificationOccurred(kind);
+    }
+  }
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : null;
+  }
+
+  // --- first load: the shell fetches the page again with credentials, or sends a browser to sign in ---------
+  function bootShell() {
+    var shell = document.getElementById("shell");
+    if (!shell) return;
+    if (inTelegram) {
+      window.htmx.ajax("GET", shell.dataset.src, { target: "#content", swap: "innerHTML" });
+    } else {
+      window.location.replace(shell.dataset.login);
+    }
+  }
+
+  // --- every HTMX request carries who is asking ------------------------------------------------------------
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (inTelegram) {
+      event.detail.headers["Authorization"] = "tma " + tg.initData;
+    }
+    var token = csrfToken();
+    if (token) event.detail.headers["X-CSRF-Token"] = token;
+  });
+
+  // --- Telegram's own controls follow the page that is showing -------------------------------------------
+  function syncBackButton() {
+    if (!inTelegram || !tg.BackButton) return;
+    if (window.location.pathname === HOME) tg.BackButton.hide();
+    else tg.BackButton.show();
+  }
+
+  var mainButtonTarget = null;
+  function syncMainButton() {
+    if (!inTelegram || !tg.MainButton) return;
+    mainButtonTarget = document.querySelector("#content [data-main-button]");
+    if (mainButtonTarget) {
+      tg.MainButton.setText(mainButtonTarget.dataset.mainButton);
+      tg.MainButton.show();
+    } else {
+      tg.MainButton.hide();
+    }
+  }
+
+  function afterPageChange() {
+    syncBackButton();
+    syncMainButton();
+  }
 
   if (inTelegram) {
     document.documentElement.classList.add("tg");
     tg.ready();
     tg.expand();
+    if (tg.BackButton) {
+      tg.BackButton.onClick(function () {
+        if (window.history.length > 1) window.history.back();
+        else window.htmx.ajax("GET", HOME, { target: "#content" });
+      });
+    }
+    if (tg.MainButton) {
+      tg.MainButton.onClick(function () {
+        if (mainButtonTarget) mainButtonTarget.click();
+      });
+    }
   }
 
-  // Inside Telegram every HTMX request carries the signed initData (no cookies in WebViews).
-  document.addEventListener("htmx:configRequest", function (event) {
-    if (inTelegram) {
-      event.detail.headers["Authorization"] = "tma " + tg.initData;
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.detail.target && event.detail.target.id === "content") window.scrollTo(0, 0);
+    afterPageChange();
+  });
+  window.addEventListener("popstate", afterPageChange);
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var verb = (event.detail.requestConfig && event.detail.requestConfig.verb) || "get";
+    if (verb !== "get") haptic(event.detail.successful ? "success" : "error");
+  });
+
+  // Inside Telegram a native confirm is replaced by Telegram's own popup.
+  document.addEventListener("htmx:confirm", function (event) {
+    if (!inTelegram || !event.detail.question || !tg.showConfirm) return;
+    event.preventDefault();
+    tg.showConfirm(event.detail.question, function (ok) {
+      if (ok) event.detail.issueRequest(true);
+    });
+  });
+
+  // --- links, copy and share ------------------------------------------------------------------------------
+  function copy(text, button) {
+    var done = function () {
+      haptic("select");
+      if (button && button.dataset.copiedLabel) {
+        var label = button.textContent;
+        button.textContent = button.dataset.copiedLabel;
+        setTimeout(function () { button.textContent = label; }, 1500);
+      }
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
+    } else {
+      fallbackCopy(text);
+      done();
+    }
+  }
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); } catch (e) { /* the text stays visible on the page to copy by hand */ }
+    document.body.removeChild(area);
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest("[data-copy], [data-open-link], [data-share-url]");
+    if (!target) return;
+    if (target.hasAttribute("data-copy")) {
+      event.preventDefault();
+      copy(target.dataset.copy, target);
+    } else if (target.hasAttribute("data-open-link") && inTelegram && tg.openLink) {
+      // Outside links leave the Mini App open and use the system browser.
+      event.preventDefault();
+      tg.openLink(target.href);
+    } else if (target.hasAttribute("data-share-url")) {
+      event.preventDefault();
+      var url = target.dataset.shareUrl;
+      var text = target.dataset.shareText || "";
+      if (inTelegram && tg.openTelegramLink) {
+        tg.openTelegramLink("https://t.me/share/url?url=" + encodeURIComponent(url) + "&text=" + encodeURIComponent(text));
+      } else if (navigator.share) {
+        navigator.share({ url: url, text: text }).catch(function () { /* the user closed the share sheet */ });
+      } else {
+        copy(url, target);
+      }
     }
   });
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { bootShell(); afterPageChange(); });
+  } else {
+    bootShell();
+    afterPageChange();
+  }
 })();

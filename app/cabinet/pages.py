@@ -1,0 +1,57 @@
+"""The customer's home, trial and usage pages (SPEC §3.1, §3.2, §3.8). Inside Telegram and in the browser
+cabinet alike: the same routes, the same templates, authenticated by PageViewer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.dependencies import PageViewer
+from app.cabinet.service import overview
+from app.cabinet.usage import usage_report
+from app.deps import AppSettings, DbSession
+from app.subscriptions.trial import activate_trial
+
+router = APIRouter(prefix="/app", include_in_schema=False)
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(request: Request, template: str, context: dict, **kwargs: object) -> HTMLResponse:
+    return request.app.state.templates.response(request, template, context, **kwargs)
+
+
+def see_other(url: str) -> Response:
+    """After a plain (JavaScript-free) form post: show the result page instead of a resubmittable POST."""
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("", response_class=HTMLResponse)
+async def home(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
+    ov = await overview(db, viewer.user, trial_days=settings.trial_days)
+    return render(request, "cabinet/home.html", {"ov": ov})
+
+
+@router.post("/trial", response_model=None)
+async def start_trial(
+    request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings
+) -> HTMLResponse | Response:
+    await activate_trial(db, viewer.user, trial_days=settings.trial_days, ip=client_ip(request))
+    if not is_htmx(request):
+        return see_other("/app")
+    ov = await overview(db, viewer.user, trial_days=settings.trial_days)
+    return render(request, "cabinet/home.html", {"ov": ov}, block="status_card")
+
+
+@router.get("/usage", response_class=HTMLResponse)
+async def usage(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
+    report = await usage_report(db, viewer.user, days=30, zone=settings.zone)
+    return render(request, "cabinet/usage.html", {"report": report, "period": timedelta(days=30)})

@@ -1,0 +1,105 @@
+"""What the customer's home page and `/api/me` show: the current subscription, its plan and VPN account, read
+in one query from our own database (panel data arrives by sync jobs, so no page waits on a panel)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.clock import utcnow
+from app.models import Plan, Subscription, SubscriptionStatus, User, VpnAccount
+from app.subscriptions.trial import trial_available
+
+# Within this many days of the end the home page suggests extending.
+EXTEND_SOON = timedelta(days=3)
+
+
+class NextAction(enum.StrEnum):
+    ACTIVATE_TRIAL = "activate_trial"
+    WAIT_PROVISIONING = "wait_provisioning"
+    CONNECT = "connect"
+    EXTEND = "extend"
+    PAY = "pay"
+    FIX_PROBLEM = "fix_problem"
+
+
+@dataclass(slots=True)
+class Overview:
+    user: User
+    subscription: Subscription | None
+    plan: Plan | None
+    account: VpnAccount | None
+    trial_available: bool
+    now: datetime
+
+    @property
+    def is_live(self) -> bool:
+        sub = self.subscription
+        return (
+            sub is not None
+            and sub.status in {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL}
+            and (sub.ends_at > self.now)
+        )
+
+    @property
+    def status(self) -> str:
+        if self.subscription is None:
+            return "none"
+        if self.subscription.status in {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL} and not self.is_live:
+            return SubscriptionStatus.EXPIRED.value
+        return self.subscription.status.value
+
+    @property
+    def days_left(self) -> int:
+        if not self.is_live or self.subscription is None:
+            return 0
+        # The nearest whole day (a fresh 7-day trial shows 7, not 6 and 23 hours), and never "0 days left"
+        # while access still works.
+        return max(1, round((self.subscription.ends_at - self.now) / timedelta(days=1)))
+
+    @property
+    def ready(self) -> bool:
+        return self.account is not None and self.account.provisioned_at is not None
+
+    @property
+    def traffic_percent(self) -> int | None:
+        account = self.account
+        if account is None or not account.traffic_limit_bytes:
+            return None
+        return min(100, round(100 * account.used_traffic_bytes / account.traffic_limit_bytes))
+
+    @property
+    def next_action(self) -> NextAction:
+        if self.subscription is None:
+            return NextAction.ACTIVATE_TRIAL if self.trial_available else NextAction.PAY
+        if not self.is_live:
+            return NextAction.PAY
+        if not self.ready:
+            return NextAction.WAIT_PROVISIONING
+        account = self.account
+        if account is not None and (account.status != "active" or self.traffic_percent == 100):
+            return NextAction.FIX_PROBLEM
+        if self.subscription.ends_at - self.now <= EXTEND_SOON:
+            return NextAction.EXTEND
+        return NextAction.CONNECT if account is not None and account.sub_updated_at is None else NextAction.EXTEND
+
+
+async def overview(session: AsyncSession, user: User, *, trial_days: int) -> Overview:
+    """The user's current subscription (the one ending last) with its plan and account."""
+    row = (
+        await session.execute(
+            select(Subscription, Plan, VpnAccount)
+            .outerjoin(Plan, Plan.id == Subscription.plan_id)
+            .outerjoin(VpnAccount, VpnAccount.subscription_id == Subscription.id)
+            .where(Subscription.user_id == user.id)
+            .order_by(Subscription.ends_at.desc(), Subscription.id.desc())
+            .limit(1)
+        )
+    ).first()
+    subscription, plan, account = row if row is not None else (None, None, None)
+    can_trial = subscription is None and await trial_available(session, user, trial_days=trial_days)
+    return Overview(user, subscription, plan, account, can_trial, utcnow())

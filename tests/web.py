@@ -1,0 +1,77 @@
+"""Helpers for tests that drive the customer pages over HTTP: signed Telegram initData, a browser session
+cookie with its CSRF token, and a counter of the SQL statements one request runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.sessions import SESSION_COOKIE, csrf_token, start_session
+from app.auth.telegram import sign_init_data
+from app.config import Settings
+from app.kit.clock import utcnow
+from app.main import create_app
+from app.models import User
+
+BOT_TOKEN = "4242:test-bot-token"
+
+
+def init_data(
+    user_id: int = 777, *, token: str = BOT_TOKEN, language: str = "en", age: timedelta = timedelta(0), **extra: str
+) -> str:
+    user = {"id": user_id, "first_name": "Ann", "username": "ann", "language_code": language}
+    fields = {"auth_date": str(int((utcnow() - age).timestamp())), "user": json.dumps(user), **extra}
+    return sign_init_data(fields, token)
+
+
+def tma(raw: str | None = None, **kwargs: object) -> dict[str, str]:
+    return {"authorization": f"tma {raw or init_data(**kwargs)}"}  # type: ignore[arg-type]
+
+
+def htmx(target: str = "content") -> dict[str, str]:
+    return {"hx-request": "true", "hx-target": target}
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield app, client
+
+
+async def browser_session(client: httpx.AsyncClient, db: AsyncSession, user: User, settings: Settings) -> str:
+    """Sign `user` in on `client` as the browser cabinet would; returns the session's CSRF token."""
+    token = await start_session(db, user, ttl=timedelta(days=1), user_agent="pytest", ip="127.0.0.1")
+    await db.commit()
+    client.cookies.set(SESSION_COOKIE, token)
+    return csrf_token(token, settings.secret_key)
+
+
+@contextmanager
+def count_queries(app: FastAPI) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine runs inside the block."""
+    statements: list[str] = []
+    engine = app.state.resources.engine.sync_engine
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def text_of(html: str) -> str:
+    """Visible text, whitespace collapsed: what a reader would see."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
