@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from app.kit.formatting import format_bytes, format_date, format_date_only
-from app.kit.i18n import Translator
+from app.kit.i18n import Translator, pick_language
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES_DIR = ROOT / "webapp" / "templates"
@@ -77,7 +77,10 @@ class Templates:
     @staticmethod
     def base_context(request: Request) -> dict[str, Any]:
         settings = request.app.state.settings
-        language = getattr(request.state, "language", None) or settings.default_language
+        # Signed-in users have their own language; anonymous visitors (sign-in page) get their browser's.
+        language = getattr(request.state, "language", None) or pick_language(
+            request.headers.get("accept-language", "").split(",")[0].split(";")[0], settings.default_language
+        )
         return {
             "request": request,
             "settings": settings,
