@@ -13,6 +13,7 @@ from app.cabinet.api import router as customer_api_router
 from app.cabinet.pages import router as cabinet_router
 from app.cabinet.settings import router as settings_router
 from app.config import Settings, get_settings
+from app.connect.routes import router as connect_router
 from app.demo.routes import router as demo_router
 from app.error_handlers import install_error_handlers
 from app.health.routes import router as health_router
@@ -22,6 +23,7 @@ from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_routes import router as demo_panel_router
 from app.panels.mirror import router as sub_mirror_router
 from app.panels.webhooks import router as panel_webhooks_router
+from app.referrals.routes import router as referral_router
 from app.resources import open_resources
 from tasks.worker import build_in_process_runner
 
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customer_api_router)
     app.include_router(cabinet_router)
     app.include_router(settings_router)
+    app.include_router(connect_router)
+    app.include_router(referral_router)
     app.include_router(auth_router)
     app.include_router(demo_router)
     app.include_router(panel_webhooks_router)

@@ -82,7 +82,6 @@ async def test_unknown_page_gets_an_html_404(client: httpx.AsyncClient) -> None:
     assert "<html" in response.text
 
 
-async def test_landing_page_renders(client: httpx.AsyncClient) -> None:
+async def test_outside_the_demo_the_root_leads_to_the_cabinet(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
-    assert response.status_code == 200
-    assert "htmx-2.0.11.min.js" in response.text
+    assert response.status_code == 307 and response.headers["location"] == "/app"

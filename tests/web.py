@@ -3,6 +3,7 @@ cookie with its CSRF token, and a counter of the SQL statements one request runs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.sessions import SESSION_COOKIE, csrf_token, start_session
@@ -19,7 +20,8 @@ from app.auth.telegram import sign_init_data
 from app.config import Settings
 from app.kit.clock import utcnow
 from app.main import create_app
-from app.models import User
+from app.models import OutboxMessage, OutboxStatus, User
+from app.outbox.service import dispatch
 
 BOT_TOKEN = "4242:test-bot-token"
 
@@ -75,3 +77,22 @@ def count_queries(app: FastAPI) -> Iterator[list[str]]:
 def text_of(html: str) -> str:
     """Visible text, whitespace collapsed: what a reader would see."""
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+
+
+async def drain_outbox(app: FastAPI, *, within: float = 15.0) -> None:
+    """Run the outbox until nothing is pending. The app's own in-process dispatcher may hold some messages at
+    the same moment (it is nudged after every commit), so this waits for those too instead of assuming that
+    one dispatch call saw everything."""
+    resources = app.state.resources
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        await dispatch({"resources": resources, "settings": resources.settings})
+        async with resources.sessionmaker() as session:
+            pending = await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == OutboxStatus.PENDING)
+            )
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{pending} outbox messages still pending after {within} s")
+        await asyncio.sleep(0.05)

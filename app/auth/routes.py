@@ -46,12 +46,23 @@ def _secure(settings: Settings) -> bool:
     return settings.public_base_url.startswith("https://")
 
 
+def login_csrf(request: Request) -> str:
+    """The double-submit token of the sign-in forms (posted before any session exists, so another site must
+    not be able to sign the visitor into the attacker's account)."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def set_login_csrf(response: Response, token: str, settings: Settings) -> Response:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", secure=_secure(settings), path="/"
+    )
+    return response
+
+
 def _login_page(
     request: Request, settings: Settings, *, next_url: str, error: AppError | None = None, status: int = 200
 ) -> HTMLResponse:
-    # Login forms are posted before any session exists: a double-submit cookie stops another site from
-    # signing the visitor into the attacker's account.
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    token = login_csrf(request)
     context = {
         "next_url": next_url,
         "error": error,
@@ -60,9 +71,7 @@ def _login_page(
         "widget_bot": settings.bot_username if settings.bot_username and settings.bot_token else "",
     }
     response = request.app.state.templates.response(request, "auth/login.html", context, status_code=status)
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", secure=_secure(settings), path="/"
-    )
+    set_login_csrf(response, token, settings)
     return response
 
 

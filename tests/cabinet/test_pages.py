@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.kit.clock import utcnow
 from app.models import AuditLog, Subscription, TrialGrant, UsageDaily, User, VpnAccount
-from app.outbox.service import dispatch
 from tests.conftest import make_settings
 from tests.factories import add_account, add_server, add_subscriber
-from tests.web import BOT_TOKEN, browser_session, count_queries, htmx, serve, text_of, tma
+from tests.web import BOT_TOKEN, browser_session, count_queries, drain_outbox, htmx, serve, text_of, tma
 
 GIB = 2**30
 
@@ -107,7 +106,7 @@ async def test_the_trial_is_provisioned_and_the_page_follows(
     assert started.status_code == 200
     assert 'hx-trigger="every 1s"' in started.text and "Setting up your VPN" in text_of(started.text)
 
-    await dispatch({"resources": app.state.resources, "settings": web_settings})
+    await drain_outbox(app)
     ready = await client.get("/app", headers=tma() | htmx("status_card"))
     assert "every 1s" not in ready.text and "Free trial" in text_of(ready.text) and "7 days" in text_of(ready.text)
 

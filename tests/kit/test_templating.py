@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from types import SimpleNamespace
 
 from jinja2 import DictLoader, Environment
@@ -14,7 +15,8 @@ PAGE = """<html><body>{% block header %}<h1>{{ title }}</h1>{% endblock %}
 
 
 def make_request(headers: dict[str, str]) -> Request:
-    app = SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(default_language="en")))
+    settings = SimpleNamespace(default_language="en", zone=UTC)
+    app = SimpleNamespace(state=SimpleNamespace(settings=settings))
     scope = {
         "type": "http",
         "method": "GET",
