@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     default_location: str = "default"
 
     # --- browser sign-in ---
-    # JSON list of {"name", "title", "client_id", "client_secret", "server_metadata_url"}.
+    # JSON list of {"name", "title", "client_id", "client_secret", "server_metadata_url"} with optional "scope"
+    # (default "openid email profile") and "telegram_id_claim" (e.g. "id" for Log in with Telegram).
     oidc_providers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
 
     # --- backups ---

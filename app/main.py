@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.auth.oidc_routes import load_providers
+from app.auth.oidc_routes import router as oidc_router
 from app.auth.routes import router as auth_router
 from app.cabinet.api import router as customer_api_router
 from app.cabinet.pages import router as cabinet_router
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = Templates()
+    app.state.oidc_providers = load_providers(settings)
 
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_base_url.startswith("https://"))
     app.add_middleware(MetricsMiddleware)
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(connect_router)
     app.include_router(referral_router)
     app.include_router(auth_router)
+    app.include_router(oidc_router)
     app.include_router(demo_router)
     app.include_router(panel_webhooks_router)
     app.include_router(sub_mirror_router)

@@ -42,7 +42,7 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _secure(settings: Settings) -> bool:
+def secure_cookies(settings: Settings) -> bool:
     return settings.public_base_url.startswith("https://")
 
 
@@ -54,7 +54,7 @@ def login_csrf(request: Request) -> str:
 
 def set_login_csrf(response: Response, token: str, settings: Settings) -> Response:
     response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", secure=_secure(settings), path="/"
+        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", secure=secure_cookies(settings), path="/"
     )
     return response
 
@@ -73,6 +73,10 @@ def _login_page(
     response = request.app.state.templates.response(request, "auth/login.html", context, status_code=status)
     set_login_csrf(response, token, settings)
     return response
+
+
+def login_page_with_error(request: Request, settings: Settings, error: AppError, *, next_url: str) -> HTMLResponse:
+    return _login_page(request, settings, next_url=next_url, error=error, status=error.status_code)
 
 
 def _check_login_csrf(request: Request, submitted: str) -> None:
@@ -110,7 +114,7 @@ async def signed_in(
         token,
         max_age=settings.session_ttl_days * 86400,
         httponly=True,
-        secure=_secure(settings),
+        secure=secure_cookies(settings),
         samesite="lax",
         path="/",
     )
