@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,49 +18,8 @@ from app.db import create_sessionmaker, transaction
 from app.kit.clock import utcnow
 from app.models import Subscription, SubscriptionStatus, User
 from app.provisioning.service import ensure_account
+from tests.demo_process import VPNSHOP, start_demo, stop, wait_healthy
 from tests.emulators.harness import free_port
-
-VPNSHOP = shutil.which("vpnshop", path=str(Path(sys.executable).parent)) or "vpnshop"
-
-
-def _clean_env() -> dict[str, str]:
-    # Whatever the developer's shell has (DATABASE_URL, REDIS_URL...) must not leak into the demo.
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-
-
-def _start_demo(workdir: Path, port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [VPNSHOP, "demo", "--port", str(port)],
-        cwd=workdir,
-        env=_clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"demo exited early:\n{process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("demo did not answer /healthz within 60 s")
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
 
 
 async def _subscribe_demo_customer(database: Path) -> str:
@@ -98,9 +53,9 @@ def _wait_for_subscription(url: str) -> str:
 def test_demo_starts_seeds_once_and_serves(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start_demo(tmp_path, port)
+    process = start_demo(tmp_path, port)
     try:
-        _wait_healthy(base, process)
+        wait_healthy(base, process)
         page = httpx.get(f"{base}/", timeout=5)
         assert page.status_code == 200
         assert "1 месяц" in page.text and "12 месяцев" in page.text
@@ -111,17 +66,17 @@ def test_demo_starts_seeds_once_and_serves(tmp_path: Path) -> None:
         content = _wait_for_subscription(f"{base}/sub/{token}")
         assert base64.b64decode(content).decode().startswith("vless://")
     finally:
-        first_output = _stop(process)
+        first_output = stop(process)
     assert "database created and seeded with demo data" in first_output
     assert f"{base}/" in first_output
     assert (tmp_path / "var" / "vpnshop.sqlite3").exists()
 
     # A second start keeps the data and does not seed again.
-    process = _start_demo(tmp_path, port)
+    process = start_demo(tmp_path, port)
     try:
-        _wait_healthy(base, process)
+        wait_healthy(base, process)
     finally:
-        second_output = _stop(process)
+        second_output = stop(process)
     assert "using the existing demo database" in second_output
 
 

@@ -1,0 +1,132 @@
+"""End-to-end fixtures: the real `vpnshop demo` process, an OIDC provider emulator, and Debian's Chromium
+driven by Playwright (never a downloaded browser). Screenshots go to test-output/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import IN_CI
+from tests.demo_process import start_demo, stop, wait_healthy
+from tests.emulators.harness import free_port
+from tests.emulators.oidc import OidcEmulator, OidcHub, OidcUser
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+BOT_TOKEN = "7000001:e2e-bot-token"
+STUB = (Path(__file__).parent / "telegram_stub.js").read_text()
+
+pytestmark = pytest.mark.e2e
+
+
+def chromium_executable() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class Shop:
+    base_url: str
+    google: OidcEmulator
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """The embedded demo as a customer starts it, with Telegram sign-in and one OIDC provider configured."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with OidcHub.serve() as hub:
+        google = OidcEmulator(
+            redirect_uris=[f"{base}/auth/oidc/google/callback"],
+            user=OidcUser(subject="google-e2e", email="olga@example.com", name="Olga"),
+        )
+        issuer = hub.mount(google, "google")
+        provider = {
+            "name": "google",
+            "title": "Google",
+            "client_id": google.client_id,
+            "client_secret": google.client_secret,
+            "server_metadata_url": f"{issuer}/.well-known/openid-configuration",
+        }
+        process = start_demo(
+            tmp_path_factory.mktemp("demo"),
+            port,
+            BOT_TOKEN=BOT_TOKEN,
+            BOT_USERNAME="vpnshop_demo_bot",
+            SUPPORT_USERNAME="@vpnshop_help",
+            OIDC_PROVIDERS=json.dumps([provider]),
+        )
+        try:
+            wait_healthy(base, process)
+            yield Shop(base, google)
+        finally:
+            output = stop(process)
+            (ROOT / "test-output").mkdir(exist_ok=True)
+            (ROOT / "test-output" / "e2e-demo.log").write_text(output)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    executable = chromium_executable()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class PageErrors(list[str]):
+    """JavaScript errors and failed console messages seen on a page; a test ends by asserting there are none."""
+
+
+def watch(page: Page) -> PageErrors:
+    errors = PageErrors()
+    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+    # A refused or blocked request (a 4xx the page shows, telegram.org unreachable) is logged as a failed
+    # resource; that is not a script error.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(f"console.{msg.type}: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    return errors
+
+
+def telegram_page(browser: Browser, init_data: str) -> tuple[Page, PageErrors]:
+    """A phone-sized page inside a simulated Telegram client: telegram-web-app.js is answered by our stub."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="en-US")
+    script = f"window.__initData = {json.dumps(init_data)};\n{STUB}"
+    context.route(
+        "https://telegram.org/**",
+        lambda route: route.fulfill(status=200, content_type="application/javascript", body=script),
+    )
+    page = context.new_page()
+    return page, watch(page)
+
+
+def browser_page(browser: Browser, locale: str = "en-US") -> tuple[Page, PageErrors]:
+    """A plain desktop browser where telegram.org does not load (as when Telegram is blocked)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale=locale)
+    context.route("https://telegram.org/**", lambda route: route.abort())
+    page = context.new_page()
+    errors = watch(page)
+    return page, errors
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
