@@ -13,11 +13,13 @@ from app.auth.oidc_routes import router as oidc_router
 from app.auth.routes import router as auth_router
 from app.cabinet.api import router as customer_api_router
 from app.cabinet.pages import router as cabinet_router
+from app.cabinet.plans import router as plans_router
 from app.cabinet.settings import router as settings_router
 from app.config import Settings, get_settings
 from app.connect.routes import router as connect_router
 from app.demo.routes import router as demo_router
 from app.error_handlers import install_error_handlers
+from app.faq.routes import router as help_router
 from app.health.routes import router as health_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
 from app.kit.templating import STATIC_DIR, Templates
@@ -66,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(customer_api_router)
     app.include_router(cabinet_router)
+    app.include_router(plans_router)
     app.include_router(settings_router)
     app.include_router(connect_router)
     app.include_router(referral_router)
+    app.include_router(help_router)
     app.include_router(auth_router)
     app.include_router(oidc_router)
     app.include_router(demo_router)

@@ -55,6 +55,15 @@ FAQ = {
                 "How do I connect?",
                 "Open “Connect”, install the app for your system and import the link.",
             ),
+            (
+                "import-link",
+                "Как добавить ссылку в приложение?",
+                "Откройте «Подключение», нажмите «Скопировать ссылку», затем в приложении выберите «Добавить из буфера»"
+                " (или «+» → «Импорт из буфера»). Приложение само загрузит настройки.",
+                "How do I add the link to my app?",
+                "Open “Connect”, tap “Copy link”, then in your app choose “Import from clipboard”"
+                " (or “+” → “Import from clipboard”). The app loads the settings itself.",
+            ),
         ],
     ),
     "payment": (
@@ -66,6 +75,15 @@ FAQ = {
                 "Выберите тариф и способ оплаты; срок продлится сразу после оплаты.",
                 "How do I pay?",
                 "Pick a plan and a payment method; your time is extended as soon as you pay.",
+            ),
+            (
+                "after-payment",
+                "Оплатил, но VPN не работает",
+                "Ключ создаётся в течение пары минут после оплаты. Подождите и запустите автодиагностику ещё раз;"
+                " если через 15 минут ничего не изменилось — напишите в поддержку.",
+                "I paid but the VPN does not work",
+                "Your key is created within a couple of minutes of payment. Wait, then run the autodiagnostics"
+                " again; if nothing changes within 15 minutes, contact support.",
             ),
             (
                 "auto-renew",
@@ -85,6 +103,40 @@ FAQ = {
                 "Запустите автодиагностику в разделе «Помощь».",
                 "The VPN does not connect",
                 "Run the autodiagnostics in Help.",
+            ),
+            (
+                "server-unavailable",
+                "Сервер недоступен — что делать?",
+                "Обычно это ненадолго: мы уже знаем о проблеме. Попробуйте другую локацию в приложении"
+                " или подождите 10–15 минут.",
+                "A server is unavailable — what now?",
+                "It is usually brief and we already know about it. Try another location in your app"
+                " or wait 10–15 minutes.",
+            ),
+            (
+                "switch-location",
+                "Как сменить локацию?",
+                "В приложении откройте список серверов вашей подписки и выберите другой — все они входят в подписку.",
+                "How do I switch location?",
+                "In your app, open your subscription's server list and pick another one — they are all included.",
+            ),
+            (
+                "refresh-subscription",
+                "Как обновить подписку в приложении?",
+                "В приложении найдите подписку и нажмите «Обновить» (значок круговой стрелки)."
+                " Если не помогло — удалите её и добавьте ссылку из «Подключения» заново.",
+                "How do I refresh the subscription in my app?",
+                "Find the subscription in your app and tap “Update” (the circular-arrow icon)."
+                " If that does not help, delete it and add the link from “Connect” again.",
+            ),
+            (
+                "traffic-limit",
+                "Закончился трафик",
+                "Когда лимит трафика исчерпан, VPN перестаёт работать до продления."
+                " Продлите подписку или выберите тариф с большим лимитом.",
+                "I ran out of traffic",
+                "Once the traffic allowance is used up, the VPN stops until you renew."
+                " Renew, or choose a plan with a larger allowance.",
             ),
         ],
     ),

@@ -57,9 +57,20 @@
     }
   }
 
+  // /app/help#slug: open the FAQ entry the link points at.
+  function openLinkedDetails() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") {
+      target.open = true;
+      target.scrollIntoView({ block: "start" });
+    }
+  }
+
   function afterPageChange() {
     syncBackButton();
     syncMainButton();
+    openLinkedDetails();
   }
 
   if (inTelegram) {
@@ -83,6 +94,9 @@
     if (event.detail.target && event.detail.target.id === "content") window.scrollTo(0, 0);
     afterPageChange();
   });
+  // htmx updates the address bar after the swap has settled; the BackButton must follow the new address.
+  document.addEventListener("htmx:pushedIntoHistory", afterPageChange);
+  document.addEventListener("htmx:replacedInHistory", afterPageChange);
   window.addEventListener("popstate", afterPageChange);
 
   document.addEventListener("htmx:afterRequest", function (event) {
@@ -136,9 +150,11 @@
       event.preventDefault();
       copy(target.dataset.copy, target);
     } else if (target.hasAttribute("data-open-link") && inTelegram && tg.openLink) {
-      // Outside links leave the Mini App open and use the system browser.
+      // Telegram links stay inside Telegram; other outside links open in the system browser, and either way
+      // the Mini App stays open.
       event.preventDefault();
-      tg.openLink(target.href);
+      if (target.href.indexOf("https://t.me/") === 0 && tg.openTelegramLink) tg.openTelegramLink(target.href);
+      else tg.openLink(target.href);
     } else if (target.hasAttribute("data-share-url")) {
       event.preventDefault();
       var url = target.dataset.shareUrl;

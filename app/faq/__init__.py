@@ -1,0 +1,1 @@
+"""The FAQ and the customer's Help page (SPEC §3.6)."""
