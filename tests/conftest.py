@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from urllib.parse import urlparse
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from app import migrate
 from app.config import Settings, load_settings
 from app.db import create_engine, create_sessionmaker
+from app.kit.clock import FrozenClock, set_clock
 from app.kit.crypto import configure_cipher, new_key
 from app.models import Base
 
@@ -41,6 +43,19 @@ def require_server(name: str, url: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI requires it)")
     pytest.skip(message)
+
+
+@pytest.fixture
+def freeze() -> Iterator[Callable[[datetime], FrozenClock]]:
+    """Stop the app's clock at a given instant (`clock = freeze(NOW)`; `clock.advance(...)` moves it)."""
+
+    def start(at: datetime) -> FrozenClock:
+        clock = FrozenClock(at)
+        set_clock(clock)
+        return clock
+
+    yield start
+    set_clock(None)
 
 
 @pytest.fixture

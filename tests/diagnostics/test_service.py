@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import create_sessionmaker
 from app.diagnostics import Report, diagnose, tcp_probe
-from app.kit.clock import FrozenClock, set_clock
+from app.kit.clock import FrozenClock
 from app.kit.crypto import cipher
 from app.kit.http import reset_breakers
 from app.kit.i18n import Translator, catalog
@@ -37,11 +37,8 @@ SECRET_TOKEN = "mirror-token-that-must-stay-secret"
 
 
 @pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    frozen = FrozenClock(NOW)
-    set_clock(frozen)
-    yield frozen
-    set_clock(None)
+def clock(freeze: Callable[[datetime], FrozenClock]) -> FrozenClock:
+    return freeze(NOW)
 
 
 @pytest.fixture(autouse=True)

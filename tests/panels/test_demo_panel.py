@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_sessionmaker
-from app.kit.clock import FrozenClock, set_clock
+from app.kit.clock import FrozenClock
 from app.panels.base import (
     AccountChanges,
     AccountExists,
@@ -36,11 +36,8 @@ APP_UA = "Happ/3.1.0"
 
 
 @pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    frozen = FrozenClock(NOW)
-    set_clock(frozen)
-    yield frozen
-    set_clock(None)
+def clock(freeze: Callable[[datetime], FrozenClock]) -> FrozenClock:
+    return freeze(NOW)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.db import create_sessionmaker, transaction
-from app.kit.clock import FrozenClock, set_clock, utcnow
+from app.kit.clock import FrozenClock, utcnow
 from app.kit.crypto import cipher
 from app.kit.http import breaker_for, reset_breakers
 from app.models import (
@@ -549,11 +549,8 @@ def outcome(done: int = 0, retry: int = 0, dead: int = 0) -> dict[str, int]:
 
 
 @pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    frozen = FrozenClock(datetime.now(UTC).replace(microsecond=0))
-    set_clock(frozen)
-    yield frozen
-    set_clock(None)
+def clock(freeze: Callable[[datetime], FrozenClock]) -> FrozenClock:
+    return freeze(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture(autouse=True)

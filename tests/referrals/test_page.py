@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.kit.clock import FrozenClock, set_clock
+from app.kit.clock import FrozenClock
 from app.models import (
     Payment,
     PaymentStatus,
@@ -300,11 +300,8 @@ async def test_the_viewers_place_outside_the_top_ten(db: AsyncSession) -> None:
 
 
 @pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    frozen = FrozenClock(NOW)
-    set_clock(frozen)
-    yield frozen
-    set_clock(None)
+def clock(freeze: Callable[[datetime], FrozenClock]) -> FrozenClock:
+    return freeze(NOW)
 
 
 @pytest.fixture
