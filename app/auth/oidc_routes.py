@@ -105,7 +105,11 @@ async def callback(request: Request, name: str, db: DbSession, settings: AppSett
             if user is None:
                 raise IdentityNotLinked("Sign in first, then link the account from Settings.")
             await preferences.link_identity(
-                db, user, provider=claims.provider, subject=claims.subject, email=claims.email,
+                db,
+                user,
+                provider=claims.provider,
+                subject=claims.subject,
+                email=claims.email,
                 ip=request.client.host if request.client else None,
             )
             response: Response = RedirectResponse("/app/settings", status_code=303)
