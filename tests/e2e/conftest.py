@@ -77,8 +77,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
             (ROOT / "test-output" / "e2e-demo.log").write_text(output)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, and the async
+    # tests that follow need the thread free again.
     executable = chromium_executable()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
