@@ -1,23 +1,34 @@
 """Home page benchmark: the authenticated home page on PostgreSQL with 10,000 users, 64 concurrent connections.
 
     .venv/bin/python -m bench.home_page [--path /app] [--users 10000] [--workers 2,1] [--duration 20]
+                                        [--breakdown] [--profile] [--show-sql] [--keep-db] [--json PATH]
 
-It creates (after dropping it) the database vpnshop_bench_home, migrates it with the project's migrations and
-seeds a population: N users, each with a subscription (trial, active with a plan, or expired; a third of the
-active ones also have an older, ended subscription), a VPN account on a demo server and a week of daily usage.
+It drops and creates the database vpnshop_bench_home, migrates it with the project's migrations and seeds a
+population (bulk INSERTs, then VACUUM ANALYZE): N users, each with a subscription (20 % trial, 60 % active on a
+paid plan, a third of those with an older, ended subscription too, 20 % expired), a VPN account on a demo
+server and a week of daily usage.
 
 Then, for each uvicorn configuration (`--workers`), one after the other:
 - the app (`app.main:create_app`, production settings: PostgreSQL, Redis, BOT_TOKEN, no demo mode, warnings
   only, no access log), and
-- the bare floor (bench/bare_home.py: raw ASGI + asyncpg + Jinja2 doing the same verification, queries and
-  rendering),
-each served by uvicorn in its own process group, checked on sample users (200 with the user's data; a forged
-initData refused), warmed up, and measured with wrk (C; `--connections` connections on `--threads` threads),
-every request for one of many different users (signed initData prepared per user, see bench/home_page.lua).
-A run with a non-2xx response, a socket error or a timeout is invalid.
+- the bare floor (bench/bare_home.py: raw ASGI + asyncpg + Jinja2 doing the same initData check, the same SQL
+  and the same template block),
+each served by uvicorn in its own process group, checked, warmed up and measured with wrk (C, light; see
+bench/home_page.lua): `GET --path` with `Authorization: tma <initData>` signed for one of many different users
+(round robin over all of them by default), `HX-Request: true`, `HX-Target: content`.
 
-Results: a table, and JSON in bench/results/home_page-<timestamp>.json (git-ignored). Exit status 1 when a
-check fails (a sample response is wrong, or a measured run had errors); missing a goal is reported, not failed.
+Checks (exit status 1 when one fails; a missed goal is reported, not failed):
+- the app's SQL for one request (DB_ECHO) is exactly the bare page's;
+- sample users of each kind get 200 and their own page (not the error shell), the bare page's HTML equals the
+  app's for the same user, and a forged initData is refused with 401, on both servers;
+- a measured run has no non-2xx response, no socket error and no timeout, or it is invalid.
+
+Every user is marked as seen just before each run, as in a busy app's steady state, so no request rewrites
+last_seen_at (the app does at most every 5 minutes per user); both servers would write it the same way.
+
+Results: a table, and JSON in bench/results/home_page-<timestamp>.json (git-ignored). `--breakdown` adds the
+CPU per request of each stage measured in process, `--profile` an extra run per server under py-spy (see
+bench/home_profile.py).
 """
 
 from __future__ import annotations
@@ -364,12 +375,10 @@ def init_data(pop: Population, i: int, auth_date: int, bot_token: str = BOT_TOKE
 
 
 def rotation(pop: Population, count: int) -> list[int]:
-    """`count` users spread over the whole population and over the three kinds, in an order that interleaves
-    them (consecutive requests are for unrelated users)."""
-    step = max(1, pop.users // count)
-    picked = list(range(0, pop.users, step))[:count]
-    stride = 7919  # a prime: visits every index once, far apart
-    return [picked[(k * stride) % len(picked)] for k in range(len(picked))] if len(picked) % stride else picked
+    """`count` different users spread over the whole population and its kinds, in an order where consecutive
+    requests are for unrelated users: a prime stride through the indexes (every index once when count = N)."""
+    stride = 7919 if pop.users % 7919 else 7907
+    return [(k * stride) % pop.users for k in range(count)]
 
 
 def write_headers_file(pop: Population, users: list[int], directory: Path) -> Path:
@@ -591,12 +600,14 @@ def check_body(pop: Population, i: int, content_type: str, body: str) -> str | N
 # Measuring
 
 
-def cpu_ticks(pid: int) -> int | None:
+def cpu_ticks(pid: int, *, reaped: bool = False, part: slice = slice(11, 13)) -> int | None:
+    """utime + stime of a process (Linux /proc), plus those of its exited children when `reaped`; `part`
+    selects utime (11) or stime (12) alone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12])
+    return sum(int(value) for value in fields[slice(11, 15) if reaped else part])
 
 
 def processes() -> list[tuple[int, int, str]]:
@@ -624,11 +635,20 @@ def tree(root: int) -> list[int]:
 def cpu_snapshot(server_pid: int) -> dict[str, float]:
     """CPU seconds so far: the server's process tree, PostgreSQL's processes, and the machine (/proc/stat)."""
     hz = os.sysconf("SC_CLK_TCK")
-    server = sum(cpu_ticks(pid) or 0 for pid in tree(server_pid))
-    postgres = sum(cpu_ticks(pid) or 0 for pid, _, name in processes() if name.startswith("postgres"))
+    server_pids = tree(server_pid)
+    server = sum(cpu_ticks(pid) or 0 for pid in server_pids)
+    server_sys = sum(cpu_ticks(pid, part=slice(12, 13)) or 0 for pid in server_pids)
+    table = processes()
+    postgres_pids = {pid for pid, _, name in table if name.startswith("postgres")}
+    # Backends of connections closed during the run are gone; the postmaster reaped them, so their CPU is in
+    # its children's counters.
+    postgres = sum(
+        cpu_ticks(pid, reaped=parent not in postgres_pids) or 0 for pid, parent, _ in table if pid in postgres_pids
+    )
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
-    return {"server": server / hz, "postgres": postgres / hz, "busy": (sum(fields[:8]) - idle) / hz}
+    busy = sum(fields[:8]) - idle
+    return {"server": server / hz, "server_kernel": server_sys / hz, "postgres": postgres / hz, "busy": busy / hz}
 
 
 async def db_counters(url: str) -> dict[str, int]:
@@ -666,17 +686,33 @@ def run_wrk(url: str, path: str, headers_file: Path, args: argparse.Namespace, s
         str(args.threads),
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds / 2)
+    spread = connections_per_process(url.rsplit(":", 1)[1])
+    stdout, stderr = process.communicate()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode != 0:
-        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr or completed.stdout}")
-    match = re.search(r"^BENCH_RESULT (.*)$", completed.stdout, re.MULTILINE)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {stderr or stdout}")
+    match = re.search(r"^BENCH_RESULT (.*)$", stdout, re.MULTILINE)
     if not match:
-        raise RuntimeError(f"no BENCH_RESULT line in wrk's output:\n{completed.stdout}\n{completed.stderr}")
+        raise RuntimeError(f"no BENCH_RESULT line in wrk's output:\n{stdout}\n{stderr}")
     result = json.loads(match.group(1))
     result["wrk_cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["connections_per_worker"] = spread
     result["command"] = " ".join(command)
     return result
+
+
+def connections_per_process(port: str) -> list[int] | None:
+    """How the load generator's keep-alive connections are spread over the server's worker processes, busiest
+    first (`ss`, Linux): uvicorn's workers accept from one shared socket, and whoever wins an accept keeps that
+    connection for the whole run."""
+    if shutil.which("ss") is None:
+        return None
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=False
+    ).stdout
+    return sorted(Counter(re.findall(r"pid=(\d+)", listing)).values(), reverse=True) or None
 
 
 def measure(
@@ -719,6 +755,7 @@ def measure(
     cpu = {key: round((after[key] - before[key]) / seconds, 2) for key in after}
     cpu["wrk"] = round(result["wrk_cpu_seconds"] / seconds, 2)
     cpu["other"] = round(max(0.0, cpu["busy"] - cpu["server"] - cpu["postgres"] - cpu["wrk"]), 2)
+    rps = max(1.0, result["requests"] / seconds)
     run = {
         "server": server,
         "workers": workers,
@@ -734,12 +771,14 @@ def measure(
         "non_2xx": non_2xx,
         "socket_errors": result["errors"],
         "bytes_per_response": round(result["bytes"] / requests),
-        # CPU seconds per second of the measurement (1.0 = one core busy): the server's process tree, every
-        # PostgreSQL process, wrk, the whole machine, and the rest of the machine (other work on it).
+        "connections_per_worker": result["connections_per_worker"],
+        # CPU seconds per second of the measurement (1.0 = one core busy): the server's process tree (and its
+        # time in the kernel), every PostgreSQL process, wrk, the whole machine, and the rest (other work on it).
         "cpu_cores": cpu,
         "cpu_ms_per_request": {
-            "server": round(1000 * cpu["server"] / max(1.0, result["requests"] / seconds), 3),
-            "postgres": round(1000 * cpu["postgres"] / max(1.0, result["requests"] / seconds), 3),
+            "server": round(1000 * cpu["server"] / rps, 3),
+            "server_kernel": round(1000 * cpu["server_kernel"] / rps, 3),  # of which in system calls (sockets)
+            "postgres": round(1000 * cpu["postgres"] / rps, 3),
         },
         # PostgreSQL's own counters for the database: committed transactions per request, and connections
         # opened during the measurement (a pool that keeps closing and reopening them shows here).
@@ -759,6 +798,8 @@ def measure(
         f"  {label}: {run['rps']:,.0f} req/s, p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms,"
         f" {run['requests']:,} requests, {non_2xx} non-2xx, {socket_errors} socket errors; CPU cores: server"
         f" {cpu['server']}, postgres {cpu['postgres']}, wrk {cpu['wrk']}, other {cpu['other']}"
+        + (f"; connections per worker {run['connections_per_worker']}" if workers > 1 else "")
+        + (f"; {run['users_written_during_run']} users written" if run["users_written_during_run"] else "")
     )
     if profile is not None and "categories" in profile:
         shares = ", ".join(f"{name} {share:.0%}" for name, share in list(profile["categories"].items())[:8])
@@ -805,7 +846,7 @@ def breakdown(args: argparse.Namespace, database_url: str) -> dict[str, dict[str
     ]
     env = app_env(database_url, args.redis_url, args.encryption_key)
     result = run_breakdown(env, bare_env(database_url), args.path, [headers_for(pop, i) for i in users], telegram)
-    print(f"\n  CPU per request in process, {len(users):,} requests one after the other (--breakdown):")
+    print(f"\n  CPU per request in process, {len(users):,} requests one after the other, best of 3 (--breakdown):")
     for name, figures in result.items():
         print(f"    {figures['cpu_ms']:6.3f} ms  {name}")
     return result
@@ -990,19 +1031,19 @@ def summarize(
 def print_summary(result: dict[str, Any]) -> None:
     print(
         f"\n  {'server':<6} {'workers':>7} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'requests':>9} {'errors':>6}   CPU ms/request: server, postgres   cores: server, pg, wrk, other"
+        f" {'requests':>9} {'errors':>6}   CPU ms/request: server (kernel), postgres   cores: server, pg, wrk, other"
     )
     for run in result["runs"]:
         if "latency_ms" not in run:
             print(f"  {run['server']:<6} {run['workers']:>7}  sample check failed: {run['samples']}")
             continue
-        latency, cpu, per = run["latency_ms"], run["cpu_cores"], run["cpu_ms_per_request"]
+        latency, ms, cores = run["latency_ms"], run["cpu_ms_per_request"], run["cpu_cores"]
         errors = run["non_2xx"] + sum(v for k, v in run["socket_errors"].items() if k != "status")
         print(
             f"  {run['server']:<6} {run['workers']:>7} {run['rps']:>7,.0f} {latency['p50']:>7.1f}"
             f" {latency['p90']:>7.1f} {latency['p99']:>7.1f} {latency['max']:>7.1f} {run['requests']:>9,}"
-            f" {errors:>6}   {per['server']:>14.2f}, {per['postgres']:.2f}"
-            f"   {' ' * 13}{cpu['server']:.2f}, {cpu['postgres']:.2f}, {cpu['wrk']:.2f}, {cpu['other']:.2f}"
+            f" {errors:>6}   {ms['server']:>15.2f} ({ms['server_kernel']:.2f}), {ms['postgres']:.2f}"
+            f"   {' ' * 7}{cores['server']:.2f}, {cores['postgres']:.2f}, {cores['wrk']:.2f}, {cores['other']:.2f}"
         )
     goals, met, best = result["goals"], result["goals_met"], result["best"]
     if met:
@@ -1049,7 +1090,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--breakdown", action="store_true", help="afterwards, measure CPU per request by stage, in process"
     )
-    parser.add_argument("--breakdown-requests", type=int, default=3000, help="requests per stage (default 3000)")
+    parser.add_argument("--breakdown-requests", type=int, default=2000, help="requests per stage (default 2000)")
     parser.add_argument(
         "--profile", action="store_true", help="after each measurement, an extra run under py-spy (needs py-spy)"
     )
