@@ -23,6 +23,11 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+def client_ip(request: Request) -> str | None:
+    """The caller's address as the server sees it (behind a proxy, uvicorn's proxy_headers have set it)."""
+    return request.client.host if request.client else None
+
+
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
 

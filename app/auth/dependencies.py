@@ -26,6 +26,12 @@ class UserBlocked(Forbidden):
     code = "user_blocked"
 
 
+def ensure_not_blocked(user: User) -> None:
+    """Every way in refuses a blocked customer, and tells them why."""
+    if user.is_blocked:
+        raise UserBlocked(f"Your account is blocked: {user.block_reason or 'contact support'}")
+
+
 class CsrfFailed(Forbidden):
     """The form is out of date or did not come from this site; reload the page and try again."""
 
@@ -80,8 +86,7 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
         request.state.csrf_token = csrf_token(cookie, settings.secret_key)
     else:
         raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
-    if viewer.user.is_blocked:
-        raise UserBlocked(f"Your account is blocked: {viewer.user.block_reason or 'contact support'}")
+    ensure_not_blocked(viewer.user)
     request.state.language = viewer.user.language
     request.state.viewer = viewer
     return viewer

@@ -13,7 +13,7 @@ from app.auth import oidc
 from app.auth.routes import login_page_with_error, safe_next, secure_cookies, signed_in
 from app.auth.sessions import SESSION_COOKIE, resolve_session
 from app.config import Settings
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.kit.clock import utcnow
 from app.kit.errors import AppError, NotFound
 from app.models import User, UserIdentity
@@ -110,7 +110,7 @@ async def callback(request: Request, name: str, db: DbSession, settings: AppSett
                 provider=claims.provider,
                 subject=claims.subject,
                 email=claims.email,
-                ip=request.client.host if request.client else None,
+                ip=client_ip(request),
             )
             response: Response = RedirectResponse("/app/settings", status_code=303)
         else:

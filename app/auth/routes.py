@@ -13,12 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from app.audit import service as audit
-from app.auth.dependencies import CsrfFailed, CurrentViewer, UserBlocked
+from app.auth.dependencies import CsrfFailed, CurrentViewer, ensure_not_blocked
 from app.auth.login_codes import LoginCodeInvalid, redeem
 from app.auth.sessions import SESSION_COOKIE, revoke_session, start_session
 from app.auth.telegram_widget import WidgetLoginInvalid, verify_widget_login
 from app.config import Settings
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.kit.clock import utcnow
 from app.kit.errors import AppError, NotFound, RateLimited
 from app.models import User
@@ -36,10 +36,6 @@ def safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith(("//", "/\\")):
         return value
     return "/app"
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def secure_cookies(settings: Settings) -> bool:
@@ -67,7 +63,7 @@ def _login_page(
         "next_url": next_url,
         "error": error,
         "login_csrf": token,
-        "providers": [(p["name"], p.get("title") or p["name"]) for p in settings.oidc_providers],
+        "providers": list(request.app.state.oidc_providers.values()),
         "widget_bot": settings.bot_username if settings.bot_username and settings.bot_token else "",
     }
     response = request.app.state.templates.response(request, "auth/login.html", context, status_code=status)
@@ -89,14 +85,13 @@ async def signed_in(
     request: Request, db: DbSession, settings: Settings, user: User, *, method: str, next_url: str = "/app"
 ) -> Response:
     """Open a browser session for `user` and send them on; blocked users are told why instead."""
-    if user.is_blocked:
-        raise UserBlocked(f"Your account is blocked: {user.block_reason or 'contact support'}")
+    ensure_not_blocked(user)
     token = await start_session(
         db,
         user,
         ttl=timedelta(days=settings.session_ttl_days),
         user_agent=request.headers.get("user-agent"),
-        ip=_ip(request),
+        ip=client_ip(request),
     )
     audit.record(
         db,
@@ -106,7 +101,7 @@ async def signed_in(
         entity_type="user",
         entity_id=user.id,
         after={"method": method},
-        ip=_ip(request),
+        ip=client_ip(request),
     )
     response = RedirectResponse(safe_next(next_url), status_code=303)
     response.set_cookie(
@@ -148,7 +143,7 @@ async def login_by_code(
     _check_login_csrf(request, csrf_token)
     # Per address, so guessing codes is hopeless: 10 tries per 10 minutes against 31^8 possible codes.
     decision = await request.app.state.resources.rate_limiter.hit(
-        f"login-code:{_ip(request)}", CODE_ATTEMPTS_PER_IP, CODE_ATTEMPT_WINDOW
+        f"login-code:{client_ip(request)}", CODE_ATTEMPTS_PER_IP, CODE_ATTEMPT_WINDOW
     )
     if not decision.allowed:
         raise RateLimited("Too many sign-in attempts; wait a few minutes.", retry_after=decision.retry_after)

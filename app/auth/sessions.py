@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
 from app.models import BrowserSession, User
+from app.users.service import SEEN_RESOLUTION
 
 SESSION_COOKIE = "vpnshop_session"
-# last_seen_at is refreshed at most this often, so reading a page does not write on every request.
-SEEN_RESOLUTION = timedelta(minutes=5)
 
 
 def token_hash(token: str) -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentUser
 from app.cabinet.service import Overview, overview
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.subscriptions.trial import activate_trial
 
 router = APIRouter(prefix="/api", tags=["customer"])
@@ -80,5 +80,5 @@ async def me(user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
 async def trial(request: Request, user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
     """Activate the free trial (once per user and per Telegram account); the VPN account is created in the
     background: poll `/api/me` until `subscription.ready`."""
-    await activate_trial(db, user, trial_days=settings.trial_days, ip=request.client.host if request.client else None)
+    await activate_trial(db, user, trial_days=settings.trial_days, ip=client_ip(request))
     return _me(await overview(db, user, trial_days=settings.trial_days), settings.public_base_url)

@@ -11,14 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.dependencies import PageViewer
 from app.cabinet.service import overview
 from app.cabinet.usage import usage_report
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.subscriptions.trial import activate_trial
 
 router = APIRouter(prefix="/app", include_in_schema=False)
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def is_htmx(request: Request) -> bool:

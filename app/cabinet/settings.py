@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.dependencies import PageViewer, Viewer
 from app.auth.login_codes import issue_login
 from app.auth.sessions import list_sessions, revoke_session
-from app.cabinet.pages import client_ip, is_htmx, render, see_other
+from app.cabinet.pages import is_htmx, render, see_other
 from app.connect.qr import qr_svg
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
 from app.kit.i18n import available_languages
 from app.users import preferences
@@ -35,7 +35,7 @@ async def _page(
         "identities": await preferences.identities(db, user),
         "sessions": await list_sessions(db, user.id),
         "current_session_id": viewer.session.record.id if viewer.session else None,
-        "providers": [(p["name"], p.get("title") or p["name"]) for p in settings.oidc_providers],
+        "providers": list(request.app.state.oidc_providers.values()),
         **extra,
     }
     return render(request, "cabinet/settings.html", context)

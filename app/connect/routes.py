@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import PageViewer, Viewer
-from app.cabinet.pages import client_ip, is_htmx, render, see_other
+from app.cabinet.pages import is_htmx, render, see_other
 from app.config import Settings
 from app.connect import service
 from app.connect.clients import CLIENTS, PLATFORMS, detect_platform, get_client
 from app.connect.qr import qr_svg
-from app.deps import AppSettings, DbSession
+from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
 from app.models import VpnAccount
 from app.panels.registry import PanelRegistry
