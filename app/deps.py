@@ -28,7 +28,8 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, on every request.
     return request.app.state.settings
 
 

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.templates = Templates()
+    app.state.templates = Templates(auto_reload=settings.debug)
     app.state.oidc_providers = load_providers(settings)
 
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_base_url.startswith("https://"))

@@ -51,7 +51,7 @@ class Viewer:
     session: ActiveSession | None = None
 
 
-async def _from_telegram(request: Request, credentials: str, db: DbSession, settings: AppSettings) -> Viewer:
+async def _from_telegram(credentials: str, db: DbSession, settings: AppSettings) -> Viewer:
     if not settings.bot_token:
         raise InitDataInvalid("Telegram sign-in is not configured on this server (BOT_TOKEN).")
     data = verify_init_data(
@@ -79,7 +79,7 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     cookie = request.cookies.get(SESSION_COOKIE)
     if scheme.lower() == "tma" and credentials:
-        viewer = await _from_telegram(request, credentials, db, settings)
+        viewer = await _from_telegram(credentials, db, settings)
     elif cookie and (active := await resolve_session(db, cookie)) is not None:
         await _check_csrf(request, cookie, settings.secret_key)
         viewer = Viewer(active.user, "session", active)
@@ -93,19 +93,18 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
 
 
 async def _page_viewer(request: Request, db: DbSession, settings: AppSettings) -> Viewer:
-    """Like _viewer, but a plain first load without any credentials gets the shell instead of a 401."""
-    has_credentials = "authorization" in request.headers or SESSION_COOKIE in request.cookies
-    if not has_credentials and request.method == "GET" and request.headers.get("hx-request") != "true":
-        raise ShellRequired()
+    """Like _viewer, but a plain page load that cannot be authenticated (no credentials, or an expired cookie)
+    gets the shell instead of a 401."""
+    plain_load = (
+        request.method == "GET"
+        and request.headers.get("hx-request") != "true"
+        and "authorization" not in request.headers
+    )
     try:
         return await _viewer(request, db, settings)
     except NotAuthenticated:
-        if (
-            request.method == "GET"
-            and request.headers.get("hx-request") != "true"
-            and "authorization" not in request.headers
-        ):
-            raise ShellRequired() from None  # an expired cookie: let the shell decide where to go
+        if plain_load:
+            raise ShellRequired() from None
         raise
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -19,9 +19,11 @@ STATIC_DIR = ROOT / "webapp" / "static"
 HTMX_FILE = "htmx-2.0.11.min.js"
 
 
-def create_environment() -> Environment:
+def create_environment(*, auto_reload: bool = False) -> Environment:
+    """`auto_reload` re-reads changed template files (development); off, no request stats the files."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
+        auto_reload=auto_reload,
         autoescape=select_autoescape(["html", "xml"]),
         enable_async=False,
         trim_blocks=True,
@@ -39,15 +41,17 @@ def create_environment() -> Environment:
 
 
 class Templates:
-    def __init__(self, env: Environment | None = None) -> None:
-        self.env = env or create_environment()
+    def __init__(self, env: Environment | None = None, *, auto_reload: bool = False) -> None:
+        self.env = env or create_environment(auto_reload=auto_reload)
 
     def render_block(self, template_name: str, block: str, context: dict[str, Any]) -> str:
-        template = self.env.get_template(template_name)
+        return self._render_block(self.env.get_template(template_name), block, context)
+
+    @staticmethod
+    def _render_block(template: Template, block: str, context: dict[str, Any]) -> str:
         if block not in template.blocks:
-            raise LookupError(f"{template_name} has no block {block!r}")
-        ctx = template.new_context(context)
-        return "".join(template.blocks[block](ctx))
+            raise LookupError(f"{template.name} has no block {block!r}")
+        return "".join(template.blocks[block](template.new_context(context)))
 
     def render(self, template_name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(template_name).render(context)
@@ -64,14 +68,12 @@ class Templates:
     ) -> HTMLResponse:
         """The whole page, or only `block` for an HTMX request (by default the block named by HX-Target)."""
         full_context = self.base_context(request) | (context or {})
+        template = self.env.get_template(template_name)
         if block is None and request.headers.get("hx-request") == "true":
             target = request.headers.get("hx-target")
-            template = self.env.get_template(template_name)
             if target and target in template.blocks:
                 block = target
-        body = (
-            self.render_block(template_name, block, full_context) if block else self.render(template_name, full_context)
-        )
+        body = self._render_block(template, block, full_context) if block else template.render(full_context)
         return HTMLResponse(body, status_code=status_code, headers=headers)
 
     @staticmethod
