@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -11,32 +10,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.telegram import sign_init_data
-from app.kit.clock import utcnow
-from app.main import create_app
 from app.models import User
 from tests.conftest import make_settings
 from tests.factories import add_account, add_server, add_subscriber
-
-BOT_TOKEN = "4242:test-bot-token"
-
-
-def init_data(user_id: int = 777, *, token: str = BOT_TOKEN, age: timedelta = timedelta(0), **extra: str) -> str:
-    user = {"id": user_id, "first_name": "Ann", "username": "ann", "language_code": "en"}
-    fields = {"auth_date": str(int((utcnow() - age).timestamp())), "user": json.dumps(user), **extra}
-    return sign_init_data(fields, token)
-
-
-def tma(raw: str) -> dict[str, str]:
-    return {"authorization": f"tma {raw}"}
+from tests.web import BOT_TOKEN, init_data, serve, tma
 
 
 @pytest.fixture
 async def api(database_url: str, db: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(database_url, bot_token=BOT_TOKEN))
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        yield c
+    async with serve(make_settings(database_url, bot_token=BOT_TOKEN)) as (_, client):
+        yield client
 
 
 async def user_count(db: AsyncSession) -> int:
