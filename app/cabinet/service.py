@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
-from app.models import Plan, Subscription, SubscriptionStatus, User, VpnAccount
+from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus, User, VpnAccount
 from app.subscriptions.trial import trial_available
 
 # Within this many days of the end the home page suggests extending.
@@ -39,17 +39,13 @@ class Overview:
     @property
     def is_live(self) -> bool:
         sub = self.subscription
-        return (
-            sub is not None
-            and sub.status in {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL}
-            and (sub.ends_at > self.now)
-        )
+        return sub is not None and sub.status in LIVE_STATUSES and (sub.ends_at > self.now)
 
     @property
     def status(self) -> str:
         if self.subscription is None:
             return "none"
-        if self.subscription.status in {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL} and not self.is_live:
+        if self.subscription.status in LIVE_STATUSES and not self.is_live:
             return SubscriptionStatus.EXPIRED.value
         return self.subscription.status.value
 

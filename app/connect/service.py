@@ -16,14 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.kit.errors import AppError, NotFound, RateLimited, ServiceUnavailable
 from app.kit.ratelimit import RateLimiter
-from app.models import Server, Subscription, SubscriptionStatus, User, VpnAccount
+from app.models import LIVE_STATUSES, Server, Subscription, User, VpnAccount
 from app.panels.base import AccountRef, Device, PanelError
 from app.panels.registry import PanelRegistry
 from app.provisioning import service as provisioning
 
 REISSUES_PER_DAY = 3
 PANEL_TIMEOUT_SECONDS = 5.0
-LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL)
 T = TypeVar("T")
 
 
@@ -59,7 +58,7 @@ async def connection_for(session: AsyncSession, user: User) -> Connection | None
             select(Subscription, VpnAccount, Server)
             .join(VpnAccount, VpnAccount.subscription_id == Subscription.id)
             .join(Server, Server.id == VpnAccount.server_id)
-            .where(Subscription.user_id == user.id, Subscription.status.in_(LIVE))
+            .where(Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES))
             .order_by(Subscription.ends_at.desc())
             .limit(1)
         )

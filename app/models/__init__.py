@@ -24,10 +24,11 @@ from app.models.promo import (
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
 from app.models.staff import ApiToken, Staff, StaffRole
-from app.models.subscriptions import Subscription, SubscriptionStatus, TrialGrant
+from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
 
 __all__ = [
+    "LIVE_STATUSES",
     "ApiToken",
     "AuditLog",
     "Base",

@@ -19,6 +19,10 @@ class SubscriptionStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+# The statuses that give VPN access (until ends_at).
+LIVE_STATUSES = frozenset({SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE})
+
+
 class Subscription(IdMixin, TimestampsMixin, Base):
     __tablename__ = "subscriptions"
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
-from app.models import Server, Subscription, SubscriptionStatus, VpnAccount
+from app.models import LIVE_STATUSES, Server, Subscription, SubscriptionStatus, VpnAccount
 from app.outbox import service as outbox
 from app.panels.base import AccountSpec
 from app.panels.placement import choose_server
@@ -23,8 +23,6 @@ SYNC_TOPIC = "panel.sync_account"
 REVOKE_TOPIC = "panel.revoke"
 RESET_TRAFFIC_TOPIC = "panel.reset_traffic"
 DELETE_TOPIC = "panel.delete"
-
-LIVE_STATUSES = frozenset({SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE})
 
 
 def panel_username(subscription_id: int) -> str:

@@ -14,19 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.models import (
+    LIVE_STATUSES,
     Payment,
     PaymentStatus,
     ReferralReward,
     ReferralRewardKind,
     Subscription,
-    SubscriptionStatus,
     User,
 )
 from app.users.service import REFERRAL_PREFIX
 
 LEADERBOARD_SIZE = 10
 HISTORY_SIZE = 10
-LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL)
 
 
 class Period(enum.StrEnum):
