@@ -69,19 +69,34 @@ class Settings(BaseSettings):
 
     # --- payment providers (each is enabled by its credentials) ---
     demo_payments_enabled: bool = False
+    # An unpaid checkout expires after this long; its promo-code hold is then released.
+    checkout_ttl_minutes: int = Field(60, ge=15, le=1440)
     yookassa_shop_id: str = ""
     yookassa_secret_key: str = ""
     yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    # Proxies in front of us whose X-Forwarded-For is believed when checking YooKassa's IP allow-list
+    # (addresses or CIDRs). Every notification is re-fetched from the API before money moves regardless.
     yookassa_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     yookassa_receipts_enabled: bool = False
+    # 54-FZ receipt fields: VAT code (1 = без НДС … 11 = 22 %), tax system (1–6, empty = shop default),
+    # and the e-mail used when the customer gave none.
+    yookassa_vat_code: int = Field(1, ge=1, le=12)
+    yookassa_tax_system_code: int | None = Field(None, ge=1, le=6)
+    yookassa_receipt_email: str = ""
     wata_api_key: str = ""
     wata_api_url: str = "https://api.wata.pro/api/h2h"
     stars_enabled: bool = False
+    # Offer Stars as a 30-day Star subscription (renews by itself) for 30-day plans.
+    stars_subscriptions_enabled: bool = True
     cryptopay_api_token: str = ""
     cryptopay_api_url: str = "https://pay.crypt.bot/api"
+    # Assets a fiat-priced Crypto Pay invoice accepts.
+    cryptopay_assets: str = "USDT,TON"
     razorpay_key_id: str = ""
     razorpay_key_secret: str = ""
     razorpay_webhook_secret: str = ""
+    # After rotating the webhook secret, Razorpay signs retries of old events with the old one.
+    razorpay_previous_webhook_secret: str = ""
     razorpay_api_url: str = "https://api.razorpay.com/v1"
     xendit_secret_key: str = ""
     xendit_callback_token: str = ""
@@ -91,6 +106,8 @@ class Settings(BaseSettings):
     trial_days: int = Field(7, ge=0, le=365)
     referral_bonus_days_referrer: int = Field(7, ge=0, le=365)
     referral_bonus_days_referred: int = Field(3, ge=0, le=365)
+    # Extra days for the referrer when their paying referrals reach a count: "count:days" pairs.
+    referral_milestones: Annotated[dict[int, int], NoDecode] = Field(default_factory=lambda: {3: 30, 10: 90, 25: 180})
     expiry_grace_days: int = Field(30, ge=0, le=3650)
     # Location label of servers created from MARZBAN_*/REMNAWAVE_* variables.
     default_location: str = "default"
@@ -121,6 +138,24 @@ class Settings(BaseSettings):
             except (ValueError, TypeError) as exc:
                 raise ValueError("expected comma-separated Fernet keys (32 url-safe base64 bytes each)") from exc
         return keys
+
+    @field_validator("yookassa_tax_system_code", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("referral_milestones", mode="before")
+    @classmethod
+    def _milestones(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        milestones: dict[int, int] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            count, sep, days = pair.partition(":")
+            if not sep or not count.strip().isdigit() or not days.strip().isdigit() or int(count) < 1:
+                raise ValueError('expected "count:days" pairs such as 3:30,10:90')
+            milestones[int(count)] = int(days)
+        return milestones
 
     @field_validator("oidc_providers", mode="before")
     @classmethod
