@@ -175,7 +175,12 @@ class PaymentProvider(Protocol):
         """Charge a saved method without the customer (renewal); the answer may be final or PENDING."""
         ...
 
-    async def refund(self, external_id: str, amount: Money, *, idempotency_key: str) -> RefundResult: ...
+    async def refund(
+        self, external_id: str, amount: Money, *, idempotency_key: str, user_telegram_id: int
+    ) -> RefundResult:
+        """Refund `amount` of a succeeded payment. Repeating a refund that already happened is a success
+        (Stars CHARGE_ALREADY_REFUNDED); `user_telegram_id` is what Stars needs, others ignore it."""
+        ...
 
     async def cancel_recurring(self, secret: str, *, user_telegram_id: int) -> None:
         """Stop a provider-managed subscription (or forget a saved method on the provider's side)."""
