@@ -27,6 +27,8 @@ from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_routes import router as demo_panel_router
 from app.panels.mirror import router as sub_mirror_router
 from app.panels.webhooks import router as panel_webhooks_router
+from app.payments.demo_routes import router as demo_pay_router
+from app.payments.routes import router as payment_webhooks_router
 from app.referrals.routes import router as referral_router
 from app.resources import open_resources
 from tasks.worker import build_in_process_runner
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oidc_router)
     app.include_router(demo_router)
     app.include_router(panel_webhooks_router)
+    app.include_router(payment_webhooks_router)
+    app.include_router(demo_pay_router)
     app.include_router(sub_mirror_router)
     app.include_router(demo_panel_router)
     return app

@@ -13,6 +13,7 @@ from app.db import create_engine, create_sessionmaker
 from app.kit.crypto import configure_cipher
 from app.kit.ratelimit import RateLimiter, build_rate_limiter
 from app.panels.registry import PanelRegistry
+from app.payments.registry import PaymentRegistry
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ class Resources:
     redis: Redis | None
     rate_limiter: RateLimiter
     panels: PanelRegistry
+    payments: PaymentRegistry
 
     async def aclose(self) -> None:
         await self.panels.aclose()
+        await self.payments.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -47,4 +50,5 @@ def open_resources(settings: Settings) -> Resources:
         redis=redis,
         rate_limiter=build_rate_limiter(settings.redis_url),
         panels=PanelRegistry(sessionmaker, settings),
+        payments=PaymentRegistry.from_settings(settings, sessionmaker=sessionmaker),
     )

@@ -3,6 +3,7 @@
 from app.models.base import Base
 from app.models.content import FaqCategory, FaqItem, MessageText, SystemSetting
 from app.models.demo_panel import DemoAccountStatus, DemoPanelAccount, DemoPanelDevice, DemoPanelNode
+from app.models.demo_payments import DemoInvoice, DemoInvoiceStatus
 from app.models.notifications import (
     Broadcast,
     BroadcastDelivery,
@@ -38,6 +39,8 @@ __all__ = [
     "BrowserSession",
     "DeliveryStatus",
     "DemoAccountStatus",
+    "DemoInvoice",
+    "DemoInvoiceStatus",
     "DemoPanelAccount",
     "DemoPanelDevice",
     "DemoPanelNode",

@@ -1,0 +1,260 @@
+"""Payment operations that call a provider on the shop's initiative: refunds (SPEC §5.5), renewal charges of a
+saved method (SPEC §4.3) and reconciliation of checkouts whose webhook never came (reference §1.6).
+
+None of them calls a provider inside a database transaction. Each is safe to repeat: the provider call carries
+a key derived from our payment (YooKassa returns the first answer for a repeated key; Stars answers
+CHARGE_ALREADY_REFUNDED), and the answer goes through `apply_update`, which applies an event once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import service as audit
+from app.db import transaction
+from app.kit.clock import utcnow
+from app.kit.crypto import cipher
+from app.kit.errors import Conflict, ExternalServiceError
+from app.kit.money import Money
+from app.models import Payment, PaymentStatus, Plan, SavedPaymentMethod, Subscription, User
+from app.outbox import service as outbox
+from app.payments import pricing
+from app.payments.providers.base import (
+    CheckoutOrder,
+    CheckoutRejected,
+    NotSupported,
+    PaymentState,
+    ProviderUnavailable,
+    ProviderUpdate,
+)
+from app.payments.service import Outcome, apply_update, expire
+from app.resources import Resources
+
+log = logging.getLogger(__name__)
+
+REFUND_TOPIC = "payments.refund"
+RECONCILE_AFTER = timedelta(minutes=5)
+
+
+# --- refunds --------------------------------------------------------------------------------------------------
+
+
+async def request_refund(
+    session: AsyncSession, resources: Resources, payment: Payment, *, actor_type: str, actor_id: object
+) -> None:
+    """Queue the refund of a succeeded payment (in the caller's transaction); the outbox runs it."""
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise Conflict(f"Only a succeeded payment can be refunded; this one is {payment.status.value}.")
+    if payment.provider not in resources.payments:
+        raise Conflict(f"The provider {payment.provider} is not enabled, so it cannot refund.")
+    if not resources.payments.get(payment.provider).supports_refunds or not payment.external_id:
+        raise Conflict(f"{payment.provider} payments cannot be refunded from here.", code="refund_not_supported")
+    audit.record(
+        session,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        action="payment.refund_requested",
+        entity_type="payment",
+        entity_id=payment.public_id,
+    )
+    await outbox.add(session, REFUND_TOPIC, {"payment_id": payment.id}, dedupe_key=f"{REFUND_TOPIC}:{payment.id}")
+
+
+@outbox.handler(REFUND_TOPIC, max_attempts=200)
+async def run_refund(ctx: dict, payload: dict) -> None:
+    resources: Resources = ctx["resources"]
+    async with transaction(resources.sessionmaker) as session:
+        payment = await session.get_one(Payment, payload["payment_id"])
+        user = await session.get_one(User, payment.user_id)
+    if payment.status != PaymentStatus.SUCCEEDED:
+        return
+    provider = resources.payments.get(payment.provider)
+    try:
+        result = await provider.refund(
+            payment.external_id or "",
+            Money.from_minor(payment.amount_minor, payment.currency),
+            idempotency_key=f"refund-{payment.public_id}",
+            user_telegram_id=user.telegram_id,
+        )
+    except (CheckoutRejected, NotSupported) as exc:
+        raise outbox.PermanentFailure(f"{payment.provider} refused the refund: {exc}") from exc
+    if result.state != PaymentState.REFUNDED:
+        return  # the provider's refund notification finishes it
+    update = ProviderUpdate(
+        event_id=f"refund:{result.refund_id}",
+        kind="refund",
+        state=PaymentState.REFUNDED,
+        external_id=payment.external_id,
+        order_id=payment.public_id,
+        amount=Money.from_minor(payment.amount_minor, payment.currency),
+    )
+    async with transaction(resources.sessionmaker) as session:
+        await apply_update(session, payment.provider, update, resources.settings)
+
+
+# --- renewals -------------------------------------------------------------------------------------------------
+
+
+class RenewalResult(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"  # the provider is still processing; its webhook (or reconciliation) finishes it
+    FAILED = "failed"
+    NO_METHOD = "no_method"  # nothing saved that can be charged: the customer has to pay themselves
+    UNAVAILABLE = "unavailable"  # the provider could not be reached; try again later
+
+
+@dataclass(frozen=True, slots=True)
+class _RenewalOrder:
+    payment: Payment
+    secret: str
+    order: CheckoutOrder
+
+
+async def _renewal_method(session: AsyncSession, resources: Resources, user_id: int) -> SavedPaymentMethod | None:
+    methods = await session.scalars(
+        select(SavedPaymentMethod)
+        .where(SavedPaymentMethod.user_id == user_id, SavedPaymentMethod.is_active)
+        .order_by(SavedPaymentMethod.id.desc())
+    )
+    for method in methods:
+        if method.provider in resources.payments and resources.payments.get(method.provider).supports_saved_methods:
+            return method
+    return None
+
+
+async def _prepare_renewal(
+    session: AsyncSession, resources: Resources, subscription_id: int, attempt: date
+) -> _RenewalOrder | RenewalResult:
+    subscription = await session.get_one(Subscription, subscription_id)
+    user = await session.get_one(User, subscription.user_id)
+    plan = await session.get(Plan, subscription.plan_id) if subscription.plan_id else None
+    method = await _renewal_method(session, resources, user.id)
+    if plan is None or method is None:
+        return RenewalResult.NO_METHOD
+    provider = resources.payments.get(method.provider)
+    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], user.language)
+    price = next((price for price in prices if price.currency in provider.currencies), None)
+    if price is None:
+        return RenewalResult.NO_METHOD
+    # One charge per subscription per day, whatever retries the job makes.
+    key = f"renewal-{subscription.id}-{attempt.isoformat()}"
+    payment = await session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    if payment is None:
+        payment = Payment(
+            public_id=str(uuid.uuid4()),
+            user_id=user.id,
+            subscription_id=subscription.id,
+            plan_id=plan.id,
+            provider=provider.name,
+            method=method.method_type,
+            amount_minor=price.minor,
+            currency=price.currency,
+            status=PaymentStatus.PENDING,
+            idempotency_key=key,
+            days=plan.duration_days,
+            is_renewal=True,
+            saved_method_id=method.id,
+            expires_at=utcnow() + timedelta(days=1),
+            details={"price_minor": price.minor},
+        )
+        session.add(payment)
+        await session.flush()
+        audit.record(
+            session,
+            actor_type="system",
+            actor_id=None,
+            action="payment.renewal_started",
+            entity_type="payment",
+            entity_id=payment.public_id,
+            after={"amount": str(price), "subscription": subscription.id},
+        )
+    elif payment.status != PaymentStatus.PENDING:
+        return RenewalResult.SUCCEEDED if payment.status == PaymentStatus.SUCCEEDED else RenewalResult.FAILED
+    order = CheckoutOrder(
+        order_id=payment.public_id,
+        idempotency_key=payment.idempotency_key,
+        amount=price,
+        description=f"VPN renewal ({plan.duration_days} d)",
+        user_id=user.id,
+        telegram_id=user.telegram_id,
+        return_url=resources.settings.public_base_url + "/app",
+        expires_at=payment.expires_at or utcnow() + timedelta(days=1),
+    )
+    return _RenewalOrder(payment, cipher().decrypt(method.secret_encrypted), order)
+
+
+async def charge_renewal(resources: Resources, subscription_id: int, *, attempt: date) -> RenewalResult:
+    """Charge the subscription's saved method for one more period of its plan (the expiry job calls this on
+    the end date and again a day later). The payment row is committed before the provider is called."""
+    async with transaction(resources.sessionmaker) as session:
+        prepared = await _prepare_renewal(session, resources, subscription_id, attempt)
+    if isinstance(prepared, RenewalResult):
+        return prepared
+    provider = resources.payments.get(prepared.payment.provider)
+    try:
+        update = await provider.charge_saved(prepared.order, prepared.secret)
+    except (ProviderUnavailable, ExternalServiceError):
+        return RenewalResult.UNAVAILABLE
+    except (CheckoutRejected, NotSupported) as exc:
+        update = ProviderUpdate(
+            event_id=f"charge-refused:{prepared.payment.public_id}",
+            kind="charge",
+            state=PaymentState.FAILED,
+            external_id=None,
+            order_id=prepared.payment.public_id,
+            amount=None,
+            failure_reason=str(exc)[:500],
+        )
+    async with transaction(resources.sessionmaker) as session:
+        await apply_update(session, provider.name, update, resources.settings)
+    return {
+        PaymentState.SUCCEEDED: RenewalResult.SUCCEEDED,
+        PaymentState.PENDING: RenewalResult.PENDING,
+    }.get(update.state, RenewalResult.FAILED)
+
+
+# --- reconciliation -------------------------------------------------------------------------------------------
+
+
+async def reconcile_pending(resources: Resources, *, limit: int = 200) -> dict[str, int]:
+    """Ask the provider about checkouts still pending after a few minutes (a lost webhook), and cancel the
+    expired ones (releasing their promo holds)."""
+    now = utcnow()
+    counts = {"applied": 0, "expired": 0, "unchanged": 0, "unavailable": 0}
+    async with transaction(resources.sessionmaker) as session:
+        pending = list(
+            (
+                await session.scalars(
+                    select(Payment)
+                    .where(Payment.status == PaymentStatus.PENDING, Payment.created_at < now - RECONCILE_AFTER)
+                    .order_by(Payment.id)
+                    .limit(limit)
+                )
+            ).all()
+        )
+    for payment in pending:
+        update = None
+        if payment.provider in resources.payments:
+            try:
+                update = await resources.payments.get(payment.provider).fetch(payment.external_id, payment.public_id)
+            except (ProviderUnavailable, ExternalServiceError, NotSupported):
+                counts["unavailable"] += 1
+        async with transaction(resources.sessionmaker) as session:
+            if update is not None and update.state != PaymentState.PENDING:
+                outcome = await apply_update(session, payment.provider, update, resources.settings)
+                counts["applied" if outcome in (Outcome.APPLIED, Outcome.MISMATCH) else "unchanged"] += 1
+            elif payment.expires_at is not None and payment.expires_at <= now:
+                locked = await session.get(Payment, payment.id, with_for_update=True)
+                if locked is not None:
+                    await expire(session, locked)
+                    counts["expired"] += 1
+            else:
+                counts["unchanged"] += 1
+    return counts

@@ -1,0 +1,70 @@
+"""Prices, computed on the server only (SPEC §5.4): the plan's price in the chosen currency, less a promo code,
+plus the code's extra days. The client never sends an amount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.errors import NotFound, ValidationFailed
+from app.kit.money import Money
+from app.models import Plan, PlanPrice, PromoCode, User
+from app.promo import service as promo_service
+
+# The currency shown first for each language when a plan has several.
+PREFERRED_CURRENCY = {"ru": "RUB", "en": "USD"}
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    plan: Plan
+    price: Money  # the plan's price
+    amount: Money  # what the customer pays
+    discount: Money
+    days: int  # the plan's days plus a promo code's extra days
+    promo: PromoCode | None
+
+
+async def active_plans(session: AsyncSession) -> list[Plan]:
+    return list((await session.scalars(select(Plan).where(Plan.is_active).order_by(Plan.sort_order, Plan.id))).all())
+
+
+async def plan_by_code(session: AsyncSession, code: str) -> Plan:
+    plan = await session.scalar(select(Plan).where(Plan.code == code, Plan.is_active))
+    if plan is None:
+        raise NotFound(f"There is no active plan {code!r}.", code="plan_not_found")
+    return plan
+
+
+async def prices_of(session: AsyncSession, plans: list[Plan]) -> dict[int, list[Money]]:
+    """Each plan's prices, in the order they were added (the admin's order)."""
+    rows = await session.scalars(
+        select(PlanPrice).where(PlanPrice.plan_id.in_([plan.id for plan in plans])).order_by(PlanPrice.id)
+    )
+    prices: dict[int, list[Money]] = {plan.id: [] for plan in plans}
+    for row in rows:
+        prices[row.plan_id].append(Money.from_minor(row.amount_minor, row.currency))
+    return prices
+
+
+def preferred_first(prices: list[Money], language: str) -> list[Money]:
+    preferred = PREFERRED_CURRENCY.get(language, "USD")
+    return sorted(prices, key=lambda price: price.currency != preferred)
+
+
+async def quote(
+    session: AsyncSession, plan: Plan, currency: str, *, user: User, promo_code: str | None, now: datetime
+) -> Quote:
+    price_minor = await session.scalar(
+        select(PlanPrice.amount_minor).where(PlanPrice.plan_id == plan.id, PlanPrice.currency == currency)
+    )
+    if price_minor is None:
+        raise ValidationFailed(f"The plan has no price in {currency}.", code="currency_not_offered")
+    price = Money.from_minor(price_minor, currency)
+    if not promo_code or not promo_code.strip():
+        return Quote(plan, price, price, Money.from_minor(0, currency), plan.duration_days, None)
+    effect = await promo_service.evaluate(session, promo_code, user=user, plan=plan, price=price, now=now)
+    return Quote(plan, price, effect.amount, effect.discount, plan.duration_days + effect.extra_days, effect.promo)

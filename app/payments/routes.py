@@ -1,0 +1,59 @@
+"""`POST /api/payments/webhook/{provider}`: every provider's notifications, verified over the raw body."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.db import transaction
+from app.kit.errors import ExternalServiceError
+from app.payments.providers.base import IncomingWebhook, ProviderUnavailable, WebhookRejected
+from app.payments.service import precheck
+from app.payments.webhooks import receive
+from app.resources import Resources
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["payments"])
+
+
+def _error(status_code: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status_code)
+
+
+@router.post("/api/payments/webhook/{provider}", responses={400: {}, 401: {}, 403: {}, 404: {}, 503: {}})
+async def payment_webhook(provider: str, request: Request) -> Response:
+    """A provider's notification. 200 once applied (or already applied); 4xx when refused, with nothing
+    changed; 5xx when we could not finish, so the provider delivers it again."""
+    resources: Resources = request.app.state.resources
+    webhook = IncomingWebhook(
+        body=await request.body(),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        peer_ip=request.client.host if request.client else None,
+    )
+    try:
+        result, outcomes = await receive(resources, provider, webhook)
+        if provider == "stars":
+            await _answer_pre_checkout(resources, webhook)
+    except WebhookRejected as exc:
+        log.warning("payment webhook %s rejected: %s", provider, exc)
+        return _error(exc.status_code, "webhook_rejected", str(exc))
+    except (ProviderUnavailable, ExternalServiceError) as exc:
+        return _error(503, "provider_unavailable", f"could not confirm with {provider}: {exc}")
+    body: dict[str, Any] = result.response_body or {"ok": True, "outcomes": [outcome.value for outcome in outcomes]}
+    return JSONResponse(body)
+
+
+async def _answer_pre_checkout(resources: Resources, webhook: IncomingWebhook) -> None:
+    """Telegram's pre-checkout query must be answered within 10 s: checked against our order at once."""
+    provider = resources.payments.get("stars")
+    query = provider.pre_checkout_query(json.loads(webhook.body))  # type: ignore[attr-defined]
+    if query is None:
+        return
+    async with transaction(resources.sessionmaker) as session:
+        refusal = await precheck(session, "stars", query.order_id, query.amount)
+    await provider.answer_pre_checkout(query.query_id, refusal is None, refusal)  # type: ignore[attr-defined]

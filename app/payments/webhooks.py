@@ -1,0 +1,32 @@
+"""Receiving provider notifications (SPEC §5.2): verify with the provider's adapter (over the raw body), then
+apply every update in one transaction. What goes wrong is answered so that providers do the right thing:
+forged or malformed → 4xx (do not retry, nothing changed); an unknown payment → 404; our own failure or the
+provider's API being unreachable during a re-fetch → 5xx, so the provider delivers again later."""
+
+from __future__ import annotations
+
+import logging
+
+from app.db import transaction
+from app.kit.metrics import PAYMENTS
+from app.payments.providers.base import IncomingWebhook, WebhookResult
+from app.payments.service import Outcome, apply_update
+from app.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+async def receive(
+    resources: Resources, provider_name: str, webhook: IncomingWebhook
+) -> tuple[WebhookResult, list[Outcome]]:
+    provider = resources.payments.get(provider_name)
+    result = await provider.parse_webhook(webhook)
+    outcomes: list[Outcome] = []
+    async with transaction(resources.sessionmaker) as session:
+        for update in result.updates:
+            outcomes.append(await apply_update(session, provider_name, update, resources.settings))
+    for update, outcome in zip(result.updates, outcomes, strict=True):
+        if outcome in (Outcome.APPLIED, Outcome.MISMATCH):
+            PAYMENTS.labels(provider_name, update.state.value if outcome == Outcome.APPLIED else "mismatch").inc()
+        log.info("payment webhook %s %s %s: %s", provider_name, update.kind, update.event_id, outcome.value)
+    return result, outcomes
