@@ -1,0 +1,124 @@
+"""Refunds, renewal charges of a saved method and reconciliation (app/payments/operations.py), through the demo
+provider, on both databases."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.db import transaction
+from app.kit.clock import utcnow
+from app.kit.errors import Conflict
+from app.models import (
+    DemoInvoice,
+    DemoInvoiceStatus,
+    OutboxMessage,
+    Payment,
+    PaymentStatus,
+    SavedPaymentMethod,
+    Subscription,
+)
+from app.outbox.service import dispatch
+from app.payments.operations import REFUND_TOPIC, RenewalResult, charge_renewal, reconcile_pending, request_refund
+from app.payments.providers.base import SavedMethod
+from app.payments.providers.demo import DECLINING_CARD
+from tests.payments.conftest import Shop
+from tests.payments.test_state_machine import apply, checkout, count, paid, reload
+
+TODAY = date(2026, 11, 21)
+
+
+async def _subscriber_with_card(shop: Shop, telegram_id: int, card: str) -> tuple:
+    user = await shop.user(telegram_id)
+    payment = await checkout(shop, user)
+    await apply(shop, paid(payment, event=f"first-{telegram_id}", saved_method=SavedMethod("demo_card", "Demo", card)))
+    return user, await reload(shop, Subscription, user_id=user.id)
+
+
+async def test_a_renewal_charges_the_saved_card_once_per_day(shop: Shop) -> None:
+    user, subscription = await _subscriber_with_card(shop, 60, "demo_card_ok")
+    assert await charge_renewal(shop.resources, subscription.id, attempt=TODAY) == RenewalResult.SUCCEEDED
+    renewed = await reload(shop, Subscription, id=subscription.id)
+    assert renewed.ends_at - subscription.ends_at == timedelta(days=30)
+    renewal = await reload(shop, Payment, is_renewal=True)
+    card = await reload(shop, SavedPaymentMethod, user_id=user.id)
+    assert (renewal.status, renewal.amount_minor, renewal.saved_method_id) == (PaymentStatus.SUCCEEDED, 19900, card.id)
+    # The job retried the same day: no second charge, no second extension.
+    assert await charge_renewal(shop.resources, subscription.id, attempt=TODAY) == RenewalResult.SUCCEEDED
+    assert await count(shop, Payment, Payment.is_renewal) == 1
+    assert (await reload(shop, Subscription, id=subscription.id)).ends_at == renewed.ends_at
+    assert await count(shop, DemoInvoice, DemoInvoice.card_token == "demo_card_ok") == 1
+
+
+async def test_a_declined_renewal_fails_and_changes_no_dates(shop: Shop) -> None:
+    _, subscription = await _subscriber_with_card(shop, 61, DECLINING_CARD + "x")
+    assert await charge_renewal(shop.resources, subscription.id, attempt=TODAY) == RenewalResult.FAILED
+    assert (await reload(shop, Subscription, id=subscription.id)).ends_at == subscription.ends_at
+    assert (await reload(shop, Payment, is_renewal=True)).status == PaymentStatus.FAILED
+
+
+async def test_without_a_saved_method_nothing_is_charged(shop: Shop) -> None:
+    user = await shop.user(62)
+    payment = await checkout(shop, user)
+    await apply(shop, paid(payment))
+    subscription = await reload(shop, Subscription, user_id=user.id)
+    assert await charge_renewal(shop.resources, subscription.id, attempt=TODAY) == RenewalResult.NO_METHOD
+    async with transaction(shop.resources.sessionmaker) as session:
+        session.add(
+            SavedPaymentMethod(
+                user_id=user.id,
+                provider="demo",
+                method_type="demo_card",
+                title="t",
+                secret_encrypted="x",
+                fingerprint="f",
+                is_active=False,
+            )
+        )
+    assert await charge_renewal(shop.resources, subscription.id, attempt=TODAY) == RenewalResult.NO_METHOD
+    assert await count(shop, Payment, Payment.is_renewal) == 0
+
+
+async def test_a_refund_runs_through_the_outbox_and_takes_the_days_back(shop: Shop) -> None:
+    user = await shop.user(63)
+    payment = await checkout(shop, user)
+    async with transaction(shop.resources.sessionmaker) as session:
+        invoice = await session.scalar(select(DemoInvoice).where(DemoInvoice.external_id == payment.external_id))
+        invoice.status = DemoInvoiceStatus.PAID
+    await apply(shop, paid(payment))
+    async with transaction(shop.resources.sessionmaker) as session:
+        stored = await session.get_one(Payment, payment.id)
+        await request_refund(session, shop.resources, stored, actor_type="staff", actor_id=1)
+    await dispatch({"resources": shop.resources})
+    refunded = await reload(shop, Payment, id=payment.id)
+    assert refunded.status == PaymentStatus.REFUNDED
+    assert (await reload(shop, DemoInvoice, external_id=payment.external_id)).status == DemoInvoiceStatus.REFUNDED
+    assert (await reload(shop, Subscription, user_id=user.id)).ends_at - utcnow() < timedelta(minutes=1)
+
+
+async def test_a_refund_of_an_unpaid_payment_is_refused(shop: Shop) -> None:
+    user = await shop.user(64)
+    payment = await checkout(shop, user)
+    async with transaction(shop.resources.sessionmaker) as session:
+        stored = await session.get_one(Payment, payment.id)
+        with pytest.raises(Conflict, match="pending"):
+            await request_refund(session, shop.resources, stored, actor_type="staff", actor_id=1)
+    assert await count(shop, OutboxMessage, OutboxMessage.topic == REFUND_TOPIC) == 0
+
+
+async def test_reconciliation_credits_a_payment_whose_webhook_was_lost(shop: Shop) -> None:
+    user = await shop.user(65)
+    payment = await checkout(shop, user)
+    async with transaction(shop.resources.sessionmaker) as session:
+        invoice = await session.scalar(select(DemoInvoice).where(DemoInvoice.external_id == payment.external_id))
+        invoice.status, invoice.paid_at = DemoInvoiceStatus.PAID, utcnow()
+        (await session.get_one(Payment, payment.id)).created_at = utcnow() - timedelta(minutes=10)
+    counts = await reconcile_pending(shop.resources)
+    assert counts["applied"] == 1
+    assert (await reload(shop, Payment, id=payment.id)).status == PaymentStatus.SUCCEEDED
+    assert await count(shop, Subscription) == 1
+    # Nothing left to reconcile; a fresh checkout is left alone.
+    await checkout(shop, user)
+    assert await reconcile_pending(shop.resources) == {"applied": 0, "expired": 0, "unchanged": 0, "unavailable": 0}
