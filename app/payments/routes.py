@@ -22,7 +22,8 @@ router = APIRouter(tags=["payments"])
 
 
 def _error(status_code: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status_code)
+    # The app's usual error shape (app/error_handlers.py).
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code)
 
 
 @router.post("/api/payments/webhook/{provider}", responses={400: {}, 401: {}, 403: {}, 404: {}, 503: {}})
