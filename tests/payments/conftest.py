@@ -14,7 +14,10 @@ from app.resources import Resources, open_resources
 from tests.conftest import make_settings
 from tests.factories import add_server
 
-PRICES = {"month": {"RUB": 19900, "USD": 299, "XTR": 150, "INR": 24900, "IDR": 4500000}, "year": {"RUB": 179000, "USD": 2699}}
+PRICES = {
+    "month": {"RUB": 19900, "USD": 299, "XTR": 150, "INR": 24900, "IDR": 4500000},
+    "year": {"RUB": 179000, "USD": 2699},
+}
 
 
 @dataclass
