@@ -6,6 +6,7 @@ from the address the emulator sends from."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -95,15 +96,16 @@ class Harness:
             return await session.scalar(select(func.count()).select_from(model)) or 0
 
 
-@pytest.fixture(params=CASES, ids=[case.provider for case in CASES])
-async def harness(request: pytest.FixtureRequest, database_url: str, db) -> AsyncIterator[Harness]:
-    case: Case = request.param
+@asynccontextmanager
+async def running(case: Case, database_url: str, db) -> AsyncIterator[Harness]:
+    """The shop (plans, a demo panel, one customer) wired to `case`'s emulator served over real HTTP."""
     reset_breakers()
     emulator = case.build()
     await seed_plans(db)
     user = User(telegram_id=777, referral_code="r777", language="ru")
     db.add(user)
     await db.commit()
+
     async def asgi(scope, receive, send) -> None:
         # A plain coroutine function: uvicorn takes a bound method for an ASGI2 app.
         await emulator.app(scope, receive, send)
@@ -113,6 +115,15 @@ async def harness(request: pytest.FixtureRequest, database_url: str, db) -> Asyn
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             yield Harness(case, emulator, app, user)
+
+
+CASE_BY_PROVIDER = {case.provider: case for case in CASES}
+
+
+@pytest.fixture(params=CASES, ids=[case.provider for case in CASES])
+async def harness(request: pytest.FixtureRequest, database_url: str, db) -> AsyncIterator[Harness]:
+    async with running(request.param, database_url, db) as running_harness:
+        yield running_harness
 
 
 async def test_a_paid_checkout_is_credited_once_however_often_it_is_delivered(harness: Harness) -> None:

@@ -1,0 +1,75 @@
+"""Provider-managed recurring payments and Telegram's pre-checkout query, against the emulators: Star
+subscriptions and Razorpay subscriptions renew by themselves and each renewal is recorded as a new payment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription
+from tests.payments.test_webhooks import CASE_BY_PROVIDER, Harness, running
+
+
+@pytest.fixture
+async def stars(database_url: str, db):
+    async with running(CASE_BY_PROVIDER["stars"], database_url, db) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def razorpay(database_url: str, db):
+    async with running(CASE_BY_PROVIDER["razorpay"], database_url, db) as harness:
+        yield harness
+
+
+async def _succeeded(harness: Harness) -> list[Payment]:
+    async with harness.app.state.resources.sessionmaker() as session:
+        query = select(Payment).where(Payment.status == PaymentStatus.SUCCEEDED).order_by(Payment.id)
+        return list((await session.scalars(query)).all())
+
+
+async def _ends(harness: Harness):
+    async with harness.app.state.resources.sessionmaker() as session:
+        return await session.scalar(select(func.max(Subscription.ends_at)))
+
+
+async def test_the_pre_checkout_query_is_answered_from_our_order(stars: Harness) -> None:
+    payment = await stars.checkout()
+    assert payment.details["invoice_link"].startswith("https://t.me/")
+    good = stars.emulator.pre_checkout(payment.public_id, 4242)
+    assert (await stars.post(good)).status_code == 200
+    wrong = stars.emulator.pre_checkout(payment.public_id, 4242, amount=1)
+    assert (await stars.post(wrong)).status_code == 200
+    queries = list(stars.emulator.queries.values())
+    assert [(query.ok, query.late) for query in queries] == [(True, False), (False, False)]
+    assert "price" in (queries[1].error_message or "")
+
+
+async def test_a_star_subscription_renewal_is_a_new_payment(stars: Harness) -> None:
+    payment = await stars.checkout()
+    first = stars.emulator.pay(payment.public_id)
+    assert (await stars.post(first)).status_code == 200
+    end = await _ends(stars)
+    charge_id = (await _succeeded(stars))[0].external_id
+    async with stars.app.state.resources.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(SavedPaymentMethod)) == 1
+    renewal = stars.emulator.renew(charge_id)
+    assert (await stars.post(renewal)).status_code == 200
+    assert (await stars.post(renewal)).status_code == 200  # redelivered
+    payments = await _succeeded(stars)
+    assert len(payments) == 2 and payments[1].is_renewal and payments[1].external_id != charge_id
+    assert await _ends(stars) - end == timedelta(days=30)
+
+
+async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness) -> None:
+    payment = await razorpay.checkout()
+    assert payment.external_id.startswith("sub_")
+    for cycle in range(3):
+        delivery = razorpay.emulator.charge_subscription(payment.external_id)
+        assert (await razorpay.post(delivery)).status_code == 200
+        assert (await razorpay.post(delivery)).status_code == 200
+        assert len(await _succeeded(razorpay)) == cycle + 1
+    payments = await _succeeded(razorpay)
+    assert [p.is_renewal for p in payments] == [False, True, True]
