@@ -35,6 +35,7 @@ from app.payments.providers.base import (
     ProviderUpdate,
 )
 from app.payments.service import Outcome, apply_update, expire
+from app.payments.topics import CANCEL_RECURRING_TOPIC
 from app.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -258,3 +259,26 @@ async def reconcile_pending(resources: Resources, *, limit: int = 200) -> dict[s
             else:
                 counts["unchanged"] += 1
     return counts
+
+
+# --- stopping provider-side subscriptions ---------------------------------------------------------------------
+
+
+@outbox.handler(CANCEL_RECURRING_TOPIC, max_attempts=200)
+async def cancel_recurring(ctx: dict, payload: dict) -> None:
+    """The customer removed a saved method: tell the provider to stop renewing (a no-op for providers whose
+    saved methods only we can charge)."""
+    resources: Resources = ctx["resources"]
+    async with transaction(resources.sessionmaker) as session:
+        method = await session.get_one(SavedPaymentMethod, payload["method_id"])
+        user = await session.get_one(User, method.user_id)
+    if method.provider not in resources.payments:
+        raise outbox.PermanentFailure(f"{method.provider} is not enabled; cancel the subscription there by hand")
+    try:
+        await resources.payments.get(method.provider).cancel_recurring(
+            cipher().decrypt(method.secret_encrypted), user_telegram_id=user.telegram_id
+        )
+    except NotSupported:
+        return
+    except CheckoutRejected as exc:
+        raise outbox.PermanentFailure(f"{method.provider} refused to cancel: {exc}") from exc

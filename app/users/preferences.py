@@ -11,6 +11,8 @@ from app.kit.clock import utcnow
 from app.kit.errors import NotFound, ValidationFailed
 from app.kit.i18n import available_languages
 from app.models import SavedPaymentMethod, Subscription, SubscriptionStatus, User, UserIdentity
+from app.outbox import service as outbox
+from app.payments.topics import CANCEL_RECURRING_TOPIC
 
 
 def _audit(
@@ -114,6 +116,10 @@ async def remove_payment_method(session: AsyncSession, user: User, method_id: in
         raise NotFound("This payment method is not saved on your account.")
     method.is_active = False
     method.revoked_at = utcnow()
+    # A provider-side subscription (Stars, Razorpay) keeps charging until the provider is told to stop.
+    await outbox.add(
+        session, CANCEL_RECURRING_TOPIC, {"method_id": method.id}, dedupe_key=f"{CANCEL_RECURRING_TOPIC}:{method.id}"
+    )
     _audit(
         session,
         user,

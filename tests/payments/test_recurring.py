@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription
+from app.users.preferences import remove_payment_method
 from tests.payments.test_webhooks import CASE_BY_PROVIDER, Harness, running
+from tests.web import drain_outbox
 
 
 @pytest.fixture
@@ -73,3 +75,19 @@ async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness
         assert len(await _succeeded(razorpay)) == cycle + 1
     payments = await _succeeded(razorpay)
     assert [p.is_renewal for p in payments] == [False, True, True]
+
+
+async def test_removing_a_star_subscription_method_cancels_it_at_telegram(stars: Harness) -> None:
+    payment = await stars.checkout()
+    paid = stars.emulator.pay(payment.public_id, user_id=stars.user.telegram_id)
+    assert (await stars.post(paid)).status_code == 200
+    resources = stars.app.state.resources
+    async with resources.sessionmaker() as session:
+        method = await session.scalar(select(SavedPaymentMethod))
+        user = await session.get_one(type(stars.user), stars.user.id)
+        await remove_payment_method(session, user, method.id)
+        await session.commit()
+    await drain_outbox(stars.app)
+    calls = stars.emulator.calls("editUserStarSubscription")
+    assert len(calls) == 1 and calls[0]["is_canceled"] in (True, "true")
+    assert calls[0]["telegram_payment_charge_id"] == (await _succeeded(stars))[0].external_id
