@@ -13,8 +13,9 @@ from app.auth.oidc_routes import router as oidc_router
 from app.auth.routes import router as auth_router
 from app.cabinet.api import router as customer_api_router
 from app.cabinet.pages import router as cabinet_router
-from app.cabinet.plans import router as plans_router
 from app.cabinet.settings import router as settings_router
+from app.checkout.api import router as checkout_api_router
+from app.checkout.pages import router as checkout_router
 from app.config import Settings, get_settings
 from app.connect.routes import router as connect_router
 from app.demo.routes import router as demo_router
@@ -69,8 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health_router)
     app.include_router(customer_api_router)
+    app.include_router(checkout_api_router)
     app.include_router(cabinet_router)
-    app.include_router(plans_router)
+    app.include_router(checkout_router)
     app.include_router(settings_router)
     app.include_router(connect_router)
     app.include_router(referral_router)

@@ -1,12 +1,15 @@
-"""Demo data: plans, FAQ, a demo customer and a demo staff account — written only into an empty database."""
+"""Demo data: plans, FAQ, a demo customer and a demo staff account — written only into an empty database —
+and two promo codes to try at checkout, written whenever there are no promo codes at all."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.passwords import hash_password
-from app.models import FaqCategory, FaqItem, Plan, PlanPrice, Staff, StaffRole, User
+from app.models import FaqCategory, FaqItem, Plan, PlanPrice, PromoCode, PromoKind, Staff, StaffRole, User
 
 DEMO_CUSTOMER_TELEGRAM_ID = 100_000_001
 DEMO_STAFF_USERNAME = "demo-admin"
@@ -35,6 +38,12 @@ PLANS = [
         25,
         {"RUB": 179000, "USD": 2699, "XTR": 1350, "INR": 224900, "IDR": 40000000, "USDT": 26_990_000},
     ),
+]
+
+# Codes to try at checkout: a discount and extra days, each once per customer, any number of customers.
+PROMO_CODES = [
+    {"code": "DEMO20", "kind": PromoKind.PERCENT, "percent": Decimal(20)},
+    {"code": "WELCOME7", "kind": PromoKind.DAYS, "extra_days": 7},
 ]
 
 FAQ = {
@@ -143,8 +152,19 @@ FAQ = {
 }
 
 
+async def seed_promo_codes(session: AsyncSession) -> bool:
+    """The demo promo codes, unless the shop has promo codes of its own already."""
+    if await session.scalar(select(func.count()).select_from(PromoCode)):
+        return False
+    session.add_all(PromoCode(**fields, max_uses=None, once_per_user=True, is_active=True) for fields in PROMO_CODES)
+    await session.flush()
+    return True
+
+
 async def seed_demo(session: AsyncSession) -> bool:
-    """Fill an empty database with demo data; returns False (and writes nothing) if it has plans already."""
+    """Fill an empty database with demo data; returns False (and writes nothing but missing promo codes) if
+    it has plans already."""
+    await seed_promo_codes(session)
     if await session.scalar(select(func.count()).select_from(Plan)):
         return False
     for order, (code, names, days, discount, prices) in enumerate(PLANS):

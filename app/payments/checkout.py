@@ -93,9 +93,13 @@ def _idempotency_key(user: User, client_key: str | None) -> str:
     return hashlib.sha256(f"{user.id}:{client_key}".encode()).hexdigest()
 
 
+DAYS_WORD = {"ru": "дн.", "en": "days"}
+
+
 def _description(plan: Plan, language: str, days: int) -> str:
+    """What the provider's page and receipt show, in the customer's language."""
     name = plan.name.get(language) or plan.name.get("en") or plan.code
-    return f"VPN {name} ({days} d)"
+    return f"VPN {name} ({days} {DAYS_WORD.get(language, 'days')})"
 
 
 async def start_checkout(
@@ -142,7 +146,11 @@ async def start_checkout(
     session.add(payment)
     await session.flush()
     if quote.promo is not None:
-        await promo_service.hold(session, quote.promo, user=user, payment=payment)
+        try:
+            await promo_service.hold(session, quote.promo, user=user, payment=payment)
+        except promo_service.PromoInvalid:
+            await session.rollback()  # the flushed payment must not outlive its lost race for the code
+            raise
     audit.record(
         session,
         actor_type="user",

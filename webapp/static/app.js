@@ -68,6 +68,7 @@
   }
 
   function afterPageChange() {
+    showPrintButtons();
     syncBackButton();
     syncMainButton();
     openLinkedDetails();
@@ -113,6 +114,28 @@
     });
   });
 
+  // --- payments -------------------------------------------------------------------------------------------
+  // A Stars invoice opens inside Telegram. The callback is only a hint (the payment counts when the webhook
+  // lands), so on "paid" or "pending" the waiting page asks for its status at once instead of in 2 s.
+  function openInvoice(url) {
+    tg.openInvoice(url, function (status) {
+      if (status === "paid") haptic("success");
+      else if (status === "failed") haptic("error");
+      if ((status === "paid" || status === "pending") && document.getElementById("payment_status")) {
+        window.htmx.trigger("#payment_status", "refresh");
+      }
+    });
+  }
+
+  // The waiting page's status block says so (HX-Trigger) when the payment has succeeded.
+  document.addEventListener("payment-succeeded", function () { haptic("success"); });
+
+  // Receipts: a print button where printing exists (not inside Telegram's WebView).
+  function showPrintButtons() {
+    if (inTelegram || typeof window.print !== "function") return;
+    document.querySelectorAll("[data-print][hidden]").forEach(function (button) { button.hidden = false; });
+  }
+
   // --- links, copy and share ------------------------------------------------------------------------------
   function copy(text, button) {
     var done = function () {
@@ -144,9 +167,18 @@
   }
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest("[data-copy], [data-open-link], [data-share-url]");
+    var target = event.target.closest("[data-copy], [data-open-link], [data-share-url], [data-open-invoice], [data-print]");
     if (!target) return;
-    if (target.hasAttribute("data-copy")) {
+    if (target.hasAttribute("data-open-invoice")) {
+      if (inTelegram && tg.openInvoice) {
+        event.preventDefault();
+        openInvoice(target.href);
+      }
+      // In a plain browser the link itself (a t.me invoice link) is the way to pay.
+    } else if (target.hasAttribute("data-print")) {
+      event.preventDefault();
+      window.print();
+    } else if (target.hasAttribute("data-copy")) {
       event.preventDefault();
       copy(target.dataset.copy, target);
     } else if (target.hasAttribute("data-open-link") && inTelegram && tg.openLink) {

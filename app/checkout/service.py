@@ -1,0 +1,201 @@
+"""What the checkout pages and the checkout API show: the payment options of a plan, live quotes with a promo
+code, and a payment as its customer sees it. The rules themselves (prices, promo codes, starting a payment)
+live in app/payments and app/promo; this module only arranges their answers for display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.checkout.display import money_of_receipt, parse_time
+from app.config import Settings
+from app.kit.money import Money
+from app.models import Payment, PaymentStatus, Plan, User
+from app.payments import pricing
+from app.payments.pricing import Quote
+from app.payments.registry import PaymentRegistry
+from app.payments.service import payment_of_user
+from app.promo.service import PromoInvalid
+
+# Reasons a code fails the same way whatever the currency; the others are checked per currency.
+CURRENCY_DEPENDENT = frozenset({"no_currency", "covers_price"})
+
+
+@dataclass(frozen=True, slots=True)
+class PayOption:
+    """One button of the payment step: a provider, or one of its sub-methods, charging in `currency` (the
+    customer's usual currency among those the plan is priced in and the provider takes)."""
+
+    provider: str
+    method: str | None
+    currency: str
+
+    @property
+    def value(self) -> str:
+        """The form value of the button: "provider" or "provider/method"."""
+        return f"{self.provider}/{self.method}" if self.method else self.provider
+
+    @property
+    def dom_id(self) -> str:
+        return "price-" + self.value.replace("/", "-")
+
+    @property
+    def label_key(self) -> str:
+        return f"checkout.method.{self.provider}" + (f".{self.method}" if self.method else "")
+
+
+def pay_options(providers: PaymentRegistry, prices: list[Money]) -> list[PayOption]:
+    """Every enabled provider that takes one of `prices`' currencies (preferred first), one option per
+    sub-method; the order is the registry's."""
+    options = []
+    for provider in providers:
+        usable = [price.currency for price in prices if price.currency in provider.currencies]
+        if not usable:
+            continue
+        for method in provider.methods or (None,):
+            options.append(PayOption(provider.name, method, usable[0]))
+    return options
+
+
+def parse_option(value: str | None) -> tuple[str | None, str | None]:
+    """ "yookassa/sbp" → ("yookassa", "sbp"); "demo" → ("demo", None)."""
+    if not value:
+        return None, None
+    provider, _, method = value.partition("/")
+    return provider or None, method or None
+
+
+@dataclass(slots=True)
+class PlanChoice:
+    """Step 2 of the checkout: one plan, how it can be paid, and its price with the typed promo code."""
+
+    plan: Plan
+    prices: list[Money]
+    options: list[PayOption]
+    currencies: list[str]  # the currencies the options charge in, the customer's usual one first
+    quotes: dict[str, Quote]
+    promo_code: str
+    promo_errors: dict[str, PromoInvalid] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> Quote | None:
+        return self.quotes.get(self.currencies[0]) if self.currencies else None
+
+    @property
+    def promo_error(self) -> PromoInvalid | None:
+        return self.promo_errors.get(self.currencies[0]) if self.currencies else None
+
+    @property
+    def prices_differ(self) -> bool:
+        """Options charge in different currencies, so each shows its own price."""
+        return len(self.currencies) > 1
+
+
+async def plan_choice(
+    session: AsyncSession,
+    providers: PaymentRegistry,
+    user: User,
+    plan_code: str,
+    *,
+    promo_code: str | None,
+    now: datetime,
+) -> PlanChoice:
+    """The plan (NotFound if it is not on sale), its payment options, and a quote per option currency. An
+    invalid promo code is not an error here: the quote falls back to the plain price and names the reason."""
+    plan = await pricing.plan_by_code(session, plan_code)
+    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], user.language)
+    options = pay_options(providers, prices)
+    currencies = list(dict.fromkeys(option.currency for option in options)) or [price.currency for price in prices[:1]]
+    code = (promo_code or "").strip()
+    choice = PlanChoice(plan, prices, options, currencies, {}, code)
+    shared_error: PromoInvalid | None = None
+    for currency in currencies:
+        if shared_error is not None:
+            choice.promo_errors[currency] = shared_error
+            choice.quotes[currency] = await pricing.quote(session, plan, currency, user=user, promo_code=None, now=now)
+            continue
+        try:
+            choice.quotes[currency] = await pricing.quote(
+                session, plan, currency, user=user, promo_code=code or None, now=now
+            )
+        except PromoInvalid as exc:
+            choice.promo_errors[currency] = exc
+            if exc.reason not in CURRENCY_DEPENDENT:
+                shared_error = exc
+            choice.quotes[currency] = await pricing.quote(session, plan, currency, user=user, promo_code=None, now=now)
+    return choice
+
+
+def return_url(settings: Settings) -> str:
+    """Where a provider sends the customer back: our waiting page ({payment} is filled in by start_checkout)."""
+    return f"{settings.public_base_url}/app/payments/{{payment}}"
+
+
+def sends_to_provider_page(payment: Payment) -> bool:
+    """The checkout is a provider's web page (a browser can be redirected to it), not a Telegram invoice or
+    a QR code shown on our waiting page."""
+    details = payment.details or {}
+    return bool(payment.pay_url) and not details.get("invoice_link") and not details.get("qr_string")
+
+
+@dataclass(slots=True)
+class PaymentView:
+    """A payment as its customer sees it on the waiting, success and receipt pages."""
+
+    payment: Payment
+    plan: Plan | None
+
+    @property
+    def status(self) -> str:
+        return self.payment.status.value
+
+    @property
+    def is_pending(self) -> bool:
+        return self.payment.status == PaymentStatus.PENDING
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.payment.amount_minor, self.payment.currency)
+
+    @property
+    def invoice_link(self) -> str | None:
+        return (self.payment.details or {}).get("invoice_link")
+
+    @property
+    def qr_string(self) -> str | None:
+        return (self.payment.details or {}).get("qr_string")
+
+    @property
+    def pay_url(self) -> str | None:
+        """A provider page to open, when the payment is not a Telegram invoice."""
+        return None if self.invoice_link else self.payment.pay_url
+
+    @property
+    def receipt(self) -> dict[str, Any] | None:
+        return self.payment.receipt
+
+    @property
+    def ends_at(self) -> datetime | None:
+        return parse_time((self.receipt or {}).get("ends_at"))
+
+    @property
+    def paid_at(self) -> datetime | None:
+        return parse_time((self.receipt or {}).get("paid_at")) or self.payment.paid_at
+
+    def receipt_money(self, key: str) -> Money | None:
+        return money_of_receipt((self.receipt or {}).get(key), self.payment.currency)
+
+    def plan_name(self, language: str) -> str:
+        names = (self.receipt or {}).get("plan_name") or (self.plan.name if self.plan else None) or {}
+        code = (self.receipt or {}).get("plan") or (self.plan.code if self.plan else "")
+        return names.get(language) or names.get("en") or code or "—"
+
+
+async def payment_view(session: AsyncSession, user: User, public_id: str, *, with_plan: bool = True) -> PaymentView:
+    """The user's own payment (NotFound for anyone else's)."""
+    payment = await payment_of_user(session, user, public_id)
+    plan = await session.get(Plan, payment.plan_id) if with_plan and payment.plan_id else None
+    return PaymentView(payment, plan)
