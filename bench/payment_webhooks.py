@@ -84,7 +84,7 @@ async def seed(url: str, payments: int) -> list[tuple[bytes, dict[str, str]]]:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     async with AsyncSession(engine) as session:
-        await add_server(session)
+        await add_server(session, capacity=max(1000, payments))
         await session.commit()
     users, rows, invoices = [], [], []
     for i in range(payments):
@@ -172,6 +172,7 @@ async def deliver(base_url: str, deliveries: list[tuple[bytes, dict[str, str]]],
         queue.put_nowait(item)
     statuses: dict[int, int] = {}
     outcomes: dict[str, int] = {}
+    errors: list[str] = []  # the first few non-200 answers, for the record
     url = f"{base_url}/api/payments/webhook/demo"
 
     async def client(session: aiohttp.ClientSession) -> None:
@@ -182,13 +183,15 @@ async def deliver(base_url: str, deliveries: list[tuple[bytes, dict[str, str]]],
                 if response.status == 200:
                     for outcome in (await response.json())["outcomes"]:
                         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                elif len(errors) < 5:
+                    errors.append(f"{response.status} {(await response.text())[:300]}")
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "statuses": statuses, "outcomes": outcomes}
+    return {"seconds": seconds, "statuses": statuses, "outcomes": outcomes, "errors": errors}
 
 
 async def verify(url: str, payments: int) -> dict[str, int]:
@@ -266,6 +269,7 @@ def main() -> None:
         "payments_credited_per_second": round(facts["succeeded"] / run["seconds"], 1),
         "statuses": run["statuses"],
         "outcomes": run["outcomes"],
+        "errors": run["errors"],
         "facts": facts,
         "goal_completions_per_second": GOAL_COMPLETIONS_PER_SECOND,
         "goals_met": completions_per_second >= GOAL_COMPLETIONS_PER_SECOND

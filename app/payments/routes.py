@@ -44,6 +44,7 @@ async def payment_webhook(provider: str, request: Request) -> Response:
         log.warning("payment webhook %s rejected: %s", provider, exc)
         return _error(exc.status_code, "webhook_rejected", str(exc))
     except (ProviderUnavailable, ExternalServiceError) as exc:
+        log.warning("payment webhook %s not finished: %s", provider, exc)
         return _error(503, "provider_unavailable", f"could not confirm with {provider}: {exc}")
     body: dict[str, Any] = result.response_body or {"ok": True, "outcomes": [outcome.value for outcome in outcomes]}
     return JSONResponse(body)
