@@ -54,6 +54,7 @@ from app.payments.providers.base import (
     WebhookRejected,
     WebhookResult,
 )
+from app.payments.providers.fields import JsonFields
 
 SERVICE = "razorpay"
 MIN_AMOUNT_PAISE = 100
@@ -607,62 +608,15 @@ EVENT_HANDLERS: dict[str, Callable[[EventContext], ProviderUpdate | None]] = {
 # Reading JSON objects
 
 
-class Fields:
-    """Typed access to one JSON object; a missing or mistyped field raises the error `fail` builds."""
-
-    def __init__(self, data: Any, what: str, fail: Callable[[str], Exception]) -> None:
-        if not isinstance(data, dict):
-            raise fail(f"razorpay: the {what} is not a JSON object")
-        self.data: dict[str, Any] = data
-        self.what = what
-        self.fail = fail
-
-    def text(self, name: str) -> str:
-        value = self.optional_text(name)
-        if not value:
-            raise self.fail(f"razorpay: the {self.what} has no '{name}'")
-        return value
-
-    def optional_text(self, name: str) -> str | None:
-        value = self.data.get(name)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self.fail(f"razorpay: the {self.what} has a non-text '{name}'")
-        return value
-
-    def integer(self, name: str) -> int:
-        value = self.optional_integer(name)
-        if value is None:
-            raise self.fail(f"razorpay: the {self.what} has no '{name}'")
-        return value
-
-    def optional_integer(self, name: str) -> int | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"razorpay: the {self.what} has a non-integer '{name}'")
-        return value
+class Fields(JsonFields):
+    service = "razorpay"
 
     def money(self, name: str) -> Money:
         """Integer paise in `name`, in the object's `currency`."""
         try:
             return Money.from_minor(self.integer(name), self.text("currency"))
         except MoneyError as exc:
-            raise self.fail(f"razorpay: the {self.what} has an unusable amount: {exc}") from None
-
-    def list(self, name: str) -> list[Any]:
-        value = self.data.get(name)
-        if not isinstance(value, list):
-            raise self.fail(f"razorpay: the {self.what} has no '{name}' list")
-        return value
-
-    def child(self, name: str) -> Fields:
-        return Fields(self.data.get(name), f"{self.what}.{name}", self.fail)
-
-    def optional_child(self, name: str) -> Fields | None:
-        return self.child(name) if self.data.get(name) is not None else None
+            raise self.error(f"has an unusable amount: {exc}") from None
 
     def notes(self) -> dict[str, str]:
         # Razorpay writes empty notes as [] (a PHP empty array), full ones as an object.
@@ -670,9 +624,5 @@ class Fields:
         return {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {}
 
 
-def webhook_fields(data: Any, what: str) -> Fields:
-    return Fields(data, what, lambda message: WebhookRejected(message, status_code=400))
-
-
-def api_fields(data: Any, what: str) -> Fields:
-    return Fields(data, what, ProviderUnavailable)
+webhook_fields = Fields.of_webhook
+api_fields = Fields.of_api

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
@@ -53,6 +52,7 @@ from app.payments.providers.base import (
     WebhookRejected,
     WebhookResult,
 )
+from app.payments.providers.fields import JsonFields
 
 SERVICE = "xendit"
 QR_API_VERSION = "2022-07-31"
@@ -400,61 +400,18 @@ def qr_payment_update(payment: Any, event_id: str | None, kind: str) -> Provider
 # Reading JSON objects
 
 
-class Fields:
-    """Typed access to one JSON object; a missing or mistyped field raises the error `fail` builds."""
-
-    def __init__(self, data: Any, what: str, fail: Callable[[str], Exception]) -> None:
-        if not isinstance(data, dict):
-            raise fail(f"xendit: the {what} is not a JSON object")
-        self.data: dict[str, Any] = data
-        self.what = what
-        self.fail = fail
-
-    def text(self, name: str) -> str:
-        value = self.optional_text(name)
-        if not value:
-            raise self.fail(f"xendit: the {self.what} has no '{name}'")
-        return value
-
-    def optional_text(self, name: str) -> str | None:
-        value = self.data.get(name)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self.fail(f"xendit: the {self.what} has a non-text '{name}'")
-        return value
+class Fields(JsonFields):
+    service = "xendit"
 
     def money(self, name: str) -> Money:
         value = self.data.get(name)
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
-            raise self.fail(f"xendit: the {self.what} has no numeric '{name}'")
+            raise self.error(f"has no numeric '{name}'")
         try:
             return Money.of(value, self.text("currency"))
         except MoneyError as exc:
-            raise self.fail(f"xendit: the {self.what} has an unusable '{name}': {exc}") from None
-
-    def moment(self, name: str) -> datetime | None:
-        text = self.optional_text(name)
-        if text is None:
-            return None
-        try:
-            return ensure_utc(datetime.fromisoformat(text))
-        except ValueError:
-            raise self.fail(f"xendit: the {self.what} has an unreadable '{name}': {text!r}") from None
-
-    def list(self, name: str) -> list[Any]:
-        value = self.data.get(name)
-        if not isinstance(value, list):
-            raise self.fail(f"xendit: the {self.what} has no '{name}' list")
-        return value
-
-    def child(self, name: str) -> Fields:
-        return Fields(self.data.get(name), f"{self.what}.{name}", self.fail)
+            raise self.error(f"has an unusable '{name}': {exc}") from None
 
 
-def webhook_fields(data: Any, what: str) -> Fields:
-    return Fields(data, what, lambda message: WebhookRejected(message, status_code=400))
-
-
-def api_fields(data: Any, what: str) -> Fields:
-    return Fields(data, what, ProviderUnavailable)
+webhook_fields = Fields.of_webhook
+api_fields = Fields.of_api
