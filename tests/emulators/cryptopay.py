@@ -14,13 +14,11 @@ code), the error names other than UNAUTHORIZED, the exchange rates and fee, and 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +30,9 @@ from urllib.parse import parse_qsl
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from tests.emulators.asgi import read_body, replay, wait_for_disconnect
 from tests.emulators.payments_common import Delivery, post_delivery
 
 ASSETS = ("USDT", "TON", "BTC", "ETH", "LTC", "BNB", "TRX", "USDC")
@@ -633,41 +632,3 @@ class _Front:
         if fault is not None and await wait_for_disconnect(receive, fault.seconds):
             return
         await self.api(scope, replay(body, receive), send)
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def again() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def wait_for_disconnect(receive: Receive, seconds: float) -> bool:
-    """Sleep up to `seconds`, returning True early when the client hangs up (so shutdown never waits long)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            message = await asyncio.wait_for(receive(), timeout=left)
-        except TimeoutError:
-            return False
-        if message["type"] == "http.disconnect":
-            return True
-    return False

@@ -11,7 +11,6 @@ client-specific subscription formats (every User-Agent gets base64 v2ray links) 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -36,6 +35,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
+
+from tests.emulators.asgi import read_body, wait_for_disconnect
 
 RELEASES = {"0.7": "0.7.0", "0.8": "0.8.4"}
 PROTOCOLS = ("vmess", "vless", "trojan", "shadowsocks")
@@ -1183,28 +1184,3 @@ async def drop_connection(send: Send) -> None:
     # the closest an ASGI app can come to a panel that vanished mid-request.
     headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def wait_for_disconnect(receive: Receive, seconds: float) -> bool:
-    """Sleep up to `seconds`, returning early (True) when the client hangs up, so shutdown never waits long."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            message = await asyncio.wait_for(receive(), timeout=left)
-        except TimeoutError:
-            return False
-        if message["type"] == "http.disconnect":
-            return True
-    return False

@@ -15,11 +15,9 @@ in the search, the default sort (newest first), and which GETs the 1-per-30-s li
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -33,8 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from tests.emulators.asgi import read_body, replay, wait_for_disconnect
 from tests.emulators.payments_common import Delivery, post_delivery
 
 API = "/api/h2h"
@@ -853,41 +852,3 @@ async def send_fault(send: Send, fault: Fault) -> None:
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": fault.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def again() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def wait_for_disconnect(receive: Receive, seconds: float) -> bool:
-    """Sleep up to `seconds`, returning True early when the client hangs up (so shutdown never waits long)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            message = await asyncio.wait_for(receive(), timeout=left)
-        except TimeoutError:
-            return False
-        if message["type"] == "http.disconnect":
-            return True
-    return False

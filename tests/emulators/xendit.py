@@ -21,7 +21,6 @@ memory), `GET /qr_codes/{id}/payments`, and refusing a QR request without `api-v
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -41,8 +40,9 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import Match
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from tests.emulators.asgi import read_body, replay, wait_for_disconnect
 from tests.emulators.payments_common import Delivery, post_delivery
 
 QR_API_VERSION = "2022-07-31"
@@ -724,39 +724,3 @@ async def send_fault(send: Send, fault: Fault) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": fault.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands the already-read body over once, then passes on what the server says (disconnect)."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replayed
-
-
-async def wait_for_disconnect(receive: Receive, seconds: float) -> None:
-    """Sleep up to `seconds`, returning early when the client hangs up, so server shutdown never waits long."""
-    try:
-        async with asyncio.timeout(seconds):
-            while (await receive())["type"] != "http.disconnect":
-                pass
-    except TimeoutError:
-        pass

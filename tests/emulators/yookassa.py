@@ -23,7 +23,6 @@ Guessed (not in the reference): the wording of error descriptions, the 202 body,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -32,7 +31,6 @@ import html
 import json
 import re
 import threading
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -45,6 +43,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
+from tests.emulators.asgi import read_body, replay, wait_for_disconnect
 from tests.emulators.payments_common import Delivery, post_delivery
 
 SHOP_ID = "100500"
@@ -1035,45 +1034,6 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.emulator.handle(scope, receive, send)
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A receive() that hands the already-read body to the app once, then listens to the real connection."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def wait_for_disconnect(receive: Receive, seconds: float) -> bool:
-    """Sleep up to `seconds`, returning early (True) when the client hangs up, so shutdown never waits long."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            message = await asyncio.wait_for(receive(), timeout=left)
-        except TimeoutError:
-            return False
-        if message["type"] == "http.disconnect":
-            return True
-    return False
 
 
 async def send_fault(send: Send, fault: Fault) -> None:
