@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 
 def free_port() -> int:
@@ -35,3 +37,18 @@ def serve(app, *, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class Plug:
+    """A stable ASGI app for one loopback server shared by a module's tests: each test plugs its own emulator
+    in (`plug.app = emulator.app`) and out again; a request while nothing is plugged in gets a 503."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)

@@ -21,7 +21,7 @@ from app.main import create_app
 from app.models import Payment, PaymentEvent, PaymentStatus, Subscription, User
 from app.payments.checkout import CheckoutRequest, start_checkout
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.payments.conftest import seed_plans
 
@@ -106,11 +106,9 @@ async def running(case: Case, database_url: str, db) -> AsyncIterator[Harness]:
     db.add(user)
     await db.commit()
 
-    async def asgi(scope, receive, send) -> None:
-        # A plain coroutine function: uvicorn takes a bound method for an ASGI2 app.
-        await emulator.app(scope, receive, send)
-
-    with serve(asgi) as base_url:
+    plug = Plug()
+    plug.app = emulator.app
+    with serve(plug) as base_url:
         settings = make_settings(database_url, **emulator.settings(base_url))
         app = create_app(settings)
         async with app.router.lifespan_context(app):

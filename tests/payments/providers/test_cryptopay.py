@@ -15,7 +15,6 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.kit.http import RetryPolicy, reset_breakers
@@ -32,28 +31,15 @@ from app.payments.providers.base import (
 )
 from app.payments.providers.cryptopay import CryptoPayProvider
 from tests.emulators.cryptopay import CryptoPayEmulator
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 
 FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.005, max_retry_after=1.0)
 
 
-class Slot:
-    """One loopback server for the module; each test plugs its own emulator in."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            await Response(status_code=503)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Slot, str]]:
-    slot = Slot()
+def server() -> Iterator[tuple[Plug, str]]:
+    slot = Plug()
     with serve(slot) as base_url:
         yield slot, base_url
 
@@ -66,7 +52,7 @@ class Env:
 
 
 @pytest.fixture
-async def env(server: tuple[Slot, str]) -> AsyncIterator[Env]:
+async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     reset_breakers()
     slot, base_url = server
     crypto = CryptoPayEmulator()

@@ -33,7 +33,7 @@ from app.payments.providers.base import (
 )
 from app.payments.providers.razorpay import RazorpayProvider
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.emulators.razorpay import RazorpayEmulator
 
@@ -43,20 +43,6 @@ PLANS = "POST /v1/plans"
 SUBSCRIPTIONS = "POST /v1/subscriptions"
 REFUND = "POST /v1/payments/{payment_id}/refund"
 CANCEL = "POST /v1/subscriptions/{sub_id}/cancel"
-
-
-class Plug:
-    """One loopback server for the module, serving whichever emulator the current test plugged in."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.target is None:
-            await send({"type": "http.response.start", "status": 503, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await self.target(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +99,13 @@ async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     reset_breakers()
     plug, base_url = server
     emu = RazorpayEmulator(previous_webhook_secret=OLD_SECRET)
-    plug.target = emu.app
+    plug.app = emu.app
     provider = make_provider(emu, base_url)
     try:
         yield Env(provider, emu, base_url)
     finally:
         await provider.aclose()
-        plug.target = None
+        plug.app = None
 
 
 def order(**overrides: Any) -> CheckoutOrder:

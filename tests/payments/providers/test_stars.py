@@ -14,7 +14,6 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
 
 from app.kit.http import RetryPolicy, reset_breakers
 from app.kit.money import Money
@@ -32,26 +31,12 @@ from app.payments.providers.base import (
 )
 from app.payments.providers.stars import PreCheckout, StarsProvider, TelegramApiError
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.emulators.telegram import DEFAULT_USER_ID, SECRET_HEADER, TelegramBotApiEmulator
 
 ORDER_ID = "pay_01HZYX7Q3B"
 USER = 555_001
-
-
-class Plug:
-    """One loopback server for the module, passing requests to whichever app the current test plugged in."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            response = JSONResponse({"detail": "nobody home"}, status_code=503)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.kit.http import RetryPolicy, reset_breakers
@@ -30,7 +29,7 @@ from app.payments.providers.base import (
     WebhookRejected,
 )
 from app.payments.providers.wata import WataProvider
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.emulators.wata import WataEmulator, new_key
 
@@ -38,22 +37,9 @@ FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.005, max_retry_afte
 KEY = new_key()  # RSA key generation is slow: one key for every emulator of this module
 
 
-class Slot:
-    """One loopback server for the module; each test plugs its own emulator in."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            await Response(status_code=503)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Slot, str]]:
-    slot = Slot()
+def server() -> Iterator[tuple[Plug, str]]:
+    slot = Plug()
     with serve(slot) as base_url:
         yield slot, base_url
 
@@ -75,7 +61,7 @@ class Env:
 
 
 @pytest.fixture
-async def env(server: tuple[Slot, str]) -> AsyncIterator[Env]:
+async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     reset_breakers()
     slot, base_url = server
     wata = WataEmulator(private_key=KEY)

@@ -30,7 +30,7 @@ from app.payments.providers.base import (
 )
 from app.payments.providers.xendit import XenditProvider
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.emulators.xendit import XenditEmulator
 
@@ -38,20 +38,6 @@ INVOICES = "POST /v2/invoices"
 GET_INVOICE = "GET /v2/invoices/{invoice_id}"
 QR_CODES = "POST /qr_codes"
 QR_PAYMENTS = "GET /qr_codes/{qr_id}/payments"
-
-
-class Plug:
-    """One loopback server for the module, serving whichever ASGI app the current test plugged in."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.target is None:
-            await send({"type": "http.response.start", "status": 503, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await self.target(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +87,13 @@ async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     reset_breakers()
     plug, base_url = server
     emu = XenditEmulator()
-    plug.target = emu.app
+    plug.app = emu.app
     provider = make_provider(emu, base_url)
     try:
         yield Env(provider, emu, base_url)
     finally:
         await provider.aclose()
-        plug.target = None
+        plug.app = None
 
 
 def order(**overrides: Any) -> CheckoutOrder:

@@ -28,7 +28,7 @@ from app.payments.providers.base import (
 )
 from app.payments.providers.yookassa import YooKassaProvider
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
+from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
 from tests.emulators.yookassa import NOTIFIER_IP, YooKassaEmulator
 
@@ -39,20 +39,9 @@ REFUNDS = "POST /v3/refunds"
 PRICE = Money.of("299.00", "RUB")
 
 
-class Socket:
-    """One loopback server for the module, passing requests to the current test's emulator."""
-
-    def __init__(self) -> None:
-        self.emulator: YooKassaEmulator | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.emulator is not None, "a request arrived between tests"
-        await self.emulator.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Socket, str]]:
-    plug = Socket()
+def server() -> Iterator[tuple[Plug, str]]:
+    plug = Plug()
     with ExitStack() as stack:
         yield plug, stack.enter_context(serve(plug))
 
@@ -92,17 +81,18 @@ def emulator_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def env(server: tuple[Socket, str], emulator_options: dict[str, Any]) -> AsyncIterator[Env]:
+async def env(server: tuple[Plug, str], emulator_options: dict[str, Any]) -> AsyncIterator[Env]:
     reset_breakers()
     plug, base_url = server
-    plug.emulator = YooKassaEmulator(**emulator_options)
-    environment = Env(plug.emulator, base_url)
+    emulator = YooKassaEmulator(**emulator_options)
+    plug.app = emulator.app
+    environment = Env(emulator, base_url)
     try:
         yield environment
     finally:
         for provider in environment.providers:
             await provider.aclose()
-        plug.emulator = None
+        plug.app = None
         reset_breakers()
 
 
