@@ -30,6 +30,7 @@ from app.payments.providers.base import (
     ProviderUnavailable,
 )
 from app.payments.registry import PaymentRegistry
+from app.payments.service import close_unpaid
 from app.promo import service as promo_service
 
 
@@ -197,16 +198,7 @@ async def start_checkout(
 
 
 async def _abandon(session: AsyncSession, payment: Payment, reason: str) -> None:
-    payment.status = PaymentStatus.FAILED
-    payment.failure_reason = reason[:1000]
-    await promo_service.release(session, payment)
-    audit.record(
-        session,
-        actor_type="system",
-        actor_id=None,
-        action="payment.checkout_failed",
-        entity_type="payment",
-        entity_id=payment.public_id,
-        after={"reason": payment.failure_reason},
+    await close_unpaid(
+        session, payment, PaymentStatus.FAILED, reason, action="payment.checkout_failed", by_provider=False
     )
     await session.commit()

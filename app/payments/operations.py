@@ -34,7 +34,7 @@ from app.payments.providers.base import (
     ProviderUnavailable,
     ProviderUpdate,
 )
-from app.payments.service import Outcome, apply_update, expire
+from app.payments.service import Outcome, apply_update, close_unpaid
 from app.payments.topics import CANCEL_RECURRING_TOPIC
 from app.resources import Resources
 
@@ -252,10 +252,11 @@ async def reconcile_pending(resources: Resources, *, limit: int = 200) -> dict[s
                 outcome = await apply_update(session, payment.provider, update, resources.settings)
                 counts["applied" if outcome in (Outcome.APPLIED, Outcome.MISMATCH) else "unchanged"] += 1
             elif payment.expires_at is not None and payment.expires_at <= now:
-                locked = await session.get(Payment, payment.id, with_for_update=True)
-                if locked is not None:
-                    await expire(session, locked)
-                    counts["expired"] += 1
+                locked = await session.get_one(Payment, payment.id, with_for_update=True)
+                closed = await close_unpaid(
+                    session, locked, PaymentStatus.CANCELLED, "expired", action="payment.expired", by_provider=False
+                )
+                counts["expired" if closed else "unchanged"] += 1
             else:
                 counts["unchanged"] += 1
     return counts

@@ -61,11 +61,13 @@ class Outcome(enum.StrEnum):
     MISMATCH = "mismatch"
 
 
-def _audit(session: AsyncSession, payment: Payment, action: str, before: str | None, **after: Any) -> None:
+def _audit(
+    session: AsyncSession, payment: Payment, action: str, before: str | None, *, by_provider: bool = True, **after: Any
+) -> None:
     audit.record(
         session,
-        actor_type="provider",
-        actor_id=payment.provider,
+        actor_type="provider" if by_provider else "system",
+        actor_id=payment.provider if by_provider else None,
         action=action,
         entity_type="payment",
         entity_id=payment.public_id,
@@ -130,17 +132,6 @@ def _copy_for_new_charge(original: Payment, update: ProviderUpdate, *, renewal: 
 
 async def _payment_for(session: AsyncSession, provider: str, update: ProviderUpdate) -> Payment:
     payment = await _find_locked(session, provider, order_id=update.order_id, external_id=update.external_id)
-    if payment is None and update.is_renewal and update.subscription_ref:
-        # A renewal may name only its subscription: find the order that started it.
-        payment = await session.scalar(
-            select(Payment)
-            .where(
-                Payment.provider == provider, Payment.details["subscription_ref"].as_string() == update.subscription_ref
-            )
-            .order_by(Payment.id)
-            .limit(1)
-            .with_for_update()
-        )
     if payment is None:
         raise UnknownPayment(f"No {provider} payment matches this notification.")
     new_charge = (
@@ -229,15 +220,32 @@ async def _succeed(
     return Outcome.APPLIED
 
 
-async def _end_unpaid(session: AsyncSession, payment: Payment, update: ProviderUpdate) -> Outcome:
+async def close_unpaid(
+    session: AsyncSession,
+    payment: Payment,
+    status: PaymentStatus,
+    reason: str | None,
+    *,
+    action: str,
+    by_provider: bool = True,
+) -> bool:
+    """End a pending payment unpaid (failed, cancelled, expired, refused at checkout): record why and give its
+    promo-code use back. False when it was not pending. (If the customer pays it after all, the provider's
+    success still credits them: failed/cancelled → succeeded is allowed.)"""
     if payment.status != PaymentStatus.PENDING:
-        return Outcome.UNCHANGED
-    before = payment.status.value
-    payment.status = PaymentStatus.FAILED if update.state == PaymentState.FAILED else PaymentStatus.CANCELLED
-    payment.failure_reason = update.failure_reason
+        return False
+    payment.status = status
+    payment.failure_reason = reason[:1000] if reason else None
     await promo_service.release(session, payment)
-    _audit(session, payment, f"payment.{payment.status.value}", before, reason=update.failure_reason)
-    if payment.status == PaymentStatus.FAILED or payment.is_renewal:
+    _audit(session, payment, action, PaymentStatus.PENDING.value, by_provider=by_provider, reason=reason)
+    return True
+
+
+async def _end_unpaid(session: AsyncSession, payment: Payment, update: ProviderUpdate) -> Outcome:
+    status = PaymentStatus.FAILED if update.state == PaymentState.FAILED else PaymentStatus.CANCELLED
+    if not await close_unpaid(session, payment, status, update.failure_reason, action=f"payment.{status.value}"):
+        return Outcome.UNCHANGED
+    if status == PaymentStatus.FAILED or payment.is_renewal:
         await notify_user(
             session,
             payment.user_id,
@@ -269,17 +277,6 @@ async def _refunded(session: AsyncSession, payment: Payment, update: ProviderUpd
         dedupe_key=f"payment_refunded:{payment.id}",
     )
     return Outcome.APPLIED
-
-
-async def expire(session: AsyncSession, payment: Payment) -> None:
-    """An unpaid checkout ran out of time: cancel it and release its promo-code hold. (If the customer pays it
-    after all, the provider's success still credits them: cancelled → succeeded is allowed.)"""
-    if payment.status != PaymentStatus.PENDING:
-        return
-    payment.status = PaymentStatus.CANCELLED
-    payment.failure_reason = "expired"
-    await promo_service.release(session, payment)
-    _audit(session, payment, "payment.expired", PaymentStatus.PENDING.value)
 
 
 async def _save_method(session: AsyncSession, payment: Payment, method: SavedMethod) -> int:
