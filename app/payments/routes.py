@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.db import transaction
 from app.kit.errors import ExternalServiceError
 from app.payments.providers.base import IncomingWebhook, ProviderUnavailable, WebhookRejected
-from app.payments.service import precheck
 from app.payments.webhooks import receive
 from app.resources import Resources
 
@@ -38,8 +35,6 @@ async def payment_webhook(provider: str, request: Request) -> Response:
     )
     try:
         result, outcomes = await receive(resources, provider, webhook)
-        if provider == "stars":
-            await _answer_pre_checkout(resources, webhook)
     except WebhookRejected as exc:
         log.warning("payment webhook %s rejected: %s", provider, exc)
         return _error(exc.status_code, "webhook_rejected", str(exc))
@@ -48,14 +43,3 @@ async def payment_webhook(provider: str, request: Request) -> Response:
         return _error(503, "provider_unavailable", f"could not confirm with {provider}: {exc}")
     body: dict[str, Any] = result.response_body or {"ok": True, "outcomes": [outcome.value for outcome in outcomes]}
     return JSONResponse(body)
-
-
-async def _answer_pre_checkout(resources: Resources, webhook: IncomingWebhook) -> None:
-    """Telegram's pre-checkout query must be answered within 10 s: checked against our order at once."""
-    provider = resources.payments.get("stars")
-    query = provider.pre_checkout_query(json.loads(webhook.body))  # type: ignore[attr-defined]
-    if query is None:
-        return
-    async with transaction(resources.sessionmaker) as session:
-        refusal = await precheck(session, "stars", query.order_id, query.amount)
-    await provider.answer_pre_checkout(query.query_id, refusal is None, refusal)  # type: ignore[attr-defined]

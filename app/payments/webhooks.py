@@ -1,5 +1,6 @@
 """Receiving provider notifications (SPEC §5.2): verify with the provider's adapter (over the raw body), then
-apply every update in one transaction. What goes wrong is answered so that providers do the right thing:
+apply every update in one transaction, and answer the provider's question about an order (Telegram's
+pre-checkout query) from our own records. What goes wrong is answered so that providers do the right thing:
 forged or malformed → 4xx (do not retry, nothing changed); an unknown payment → 404; our own failure or the
 provider's API being unreachable during a re-fetch → 5xx, so the provider delivers again later."""
 
@@ -10,7 +11,7 @@ import logging
 from app.db import transaction
 from app.kit.metrics import PAYMENTS
 from app.payments.providers.base import IncomingWebhook, WebhookResult
-from app.payments.service import Outcome, apply_update
+from app.payments.service import Outcome, apply_update, precheck
 from app.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ async def receive(
     async with transaction(resources.sessionmaker) as session:
         for update in result.updates:
             outcomes.append(await apply_update(session, provider_name, update, resources.settings))
+        question = result.question
+        refusal = await precheck(session, provider_name, question.order_id, question.amount) if question else None
+    if question is not None:
+        await question.answer(refusal)
     for update, outcome in zip(result.updates, outcomes, strict=True):
         if outcome in (Outcome.APPLIED, Outcome.MISMATCH):
             PAYMENTS.labels(provider_name, update.state.value if outcome == Outcome.APPLIED else "mismatch").inc()

@@ -13,7 +13,7 @@ again" at checkout), `CheckoutRejected` when the provider refused the order itse
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -132,11 +132,23 @@ class IncomingWebhook:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderQuestion:
+    """The provider asks, before it takes the money, whether an order may be paid now (Telegram's
+    pre-checkout query, answered within 10 s). `answer(None)` says yes; `answer(reason)` refuses, showing the
+    reason to the customer."""
+
+    order_id: str
+    amount: Money
+    answer: Callable[[str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookResult:
-    """Verified updates to apply, and what to answer the provider (most want an empty 200)."""
+    """Verified updates to apply, a question to answer, and what to answer the provider (most want an empty 200)."""
 
     updates: list[ProviderUpdate]
     response_body: dict[str, Any] | None = None
+    question: OrderQuestion | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from app.payments.providers.base import (
     CheckoutRejected,
     IncomingWebhook,
     NotSupported,
+    OrderQuestion,
     PaymentState,
     ProviderUnavailable,
     ProviderUpdate,
@@ -182,9 +183,14 @@ class StarsProvider:
     async def parse_webhook(self, webhook: IncomingWebhook) -> WebhookResult:
         self._verify_secret(webhook.headers)
         update = parse_update(webhook.body)
+        query = self.pre_checkout_query(update)
+        if query is not None:
+            return WebhookResult(
+                updates=[], question=OrderQuestion(query.order_id, query.amount, self._answerer(query))
+            )
         message = update.get("message")
         if not isinstance(message, dict):
-            return WebhookResult(updates=[])  # pre_checkout_query, callbacks, edits: not money events
+            return WebhookResult(updates=[])  # callbacks, edits: not money events
         if "successful_payment" in message:
             return WebhookResult(updates=[successful_payment_update(update, message)])
         if "refunded_payment" in message:
@@ -204,6 +210,12 @@ class StarsProvider:
             amount=money(reader.integer("total_amount"), reader.text("currency")),
             telegram_user_id=Fields(reader.get("from", dict), "pre_checkout_query.from").integer("id"),
         )
+
+    def _answerer(self, query: PreCheckout) -> Callable[[str | None], Awaitable[None]]:
+        async def answer(refusal: str | None) -> None:
+            await self.answer_pre_checkout(query.query_id, refusal is None, refusal)
+
+        return answer
 
     async def answer_pre_checkout(self, query_id: str, ok: bool, error_message: str | None = None) -> None:
         """Say yes or no to a pre-checkout query. Telegram gives 10 s in all, so this call has a short timeout,
