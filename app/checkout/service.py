@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.checkout.display import money_of_receipt, parse_time
+from app.checkout.display import money_of_receipt
 from app.config import Settings
+from app.kit.clock import parse_utc
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
@@ -179,11 +180,11 @@ class PaymentView:
 
     @property
     def ends_at(self) -> datetime | None:
-        return parse_time((self.receipt or {}).get("ends_at"))
+        return parse_utc((self.receipt or {}).get("ends_at"))
 
     @property
     def paid_at(self) -> datetime | None:
-        return parse_time((self.receipt or {}).get("paid_at")) or self.payment.paid_at
+        return parse_utc((self.receipt or {}).get("paid_at")) or self.payment.paid_at
 
     def receipt_money(self, key: str) -> Money | None:
         return money_of_receipt((self.receipt or {}).get(key), self.payment.currency)

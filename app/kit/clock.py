@@ -26,6 +26,16 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def parse_utc(value: object) -> datetime | None:
+    """An ISO-8601 text as an aware UTC datetime (naive means UTC); None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return ensure_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
 class FrozenClock:
     """A clock for tests: stands still until moved."""
 

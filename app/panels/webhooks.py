@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.deps import DbSession
-from app.kit.clock import ensure_utc, utcnow
+from app.kit.clock import parse_utc, utcnow
 from app.kit.errors import AppError, NotAuthenticated, NotFound
 from app.models import PanelKind, Server
 from app.panels.events import InvalidPanelEvent, apply_panel_event, parse_events
@@ -56,7 +56,7 @@ async def panel_webhook(server_id: int, request: Request, session: DbSession) ->
     if server.panel_kind == PanelKind.REMNAWAVE and isinstance(payload, dict):
         # The copy of the timestamp inside the signed body, which (unlike the header) cannot be swapped.
         # An unreadable one is left to the parser, which reports it as a malformed body.
-        moment = _parse_time(payload.get("timestamp"))
+        moment = parse_utc(payload.get("timestamp"))
         if moment is not None:
             _require_recent(moment, "the event timestamp")
     events = parse_events(server.panel_kind, payload)
@@ -92,7 +92,7 @@ def verify_remnawave(raw: bytes, headers: Mapping[str, str], secret: str) -> Non
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise NotAuthenticated("X-Remnawave-Signature does not match the body", code="bad_signature")
     if "x-remnawave-timestamp" in headers:
-        moment = _parse_time(headers["x-remnawave-timestamp"])
+        moment = parse_utc(headers["x-remnawave-timestamp"])
         if moment is None:
             raise NotAuthenticated("X-Remnawave-Timestamp is not an ISO-8601 time", code="stale_event")
         _require_recent(moment, "X-Remnawave-Timestamp")
@@ -106,15 +106,6 @@ def verify_marzban(headers: Mapping[str, str], secret: str) -> None:
     # Bytes, because compare_digest refuses non-ASCII str and header values may be anything.
     if not hmac.compare_digest(given.encode(), secret.encode()):
         raise NotAuthenticated("x-webhook-secret is wrong", code="bad_signature")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return ensure_utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def _require_recent(moment: datetime, what: str) -> None:

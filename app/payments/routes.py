@@ -30,7 +30,7 @@ async def payment_webhook(provider: str, request: Request) -> Response:
     resources: Resources = request.app.state.resources
     webhook = IncomingWebhook(
         body=await request.body(),
-        headers={name.lower(): value for name, value in request.headers.items()},
+        headers=dict(request.headers),
         peer_ip=request.client.host if request.client else None,
     )
     try:

@@ -130,6 +130,10 @@ class IncomingWebhook:
     headers: Mapping[str, str]
     peer_ip: str | None
 
+    def __post_init__(self) -> None:
+        # Header names are case-insensitive: adapters look them up in lower case.
+        object.__setattr__(self, "headers", {name.lower(): value for name, value in self.headers.items()})
+
 
 @dataclass(frozen=True, slots=True)
 class OrderQuestion:

@@ -23,13 +23,13 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
 import httpx
 
-from app.kit.clock import utcnow
+from app.kit.clock import parse_utc, utcnow
 from app.kit.errors import ExternalServiceError
 from app.kit.http import HttpClient, RetryPolicy
 from app.kit.money import Money, MoneyError
@@ -143,7 +143,7 @@ class CryptoPayProvider:
         return Checkout(
             external_id=str(invoice_id),
             pay_url=pay_url,
-            expires_at=parse_time(invoice.get("expiration_date")),
+            expires_at=parse_utc(invoice.get("expiration_date")),
             details={
                 "invoice_id": invoice_id,
                 "hash": invoice.get("hash"),
@@ -155,7 +155,7 @@ class CryptoPayProvider:
     # --- webhooks ----------------------------------------------------------------------------------------------
 
     async def parse_webhook(self, webhook: IncomingWebhook) -> WebhookResult:
-        signature = header(webhook.headers, "crypto-pay-api-signature")
+        signature = webhook.headers.get("crypto-pay-api-signature")
         if not signature or not signature.strip():
             raise WebhookRejected("cryptopay: the crypto-pay-api-signature header is missing", status_code=401)
         expected = hmac.new(self._webhook_key, webhook.body, hashlib.sha256).hexdigest()
@@ -248,23 +248,6 @@ def expires_in(expires_at: datetime, now: datetime) -> int:
     return min(max(seconds, 1), MAX_EXPIRES_IN)
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
 def is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -319,7 +302,7 @@ def invoice_update(invoice: dict[str, Any], *, kind: str, state: PaymentState | 
         order_id=order_id if isinstance(order_id, str) and order_id else None,
         amount=invoice_price(invoice),
         method=invoice.get("paid_asset") if isinstance(invoice.get("paid_asset"), str) else None,
-        paid_at=parse_time(invoice.get("paid_at")) if paid else None,
+        paid_at=parse_utc(invoice.get("paid_at")) if paid else None,
         raw=jsonable(invoice),
     )
 

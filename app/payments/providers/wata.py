@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from app.kit.clock import utcnow
+from app.kit.clock import parse_utc, utcnow
 from app.kit.errors import ExternalServiceError
 from app.kit.http import HttpClient, RetryPolicy
 from app.kit.money import Money, MoneyError
@@ -160,14 +160,14 @@ class WataProvider:
         return Checkout(
             external_id=None,
             pay_url=url,
-            expires_at=parse_time(link.get("expirationDateTime")) or expires_at,
+            expires_at=parse_utc(link.get("expirationDateTime")) or expires_at,
             details={"link_id": link_id, "link_status": link.get("status"), "terminal": link.get("terminalName")},
         )
 
     # --- webhooks ----------------------------------------------------------------------------------------------
 
     async def parse_webhook(self, webhook: IncomingWebhook) -> WebhookResult:
-        signature = decode_signature(header(webhook.headers, "x-signature"))
+        signature = decode_signature(webhook.headers.get("x-signature"))
         await self._verify(webhook.body, signature)
         try:
             update = webhook_update(webhook.body)
@@ -389,23 +389,6 @@ def wire_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
 def error_message(response: httpx.Response) -> str:
     """The validation messages of WATA's 400 shape, else its message, else the start of the body."""
     try:
@@ -508,7 +491,7 @@ def webhook_update(body: bytes) -> ProviderUpdate | None:
         amount=money_of(payload, state),
         method=optional_str(payload, "transactionType"),
         failure_reason=failure_reason(payload) if state is PaymentState.FAILED else None,
-        paid_at=parse_time(payload.get("paymentTime")),
+        paid_at=parse_utc(payload.get("paymentTime")),
         raw=jsonable(payload),
     )
 
@@ -528,7 +511,7 @@ def transaction_update(tx: dict[str, Any]) -> ProviderUpdate:
         amount=money_of(tx, state),
         method=optional_str(tx, "type"),
         failure_reason=failure_reason(tx) if state is PaymentState.FAILED else None,
-        paid_at=parse_time(tx.get("paymentTime")),
+        paid_at=parse_utc(tx.get("paymentTime")),
         raw=jsonable(tx),
     )
 
@@ -551,7 +534,7 @@ def is_paid_payment(tx: dict[str, Any]) -> bool:
 
 
 def transaction_time(tx: dict[str, Any]) -> datetime:
-    return parse_time(tx.get("creationTime")) or parse_time(tx.get("paymentTime")) or datetime.min.replace(tzinfo=UTC)
+    return parse_utc(tx.get("creationTime")) or parse_utc(tx.get("paymentTime")) or datetime.min.replace(tzinfo=UTC)
 
 
 def refund_result(tx: dict[str, Any]) -> RefundResult:
