@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import tzinfo
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.config import Settings
-from app.kit.money import Money, MoneyError
+from app.kit.money import Money
 from app.models import User
 
 SYMBOLS = {"RUB": "₽", "USD": "$", "EUR": "€", "INR": "₹", "IDR": "Rp", "PHP": "₱", "XTR": "★"}
@@ -36,16 +35,6 @@ def money_text(money: Money, language: str) -> str:
     if language != "ru" and money.currency in PREFIXED_IN_ENGLISH:
         return f"{symbol}{digits}"
     return f"{digits}{NBSP}{symbol}"
-
-
-def money_of_receipt(value: Any, currency: str) -> Money | None:
-    """A receipt keeps amounts as "199.00 RUB" strings (app/payments/service.py receipt_for)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return Money.of(value.split()[0], currency)
-    except (MoneyError, IndexError):
-        return None
 
 
 def user_zone(user: User, settings: Settings) -> tzinfo:

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.checkout.display import money_of_receipt
 from app.config import Settings
 from app.kit.clock import parse_utc
 from app.kit.money import Money
@@ -187,7 +186,9 @@ class PaymentView:
         return parse_utc((self.receipt or {}).get("paid_at")) or self.payment.paid_at
 
     def receipt_money(self, key: str) -> Money | None:
-        return money_of_receipt((self.receipt or {}).get(key), self.payment.currency)
+        """ "price", "discount" or "total" of the receipt (stored in minor units, app/payments/service.py)."""
+        minor = (self.receipt or {}).get(f"{key}_minor")
+        return Money.from_minor(minor, self.payment.currency) if isinstance(minor, int) else None
 
     def plan_name(self, language: str) -> str:
         names = (self.receipt or {}).get("plan_name") or (self.plan.name if self.plan else None) or {}

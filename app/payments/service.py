@@ -334,7 +334,6 @@ async def _deactivate_method(session: AsyncSession, provider: str, secret: str) 
 def receipt_for(payment: Payment, plan: Plan | None, subscription: Subscription) -> dict[str, Any]:
     """The receipt shown on the success page and sent in the message (not a fiscal document: YooKassa issues
     that one when 54-FZ receipts are on)."""
-    amount = Money.from_minor(payment.amount_minor, payment.currency)
     price_minor = payment.details.get("price_minor", payment.amount_minor)
     return {
         "number": payment.public_id.split("-")[0].upper(),
@@ -346,10 +345,10 @@ def receipt_for(payment: Payment, plan: Plan | None, subscription: Subscription)
         "plan_name": plan.name if plan else None,
         "days": payment.days,
         "bonus_days": payment.bonus_days,
-        "price": str(Money.from_minor(price_minor, payment.currency)),
-        "discount": str(Money.from_minor(price_minor - payment.amount_minor, payment.currency)),
-        "total": str(amount),
-        "amount": str(amount.amount),
+        # Amounts in minor units of `currency`, like every amount we store; pages and messages format them.
+        "price_minor": price_minor,
+        "discount_minor": price_minor - payment.amount_minor,
+        "total_minor": payment.amount_minor,
         "currency": payment.currency,
         "ends_at": subscription.ends_at.isoformat(),
         "renewal": payment.is_renewal,

@@ -92,7 +92,8 @@ async def test_success_activates_in_the_same_transaction_with_outbox_rows(shop: 
     assert subscription.status == SubscriptionStatus.ACTIVE and subscription.plan_id == shop.plans["month"].id
     assert timedelta(days=30) <= subscription.ends_at - before < timedelta(days=30, minutes=1)
     assert stored.subscription_id == subscription.id
-    assert stored.receipt["total"] == "199.00 RUB" and stored.receipt["ends_at"] == subscription.ends_at.isoformat()
+    assert (stored.receipt["total_minor"], stored.receipt["currency"]) == (19900, "RUB")
+    assert stored.receipt["ends_at"] == subscription.ends_at.isoformat()
     account = await reload(shop, VpnAccount, subscription_id=subscription.id)
     assert account.device_limit == 3
     topics = {m.topic for m in (await _outbox(shop))}
