@@ -23,18 +23,18 @@ from app.config import Settings
 from app.db import insert_for
 from app.kit.clock import utcnow
 from app.models import (
-    LIVE_STATUSES,
     Payment,
     PaymentStatus,
     ReferralReward,
     ReferralRewardKind,
-    Subscription,
     User,
 )
 from app.notifications.service import notify_user
+from app.referrals.service import has_live_subscription, has_paid
 from app.subscriptions.activation import add_days
 
-PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+# A payment refunded later still was a payment: the next one is not the first.
+EVER_PAID = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +75,18 @@ async def _grant(
 
 async def _is_first_payment(session: AsyncSession, payment: Payment) -> bool:
     earlier = select(Payment.id).where(
-        Payment.user_id == payment.user_id, Payment.id != payment.id, Payment.status.in_(PAID_STATUSES)
+        Payment.user_id == payment.user_id, Payment.id != payment.id, Payment.status.in_(EVER_PAID)
     )
     return not await session.scalar(select(exists(earlier)))
 
 
 async def _paying_referrals(session: AsyncSession, referrer_id: int) -> int:
-    paid = select(Payment.id).where(Payment.user_id == User.id, Payment.status.in_(PAID_STATUSES))
-    return await session.scalar(select(func.count(User.id)).where(User.referrer_id == referrer_id, exists(paid))) or 0
+    """The "paid" count of the referral page, which milestones are measured against."""
+    return await session.scalar(select(func.count(User.id)).where(User.referrer_id == referrer_id, has_paid(User))) or 0
 
 
-async def _has_live_subscription(session: AsyncSession, user_id: int, now: datetime) -> bool:
-    live = select(Subscription.id).where(
-        Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES), Subscription.ends_at > now
-    )
-    return bool(await session.scalar(select(exists(live))))
+async def _has_live_subscription(session: AsyncSession, user: User, now: datetime) -> bool:
+    return bool(await session.scalar(select(has_live_subscription(user, now))))
 
 
 async def _reward_referrer(
@@ -126,7 +123,7 @@ async def _reward_referrer(
         if milestone_id is not None:
             granted.append((milestone_id, milestone_days))
     total = sum(days for _, days in granted)
-    applied = total > 0 and await _has_live_subscription(session, referrer.id, now)
+    applied = total > 0 and await _has_live_subscription(session, referrer, now)
     if applied:
         await add_days(session, referrer.id, total, plan=None, now=now)
         await _mark_applied(session, [reward_id for reward_id, _ in granted], now)

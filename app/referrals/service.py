@@ -88,13 +88,15 @@ class ReferralStats:
         return self.days_earned - self.days_used
 
 
-def _has_live_subscription(user: Any, now: datetime) -> Any:
+def has_live_subscription(user: Any, now: datetime) -> Any:
+    """EXISTS clause: `user` (the User entity, or one user) has VPN access at `now`."""
     return exists().where(
         Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES), Subscription.ends_at > now
     )
 
 
-def _has_paid(user: Any) -> Any:
+def has_paid(user: Any) -> Any:
+    """EXISTS clause: `user` (the User entity, or one user) has a succeeded payment."""
     return exists().where(Payment.user_id == user.id, Payment.status == PaymentStatus.SUCCEEDED)
 
 
@@ -103,8 +105,8 @@ async def referral_stats(session: AsyncSession, user_id: int, *, now: datetime) 
     friends = (
         select(
             func.count().label("invited"),
-            func.coalesce(func.sum(case((_has_live_subscription(User, now), 1), else_=0)), 0).label("active"),
-            func.coalesce(func.sum(case((_has_paid(User), 1), else_=0)), 0).label("paid"),
+            func.coalesce(func.sum(case((has_live_subscription(User, now), 1), else_=0)), 0).label("active"),
+            func.coalesce(func.sum(case((has_paid(User), 1), else_=0)), 0).label("paid"),
         )
         .where(User.referrer_id == user_id)
         .subquery()
@@ -147,8 +149,8 @@ async def referral_history(
             User.first_name,
             User.username,
             User.created_at,
-            _has_live_subscription(User, now).label("active"),
-            _has_paid(User).label("paid"),
+            has_live_subscription(User, now).label("active"),
+            has_paid(User).label("paid"),
         )
         .where(User.referrer_id == user_id)
         .order_by(User.created_at.desc(), User.id.desc())
