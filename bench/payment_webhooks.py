@@ -36,19 +36,21 @@ from app.models import (
     DemoInvoice,
     DemoInvoiceStatus,
     OutboxMessage,
+    PanelKind,
     Payment,
     PaymentEvent,
     PaymentStatus,
     Plan,
     PlanPrice,
+    Server,
     Subscription,
     User,
 )
 from app.notifications.service import USER_TOPIC
+from app.panels.registry import seal_credentials
 from app.payments.providers.demo import notification, signing_key
 from bench.home_page import SECRET_KEY, Stack, app_env, free_port, server_command, serving, wait_until_up
 from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
-from tests.factories import add_server
 
 RESULTS = Path(__file__).parent / "results" / "payment_webhooks.json"
 DATABASE_NAME = "vpnshop_bench_webhooks"
@@ -81,11 +83,17 @@ async def seed(url: str, payments: int) -> list[tuple[bytes, dict[str, str]]]:
             )
         ).scalar_one()
         await connection.execute(insert(PlanPrice).values(plan_id=plan_id, currency="RUB", amount_minor=PRICE_MINOR))
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    async with AsyncSession(engine) as session:
-        await add_server(session, capacity=max(1000, payments))
-        await session.commit()
+        # A demo-panel server with room for every account (placement refuses a full server).
+        await connection.execute(
+            insert(Server).values(
+                name="bench-demo",
+                panel_kind=PanelKind.DEMO,
+                api_url="internal://bench-demo",
+                credentials_encrypted=seal_credentials({}),
+                location="nl",
+                capacity=max(1000, payments),
+            )
+        )
     users, rows, invoices = [], [], []
     for i in range(payments):
         users.append(

@@ -44,7 +44,7 @@ from app.payments.providers.demo import notification
 from app.promo.service import PromoInvalid
 from app.resources import Resources
 from tests.conftest import POSTGRES_URL, _create_pg_database, _drop_pg_database, make_settings, require_server
-from tests.payments.conftest import seed_plans
+from tests.payments.shop import seed_plans
 
 PARALLEL = 10
 

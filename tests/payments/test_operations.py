@@ -24,8 +24,7 @@ from app.outbox.service import dispatch
 from app.payments.operations import REFUND_TOPIC, RenewalResult, charge_renewal, reconcile_pending, request_refund
 from app.payments.providers.base import SavedMethod
 from app.payments.providers.demo import DECLINING_CARD
-from tests.payments.conftest import Shop
-from tests.payments.test_state_machine import apply, checkout, count, paid, reload
+from tests.payments.shop import Shop, apply, checkout, count, paid, reload
 
 TODAY = date(2026, 11, 21)
 

@@ -24,8 +24,7 @@ from app.models import (
 )
 from app.payments.operations import reconcile_pending
 from app.promo.service import PromoInvalid
-from tests.payments.conftest import Shop
-from tests.payments.test_state_machine import apply, checkout, count, paid, reload
+from tests.payments.shop import Shop, apply, checkout, count, paid, reload
 
 
 async def test_percent_fixed_and_days_codes_price_the_checkout(shop: Shop) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.db import transaction
 from app.kit.clock import utcnow
@@ -25,49 +25,12 @@ from app.models import (
     SavedPaymentMethod,
     Subscription,
     SubscriptionStatus,
-    User,
     VpnAccount,
 )
 from app.notifications.service import STAFF_TOPIC, USER_TOPIC
-from app.payments.checkout import CheckoutRequest, start_checkout
 from app.payments.providers.base import PaymentState, ProviderUpdate, SavedMethod
-from app.payments.service import Outcome, UnknownPayment, apply_update
-from tests.payments.conftest import Shop
-
-
-async def checkout(shop: Shop, user: User, plan: str = "month", **fields: object) -> Payment:
-    async with shop.resources.sessionmaker() as session:
-        request = CheckoutRequest(plan=plan, provider="demo", **fields)  # type: ignore[arg-type]
-        return await start_checkout(
-            session, shop.resources.payments, shop.settings, user, request, return_url="http://t/app/payments/{payment}"
-        )
-
-
-def paid(payment: Payment, *, event: str = "e1", amount: Money | None = None, **fields: object) -> ProviderUpdate:
-    return ProviderUpdate(
-        event_id=event,
-        kind="test",
-        state=fields.pop("state", PaymentState.SUCCEEDED),  # type: ignore[arg-type]
-        external_id=fields.pop("external_id", payment.external_id),  # type: ignore[arg-type]
-        order_id=payment.public_id,
-        amount=amount or Money.from_minor(payment.amount_minor, payment.currency),
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-async def apply(shop: Shop, update: ProviderUpdate) -> Outcome:
-    async with transaction(shop.resources.sessionmaker) as session:
-        return await apply_update(session, "demo", update, shop.settings)
-
-
-async def reload(shop: Shop, model, **where):
-    async with shop.resources.sessionmaker() as session:
-        return await session.scalar(select(model).filter_by(**where))
-
-
-async def count(shop: Shop, model, *conditions) -> int:
-    async with shop.resources.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+from app.payments.service import Outcome, UnknownPayment
+from tests.payments.shop import Shop, apply, checkout, count, paid, reload
 
 
 async def test_checkout_prices_on_the_server_and_waits_for_the_provider(shop: Shop) -> None:

@@ -23,7 +23,7 @@ from app.payments.checkout import CheckoutRequest, start_checkout
 from tests.conftest import make_settings
 from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery
-from tests.payments.conftest import seed_plans
+from tests.payments.shop import seed_plans
 
 
 def _emulator(module: str, name: str) -> Callable[[], Any]:
