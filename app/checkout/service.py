@@ -137,8 +137,7 @@ def return_url(settings: Settings) -> str:
 def sends_to_provider_page(payment: Payment) -> bool:
     """The checkout is a provider's web page (a browser can be redirected to it), not a Telegram invoice or
     a QR code shown on our waiting page."""
-    details = payment.details or {}
-    return bool(payment.pay_url) and not details.get("invoice_link") and not details.get("qr_string")
+    return bool(payment.pay_url)
 
 
 @dataclass(slots=True)
@@ -170,8 +169,8 @@ class PaymentView:
 
     @property
     def pay_url(self) -> str | None:
-        """A provider page to open, when the payment is not a Telegram invoice."""
-        return None if self.invoice_link else self.payment.pay_url
+        """A provider page to open (None for a Telegram invoice or a QR code)."""
+        return self.payment.pay_url
 
     @property
     def receipt(self) -> dict[str, Any] | None:

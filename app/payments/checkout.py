@@ -189,7 +189,7 @@ async def start_checkout(
     # Re-read under lock: a webhook may have settled the payment while the provider was answering.
     await session.refresh(payment, with_for_update=True)
     payment.external_id = payment.external_id or checkout.external_id
-    payment.pay_url = checkout.pay_url or checkout.invoice_link
+    payment.pay_url = checkout.pay_url
     payment.details = {**payment.details, **checkout.details, "invoice_link": checkout.invoice_link}
     if checkout.expires_at is not None:
         payment.expires_at = checkout.expires_at
