@@ -15,6 +15,7 @@ that transaction.
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -122,7 +123,8 @@ def _copy_for_new_charge(original: Payment, update: ProviderUpdate, *, renewal: 
         currency=original.currency,
         status=PaymentStatus.PENDING,
         external_id=update.external_id,
-        idempotency_key=f"charge:{original.provider}:{update.external_id}"[:64],
+        # One row per provider charge id, whatever its length (the column holds 64 characters).
+        idempotency_key=hashlib.sha256(f"charge:{original.provider}:{update.external_id}".encode()).hexdigest(),
         days=original.days,
         is_renewal=renewal,
         saved_method_id=original.saved_method_id,
