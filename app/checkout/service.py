@@ -15,6 +15,7 @@ from app.kit.clock import parse_utc
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
+from app.payments.checkout import usable_currencies
 from app.payments.pricing import Quote
 from app.payments.registry import PaymentRegistry
 from app.payments.service import payment_of_user
@@ -52,7 +53,7 @@ def pay_options(providers: PaymentRegistry, prices: list[Money]) -> list[PayOpti
     sub-method; the order is the registry's."""
     options = []
     for provider in providers:
-        usable = [price.currency for price in prices if price.currency in provider.currencies]
+        usable = usable_currencies(provider, prices)
         if not usable:
             continue
         for method in provider.methods or (None,):

@@ -74,7 +74,7 @@ async def choose_currency(
     """The currency to charge in: the one asked for, else the customer's usual one, among those the plan is
     priced in and the provider takes."""
     prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], language)
-    usable = [price.currency for price in prices if price.currency in provider.currencies]
+    usable = usable_currencies(provider, prices)
     if wanted:
         if wanted.upper() not in usable:
             raise ValidationFailed(
@@ -84,6 +84,11 @@ async def choose_currency(
     if not usable:
         raise ValidationFailed(f"{provider.name} takes none of this plan's currencies.", code="currency_not_offered")
     return usable[0]
+
+
+def usable_currencies(provider: PaymentProvider, prices: list[Money]) -> list[str]:
+    """The currencies of `prices` (in their order: the customer's usual one first) that `provider` takes."""
+    return [price.currency for price in prices if price.currency in provider.currencies]
 
 
 def _idempotency_key(user: User, client_key: str | None) -> str:
