@@ -56,7 +56,18 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     bot_webhook_url: str = ""
     bot_webhook_secret: str = ""
+    # Where `vpnshop bot` listens in webhook mode (BOT_WEBHOOK_URL is the public address Telegram posts to).
+    bot_webhook_host: str = "0.0.0.0"
+    bot_webhook_port: int = Field(8081, ge=1, le=65535)
+    # Commands and button presses a user may send the bot per minute before it asks them to slow down.
+    bot_throttle_per_minute: int = Field(10, ge=1, le=600)
     support_username: str = "@support"
+    # Telegram's limits for everything the bot sends: about 30 messages a second overall (and 1 a second to
+    # one chat, fixed); a paid broadcast (0.1 Star a message) may go up to 1000 a second.
+    telegram_rate_per_second: int = Field(30, ge=1, le=1000)
+    telegram_paid_rate_per_second: int = Field(1000, ge=1, le=1000)
+    # A broadcast's sender renews a lease this long; another worker resumes the broadcast once it lapses.
+    broadcast_lease_seconds: int = Field(60, ge=2, le=3600)
 
     # --- panels (a server can also be added in the admin) ---
     marzban_api_url: str = ""
@@ -118,6 +129,9 @@ class Settings(BaseSettings):
     oidc_providers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
 
     # --- backups ---
+    backup_enabled: bool = True
+    # The backup job runs nightly and makes a backup when the newest one is at least this many days old.
+    backup_interval_days: int = Field(7, ge=1, le=90)
     backup_dir: str = "./var/backups"
     backup_retention_days: int = Field(30, ge=1, le=3650)
     backup_copy_dir: str = ""

@@ -14,9 +14,13 @@ from app.models.base import Base, BigId, CreatedMixin, IdMixin, TimestampsMixin,
 
 class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
+    # Marked (and committed) just before the Bot API call: a crash leaves the row here, and since Telegram has
+    # no idempotency key, such a row becomes UNKNOWN and is never sent again (a message at most once).
+    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"
+    UNKNOWN = "unknown"
 
 
 class BroadcastStatus(enum.StrEnum):
@@ -46,6 +50,8 @@ class Broadcast(IdMixin, TimestampsMixin, Base):
 
     title: Mapped[str] = mapped_column(String(255))
     bodies: Mapped[dict[str, Any]]  # per language
+    # An optional inline button under the message: {"text": {"ru": ..., "en": ...}, "url": ...} or "web_app".
+    button: Mapped[dict[str, Any] | None]
     segment: Mapped[dict[str, Any]]  # {"kind": "active", "plan_id": ..., "language": ...}
     status: Mapped[BroadcastStatus] = mapped_column(str_enum(BroadcastStatus, "broadcast_status"))
     is_paid: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -56,6 +62,11 @@ class Broadcast(IdMixin, TimestampsMixin, Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     sent: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    unknown: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker sending it holds a lease it renews; a lease left to expire means that worker died.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
 
 
 class BroadcastDelivery(IdMixin, Base):

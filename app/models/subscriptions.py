@@ -36,6 +36,10 @@ class Subscription(IdMixin, TimestampsMixin, Base):
     # Consecutive failed renewal charges; two end the subscription (SPEC §4.3).
     renewal_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_renewal_attempt_at: Mapped[datetime | None]
+    # The last expiry reminder sent (3, 2 or 1 days before) and the end date it was about: a new end date
+    # (a renewal) starts the reminders over.
+    last_reminder_days: Mapped[int | None] = mapped_column(Integer)
+    last_reminder_for: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
 
     __table_args__ = (
