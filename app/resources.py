@@ -14,6 +14,7 @@ from app.kit.crypto import configure_cipher
 from app.kit.ratelimit import RateLimiter, build_rate_limiter
 from app.panels.registry import PanelRegistry
 from app.payments.registry import PaymentRegistry
+from app.telegram.outbound import TelegramOutbound
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,14 @@ class Resources:
     rate_limiter: RateLimiter
     panels: PanelRegistry
     payments: PaymentRegistry
+    # The bot's outgoing messages (notifications, broadcasts); None when no BOT_TOKEN is configured.
+    telegram: TelegramOutbound | None = None
 
     async def aclose(self) -> None:
         await self.panels.aclose()
         await self.payments.aclose()
+        if self.telegram is not None:
+            await self.telegram.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -51,4 +56,5 @@ def open_resources(settings: Settings) -> Resources:
         rate_limiter=build_rate_limiter(settings.redis_url),
         panels=PanelRegistry(sessionmaker, settings),
         payments=PaymentRegistry.from_settings(settings, sessionmaker=sessionmaker),
+        telegram=TelegramOutbound.from_settings(settings, redis),
     )

@@ -15,6 +15,7 @@ PAYMENTS = Counter("vpnshop_payments_total", "Payment state changes", ["provider
 JOB_RUNS = Counter("vpnshop_job_runs_total", "Background job runs", ["job", "outcome"])
 PANEL_ERRORS = Counter("vpnshop_panel_errors_total", "Panel API errors", ["server", "kind"])
 NOTIFICATIONS = Counter("vpnshop_notifications_total", "Notifications sent", ["kind", "outcome"])
+TELEGRAM_MESSAGES = Counter("vpnshop_telegram_messages_total", "Bot API sends by outcome", ["outcome"])
 
 
 def render_latest() -> tuple[bytes, str]:

@@ -1,0 +1,131 @@
+"""A minimal Bot API client for what the worker sends (notifications, broadcasts), with Telegram's answers turned
+into exceptions that say what a sender may do next.
+
+Telegram has no idempotency key, so a send is never retried blindly: a failure that proves nothing was sent
+(connection refused, 429, 5xx) is `NotSent`; one after the request may have reached Telegram (a read timeout, a
+dropped connection) is `OutcomeUnknown`, and the caller must not send that message again. The token lives in the
+client's base URL only, so logged paths carry just the method name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+
+class TelegramError(Exception):
+    """A Bot API call failed; `description` is Telegram's own wording when it answered."""
+
+    def __init__(self, description: str, *, error_code: int | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.error_code = error_code
+
+
+class NotSent(TelegramError):
+    """Certainly not sent (refused connection, Telegram's 5xx): safe to send again later."""
+
+
+class RetryAfter(NotSent):
+    """429: wait `retry_after` seconds (every sender of this bot, not just this one) and send again."""
+
+    def __init__(self, description: str, retry_after: float) -> None:
+        super().__init__(description, error_code=429)
+        self.retry_after = retry_after
+
+
+class Undeliverable(TelegramError):
+    """Telegram refused this message for good (bad markup, a too long text…): do not retry it."""
+
+
+class RecipientUnreachable(Undeliverable):
+    """The user blocked the bot, deleted their account, or the chat does not exist."""
+
+
+class OutcomeUnknown(TelegramError):
+    """The request may have reached Telegram before the connection failed: the message may have been sent."""
+
+
+# 400s that mean "this recipient", not "this message" (Bot API wording).
+_UNREACHABLE_400 = ("chat not found", "user is deactivated", "peer_id_invalid", "bot can't initiate conversation")
+
+
+def error_from(envelope: dict[str, Any], status: int) -> TelegramError:
+    """The exception for an `{"ok": false, ...}` answer."""
+    description = str(envelope.get("description") or f"HTTP {status}")
+    code = int(envelope.get("error_code") or status)
+    if code == 429:
+        parameters = envelope.get("parameters") or {}
+        return RetryAfter(description, float(parameters.get("retry_after") or 1))
+    if code == 403 or (code == 400 and any(marker in description.lower() for marker in _UNREACHABLE_400)):
+        return RecipientUnreachable(description, error_code=code)
+    if code >= 500:
+        return NotSent(description, error_code=code)
+    return Undeliverable(description, error_code=code)
+
+
+class BotApi:
+    """`call(method, params)` on `<api_url>/bot<token>/`; one attempt per call (see the module docstring)."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = "https://api.telegram.org",
+        *,
+        timeout: float = 15.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=f"{api_url.rstrip('/')}/bot{token}/",
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        """The method's `result`; raises a TelegramError subclass otherwise."""
+        try:
+            response = await self._client.post(method, json=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise NotSent(f"{method}: could not connect: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise OutcomeUnknown(f"{method}: no answer: {type(exc).__name__}") from exc
+        try:
+            envelope = response.json()
+        except json.JSONDecodeError:
+            envelope = {}
+        if not isinstance(envelope, dict):
+            envelope = {}
+        if response.status_code == 200 and envelope.get("ok") is True:
+            return envelope.get("result")
+        if response.status_code >= 500 or not envelope:
+            # A proxy's error page or Telegram's own 5xx: it answered, so the method did not run.
+            raise NotSent(f"{method}: HTTP {response.status_code}", error_code=response.status_code)
+        raise error_from(envelope, response.status_code)
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_markup: dict[str, Any] | None = None,
+        paid_broadcast: bool = False,
+    ) -> dict[str, Any]:
+        """sendMessage with HTML formatting and no link previews."""
+        params: dict[str, Any] = {
+            "chat_id": chat_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+        }
+        if reply_markup:
+            params["reply_markup"] = reply_markup
+        if paid_broadcast:
+            params["allow_paid_broadcast"] = True
+        return await self.call("sendMessage", params)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

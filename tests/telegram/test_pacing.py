@@ -1,0 +1,105 @@
+"""Pacing: evenly spaced slots under the global rate, one second per chat, paid broadcasts on their own
+allowance, and a pause moving every sender back; the same rules in memory and in Redis."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from redis.asyncio import Redis
+
+from app.telegram.pacing import MemoryPacer, RedisPacer, wait_turn
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pacer_factory(request, redis_url):
+    clients: list[Redis] = []
+
+    def make(rate: float = 30, paid_rate: float = 1000):
+        if request.param == "memory":
+            return MemoryPacer(rate, paid_rate, clock=Clock())
+        client = Redis.from_url(redis_url)
+        clients.append(client)
+        return RedisPacer(client, rate, paid_rate, prefix=f"test:pace:{id(client)}:")
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+async def test_slots_to_different_chats_are_spaced_by_the_global_rate(pacer_factory) -> None:
+    pacer = pacer_factory(rate=10)
+    delays = [(await pacer.reserve(chat))[1] for chat in range(1, 6)]
+    # The first is due at once, then one every 0.1 s (Redis's clock moves a little between calls).
+    assert delays[0] == pytest.approx(0, abs=0.01)
+    for before, after in itertools.pairwise(delays):
+        assert after - before == pytest.approx(0.1, abs=0.01)
+
+
+async def test_a_busy_chat_waits_without_holding_up_the_others(pacer_factory) -> None:
+    pacer = pacer_factory(rate=10)
+    assert (await pacer.reserve(7))[0] is True
+    reserved, wait = await pacer.reserve(7)
+    # Told to come back in a second, and no global slot was used: chat 8 gets the very next one.
+    assert reserved is False
+    assert wait == pytest.approx(1.0, abs=0.02)
+    assert await pacer.reserve(8) == (True, pytest.approx(0.1, abs=0.02))
+
+
+async def test_paid_broadcasts_have_their_own_faster_allowance(pacer_factory) -> None:
+    pacer = pacer_factory(rate=1, paid_rate=1000)
+    await pacer.reserve(1)
+    await pacer.reserve(2)  # the free allowance is now a second ahead
+    paid = [(await pacer.reserve(chat, paid=True))[1] for chat in range(10, 15)]
+    assert max(paid) < 0.05
+
+
+async def test_a_pause_moves_every_later_slot_behind_it(pacer_factory) -> None:
+    pacer = pacer_factory(rate=1000)
+    await pacer.pause(2.0)
+    assert await pacer.paused_for() == pytest.approx(2.0, abs=0.05)
+    assert await pacer.reserve(1) == (True, pytest.approx(2.0, abs=0.05))
+    # A shorter pause never shortens a longer one.
+    await pacer.pause(0.5)
+    assert await pacer.paused_for() == pytest.approx(2.0, abs=0.05)
+
+
+async def test_wait_turn_takes_a_new_slot_when_a_pause_began_during_the_wait() -> None:
+    clock = Clock()
+    pacer = MemoryPacer(1, 1000, clock=clock)
+    await pacer.reserve(1)  # the next global slot is a second away
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+        if len(slept) == 1:
+            await pacer.pause(5)  # a 429 seen by another sender meanwhile
+
+    await wait_turn(pacer, 2, sleep=sleep)
+    # Due after a second, but the pause (from then, 5 s) came first: it goes out exactly when the pause ends.
+    assert slept[0] == pytest.approx(1.0)
+    assert clock.now == pytest.approx(1000.0 + 1 + 5)
+    assert await pacer.paused_for() == 0
+
+
+async def test_wait_turn_waits_for_a_busy_chat_then_takes_a_slot() -> None:
+    clock = Clock()
+    pacer = MemoryPacer(1000, 1000, clock=clock)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    await wait_turn(pacer, 5, sleep=sleep)
+    await wait_turn(pacer, 5, sleep=sleep)
+    assert slept == [pytest.approx(1.0)]
