@@ -1,4 +1,4 @@
-"""The outbox dispatcher: every few seconds, and right after a commit that queued something."""
+"""The outbox dispatchers, one per lane: every few seconds, and right after a commit that queued something."""
 
 from __future__ import annotations
 
@@ -11,5 +11,13 @@ from app.provisioning import handlers  # noqa: F401
 
 @registry.cron(second=set(range(0, 60, 5)))
 async def dispatch_outbox(ctx: JobContext) -> dict[str, int]:
-    """Deliver due outbox messages (panel operations, notifications) with retries."""
-    return await dispatch(ctx)
+    """Carry out due side effects (panel operations, provider calls) with retries."""
+    return await dispatch(ctx, lane="effects")
+
+
+@registry.cron(second=set(range(2, 60, 5)))
+async def dispatch_messages(ctx: JobContext) -> dict[str, int]:
+    """Send due notifications with retries, several at once (each waits its turn under Telegram's limits);
+    one at a time on SQLite, which has a single writer."""
+    concurrency = 1 if ctx["resources"].settings.is_sqlite else 8
+    return await dispatch(ctx, lane="messages", concurrency=concurrency)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import and_, event, exists, select, update
+from sqlalchemy import and_, event, exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
 
@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 DISPATCH_JOB = "dispatch_outbox"
+MESSAGES_JOB = "dispatch_messages"
+# Messages to people (Telegram, paced at about 30 a second) run in their own lane, so ten thousand reminders
+# never hold up the panel account a customer has just paid for.
+MESSAGE_TOPIC_PREFIX = "notify."
+Lane = Literal["effects", "messages"] | None
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(minutes=10)
 
@@ -85,6 +90,30 @@ async def add(
     session.info["outbox_added"] = True
 
 
+async def add_many(session: AsyncSession, topic: str, messages: Sequence[tuple[dict[str, Any], str]]) -> None:
+    """Queue many side effects of one topic in the caller's transaction, as (payload, dedupe key) pairs, with
+    one executemany instead of a round trip each (a job queueing thousands); keys already queued are skipped."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "topic": topic,
+            "payload": payload,
+            "ordering_key": None,
+            "dedupe_key": dedupe_key,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "available_at": now,
+            "created_at": now,
+        }
+        for payload, dedupe_key in messages
+    ]
+    statement = insert_for(session, OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    await session.execute(statement, rows)
+    session.info["outbox_added"] = True
+
+
 def backoff(attempts: int) -> timedelta:
     """Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at MAX_BACKOFF."""
     # The exponent is bounded first: 2.0 ** 1024 overflows a float, and a topic may allow that many attempts.
@@ -92,8 +121,15 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.8, 1.2))
 
 
-async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages, each the oldest pending one of its ordering key."""
+def _in_lane(lane: Lane) -> Any:
+    if lane is None:
+        return true()
+    is_message = OutboxMessage.topic.startswith(MESSAGE_TOPIC_PREFIX, autoescape=True)
+    return is_message if lane == "messages" else ~is_message
+
+
+async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int, lane: Lane = None) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages of the lane, each the oldest pending one of its ordering key."""
     now = utcnow()
     earlier = aliased(OutboxMessage)
     blocked_by_earlier = exists().where(
@@ -109,6 +145,7 @@ async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> 
             .where(
                 OutboxMessage.status == OutboxStatus.PENDING,
                 OutboxMessage.available_at <= now,
+                _in_lane(lane),
                 (OutboxMessage.locked_until.is_(None)) | (OutboxMessage.locked_until < now),
                 (OutboxMessage.ordering_key.is_(None)) | ~blocked_by_earlier,
             )
@@ -153,26 +190,39 @@ def _describe(error: BaseException | None) -> str:
     return "" if error is None else f"{type(error).__name__}: {error}"[:2000]
 
 
-async def dispatch(ctx: dict[str, Any], *, batch: int = 50, max_batches: int = 20) -> dict[str, int]:
-    """Run due messages until none are left (or `max_batches` batches); returns counts by outcome."""
+async def _run(ctx: dict[str, Any], message: OutboxMessage) -> str:
+    policy = _topics.get(message.topic)
+    error: BaseException | None = None
+    if policy is None:
+        error = PermanentFailure(f"no handler for topic {message.topic!r}")
+    else:
+        try:
+            await policy.handler(ctx, dict(message.payload))
+        except Exception as exc:  # every failure is recorded on the row and retried or buried
+            error = exc
+            log.warning("outbox %s #%d failed: %s", message.topic, message.id, _describe(exc))
+    return await _finish(ctx["resources"].sessionmaker, message, error)
+
+
+async def dispatch(
+    ctx: dict[str, Any], *, lane: Lane = None, batch: int = 50, max_batches: int = 20, concurrency: int = 1
+) -> dict[str, int]:
+    """Run due messages of a lane (every lane when None) until none are left (or `max_batches` batches),
+    `concurrency` at a time (messages of one ordering key are never in one batch); returns counts by outcome."""
     sessionmaker = ctx["resources"].sessionmaker
     counts = {"done": 0, "retry": 0, "dead": 0}
+    limit = asyncio.Semaphore(concurrency)
+
+    async def run(message: OutboxMessage) -> str:
+        async with limit:
+            return await _run(ctx, message)
+
     for _ in range(max_batches):
-        messages = await _claim(sessionmaker, batch)
+        messages = await _claim(sessionmaker, batch, lane)
         if not messages:
             break
-        for message in messages:
-            policy = _topics.get(message.topic)
-            error: BaseException | None = None
-            if policy is None:
-                error = PermanentFailure(f"no handler for topic {message.topic!r}")
-            else:
-                try:
-                    await policy.handler(ctx, dict(message.payload))
-                except Exception as exc:  # every failure is recorded on the row and retried or buried
-                    error = exc
-                    log.warning("outbox %s #%d failed: %s", message.topic, message.id, _describe(exc))
-            counts[await _finish(sessionmaker, message, error)] += 1
+        for outcome in await asyncio.gather(*(run(message) for message in messages)):
+            counts[outcome] += 1
     return counts
 
 
@@ -195,7 +245,8 @@ _pending_nudges: set[asyncio.Task[None]] = set()
 
 async def _enqueue_dispatch() -> None:
     try:
-        # The cron's own job id: a nudge never runs beside a scheduled dispatch (SQLite has one writer).
-        await enqueue(DISPATCH_JOB, _job_id=f"cron:{DISPATCH_JOB}")
-    except Exception:  # no runner (CLI, tests) or Redis hiccup: the cron still runs the dispatch
+        # The crons' own job ids: a nudge never runs beside a scheduled dispatch of its lane.
+        for job in (DISPATCH_JOB, MESSAGES_JOB):
+            await enqueue(job, _job_id=f"cron:{job}")
+    except Exception:  # no runner (CLI, tests) or Redis hiccup: the crons still run the dispatch
         log.debug("could not nudge the outbox dispatcher", exc_info=True)
