@@ -116,13 +116,18 @@ def worker() -> None:
 @main.command()
 def bot() -> None:
     """Run the Telegram bot (webhook or long polling)."""
+    from bot.main import run
+
     settings = _settings()
     if not settings.bot_token:
         click.echo("config error: BOT_TOKEN: expected the token from @BotFather", err=True)
         sys.exit(2)
-    # The aiogram launcher is not built yet (bot issue); say so instead of pretending to run.
-    click.echo("vpnshop bot: the bot launcher is not part of this build yet", err=True)
-    sys.exit(3)
+    if settings.bot_webhook_url and not settings.bot_webhook_secret:
+        click.echo("config error: BOT_WEBHOOK_SECRET: required with BOT_WEBHOOK_URL (the secret_token)", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    init_sentry(settings, component="bot")
+    asyncio.run(run(settings))
 
 
 @main.command()
@@ -182,6 +187,16 @@ def staff_create(username: str, role: str, telegram_id: int | None, password: st
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"staff account {created.username!r} created with role {created.role.value}")
+
+
+from app.backups import cli as backups_cli  # noqa: E402  (after `main`, which it does not import)
+
+main.add_command(backups_cli.backup)
+main.add_command(backups_cli.restore)
+
+from app.broadcasts.cli import broadcast  # noqa: E402  (after `main`, which it does not import)
+
+main.add_command(broadcast)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ async def receive(
 ) -> tuple[WebhookResult, list[Outcome]]:
     provider = resources.payments.get(provider_name)
     result = await provider.parse_webhook(webhook)
+    return result, await apply_result(resources, provider_name, result)
+
+
+async def apply_result(resources: Resources, provider_name: str, result: WebhookResult) -> list[Outcome]:
+    """Apply a verified notification's updates in one transaction and answer its question (the bot hands
+    Telegram's payment updates straight here)."""
     outcomes: list[Outcome] = []
     async with transaction(resources.sessionmaker) as session:
         for update in result.updates:
@@ -34,4 +40,4 @@ async def receive(
         if outcome in (Outcome.APPLIED, Outcome.MISMATCH):
             PAYMENTS.labels(provider_name, update.state.value if outcome == Outcome.APPLIED else "mismatch").inc()
         log.info("payment webhook %s %s %s: %s", provider_name, update.kind, update.event_id, outcome.value)
-    return result, outcomes
+    return outcomes

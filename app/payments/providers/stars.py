@@ -182,7 +182,11 @@ class StarsProvider:
 
     async def parse_webhook(self, webhook: IncomingWebhook) -> WebhookResult:
         self._verify_secret(webhook.headers)
-        update = parse_update(webhook.body)
+        return self.read_update(parse_update(webhook.body))
+
+    def read_update(self, update: dict[str, Any]) -> WebhookResult:
+        """The money events in an Update the bot already received from Telegram (webhook with its secret
+        checked, or long polling)."""
         query = self.pre_checkout_query(update)
         if query is not None:
             return WebhookResult(

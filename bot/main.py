@@ -1,0 +1,104 @@
+"""`vpnshop bot`: the thin launcher (SPEC §11), by long polling or, when BOT_WEBHOOK_URL is set, by webhook with
+Telegram's secret token checked. In webhook mode every update is handled before it is answered, so a failure
+answers 500 and Telegram delivers the update again (a payment is never dropped on the floor)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, MenuButtonWebApp, WebAppInfo
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from app.config import Settings
+from app.kit.i18n import available_languages, translate
+from app.resources import Resources, open_resources
+from bot import commands, payments
+from bot.throttling import Throttle
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("start", "help", "support", "login")
+UPDATES = ["message", "callback_query", "pre_checkout_query", "my_chat_member"]
+
+
+def build_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+
+
+def build_dispatcher(resources: Resources) -> Dispatcher:
+    dispatcher = Dispatcher(resources=resources)
+    throttle = Throttle(resources)
+    dispatcher.message.outer_middleware(throttle)
+    dispatcher.callback_query.outer_middleware(throttle)
+    # Money first: a payment message must never fall through to the catch-all text handler.
+    dispatcher.include_router(payments.router)
+    dispatcher.include_router(commands.router)
+    return dispatcher
+
+
+async def set_up_profile(bot: Bot, settings: Settings) -> None:
+    """Commands in each language, and the menu button opening the Mini App (Telegram requires https)."""
+    for language in available_languages():
+        await bot.set_my_commands(
+            [BotCommand(command=name, description=translate(language, f"bot.command.{name}")) for name in COMMANDS],
+            language_code=language,
+        )
+    app_url = settings.public_base_url.rstrip("/") + "/app"
+    if app_url.startswith("https://"):
+        text = translate(settings.default_language, "bot.menu")
+        await bot.set_chat_menu_button(menu_button=MenuButtonWebApp(text=text, web_app=WebAppInfo(url=app_url)))
+
+
+async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings, stop: asyncio.Event) -> None:
+    app = web.Application()
+    handler = SimpleRequestHandler(
+        dispatcher, bot, secret_token=settings.bot_webhook_secret or None, handle_in_background=False
+    )
+    path = "/" + settings.bot_webhook_url.split("://", 1)[-1].partition("/")[2]
+    handler.register(app, path=path)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.bot_webhook_host, settings.bot_webhook_port).start()
+    await bot.set_webhook(
+        settings.bot_webhook_url, secret_token=settings.bot_webhook_secret or None, allowed_updates=UPDATES
+    )
+    log.info("bot webhook listening on %s:%d%s", settings.bot_webhook_host, settings.bot_webhook_port, path)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Until `stop` is set (by SIGTERM/SIGINT when not given)."""
+    resources = open_resources(settings)
+    bot = build_bot(settings)
+    dispatcher = build_dispatcher(resources)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await set_up_profile(bot, settings)
+        if settings.bot_webhook_url:
+            await _serve_webhook(bot, dispatcher, settings, stop)
+        else:
+            await bot.delete_webhook(drop_pending_updates=False)
+            polling = asyncio.create_task(
+                dispatcher.start_polling(bot, allowed_updates=UPDATES, handle_signals=False, close_bot_session=False)
+            )
+            await stop.wait()
+            await dispatcher.stop_polling()
+            await polling
+    finally:
+        await bot.session.close()
+        await resources.aclose()
