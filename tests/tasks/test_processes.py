@@ -1,0 +1,66 @@
+"""`vpnshop worker` and `vpnshop bot` as real processes (PostgreSQL, Redis, the Telegram emulator over HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import create_sessionmaker, transaction
+from app.models import JobRun, Notification, User
+from app.notifications.service import notify_user
+from tests.emulators.harness import Plug, serve
+from tests.emulators.telegram import TelegramBotApiEmulator
+from tests.processes import production_stack, stop, wait_for
+
+plug = Plug()
+
+
+@pytest.fixture
+def emulator(redis_url: str) -> Iterator[tuple[TelegramBotApiEmulator, str]]:
+    emulator = TelegramBotApiEmulator()
+    plug.app = emulator.app
+    with serve(plug) as url:
+        yield emulator, url
+    plug.app = None
+
+
+async def test_the_worker_sends_queued_notifications_and_records_its_runs(emulator) -> None:
+    emu, url = emulator
+    async with production_stack(BOT_TOKEN=emu.token, TELEGRAM_API_URL=url) as stack:
+        engine = create_async_engine(stack.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        async with transaction(sessionmaker) as session:
+            user = User(telegram_id=4242, referral_code="r4242", language="en")
+            session.add(user)
+            await session.flush()
+            await notify_user(
+                session, user.id, "trial_ending", {"ends_at": "2026-12-01T10:00:00+00:00"}, dedupe_key="k"
+            )
+        worker = stack.start("worker")
+        try:
+            await wait_for(lambda: emu.messages, within=30, what="the notification reaching Telegram")
+
+            async def run_recorded() -> bool:
+                async with sessionmaker() as session:
+                    runs = (await session.scalars(select(JobRun).where(JobRun.job_name == "dispatch_messages"))).all()
+                return any(run.outcome == "ok" and run.finished_at for run in runs)
+
+            await wait_for(run_recorded, within=15, what="the dispatch run recorded as finished")
+            async with sessionmaker() as session:
+                assert (await session.scalar(select(Notification))).status == "sent"
+        finally:
+            code, output = stop(worker)
+            await engine.dispose()
+        assert len(emu.messages) == 1 and emu.messages[0]["chat"]["id"] == 4242
+        assert code == 0, output
+
+
+async def test_the_worker_refuses_to_start_without_redis() -> None:
+    async with production_stack(REDIS_URL="") as stack:
+        process = stack.start("worker")
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 2
+        assert "REDIS_URL" in output
