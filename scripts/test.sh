@@ -13,6 +13,14 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
 
+# The backup tests run PostgreSQL's own pg_dump and pg_restore (Debian's client matches Debian's server).
+if ! command -v pg_dump >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's postgresql-client for the backup tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends postgresql-client >/dev/null
+fi
+
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 

@@ -14,6 +14,7 @@ from app.kit.clock import utcnow
 from app.kit.jobs import JobContext, registry
 from app.models import Server, Subscription, VpnAccount
 from app.panels.base import PanelError
+from app.panels.outages import review_outage
 from app.panels.sync import check_server_health, sync_server_accounts
 from app.provisioning.service import delete_account
 
@@ -27,12 +28,16 @@ async def _enabled_servers(ctx: JobContext) -> list[Server]:
 
 @registry.cron(second=30)
 async def check_panels(ctx: JobContext) -> dict[str, bool]:
-    """Reachability of every enabled panel and the state of its nodes."""
+    """Reachability of every enabled panel and the state of its nodes; users hear of an outage that lasts."""
     resources = ctx["resources"]
-    return {
-        server.name: await check_server_health(resources.sessionmaker, server, resources.panels.for_server(server))
-        for server in await _enabled_servers(ctx)
-    }
+    reachable: dict[str, bool] = {}
+    for server in await _enabled_servers(ctx):
+        panel = resources.panels.for_server(server)
+        reachable[server.name] = await check_server_health(resources.sessionmaker, server, panel)
+        change = await review_outage(resources.sessionmaker, server.id)
+        if change is not None:
+            log.warning("server %s: outage %s", server.name, change)
+    return reachable
 
 
 @registry.cron(minute=set(range(2, 60, 5)))
