@@ -18,13 +18,11 @@ from app.auth.telegram import TelegramUser
 from app.config import Settings
 from app.db import transaction
 from app.kit.clock import utcnow
-from app.kit.i18n import Translator
+from app.kit.i18n import Translator, pick_language
 from app.models import Staff, User
 from app.resources import Resources
 from app.telegram.buttons import keyboard, page_button
 from app.users.service import upsert_from_telegram
-
-router = Router(name="commands")
 
 
 def _identity(account: TelegramAccount) -> TelegramUser:
@@ -55,7 +53,6 @@ def _markup(settings: Settings, _: Translator, *buttons: tuple[str, str]) -> Inl
     return InlineKeyboardMarkup.model_validate(keyboard(*rows))
 
 
-@router.message(CommandStart())
 async def start(message: Message, command: CommandObject, resources: Resources) -> None:
     assert message.from_user is not None
     user, created = await _user(resources, message.from_user, command.args)
@@ -65,7 +62,6 @@ async def start(message: Message, command: CommandObject, resources: Resources) 
     await message.answer(text, reply_markup=_markup(resources.settings, _, ("bot.open", "/app")))
 
 
-@router.message(Command("help"))
 async def help_command(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     user, _created = await _user(resources, message.from_user)
@@ -73,7 +69,6 @@ async def help_command(message: Message, resources: Resources) -> None:
     await message.answer(_("bot.help"), reply_markup=_markup(resources.settings, _, ("bot.help_button", "/app/help")))
 
 
-@router.message(Command("support"))
 async def support(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     user, _created = await _user(resources, message.from_user)
@@ -86,7 +81,6 @@ async def support(message: Message, resources: Resources) -> None:
     )
 
 
-@router.message(Command("login"))
 async def login(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     settings = resources.settings
@@ -102,7 +96,6 @@ async def login(message: Message, resources: Resources) -> None:
     await message.answer(_("bot.login", link=html.escape(link), code=issued.display_code), reply_markup=markup)
 
 
-@router.message(Command("admin"))
 async def admin(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     async with transaction(resources.sessionmaker) as session:
@@ -110,14 +103,15 @@ async def admin(message: Message, resources: Resources) -> None:
             select(Staff).where(Staff.telegram_id == message.from_user.id, Staff.is_active, ~Staff.is_demo)
         )
         user = await session.scalar(select(User).where(User.telegram_id == message.from_user.id))
-    _ = Translator(user.language if user else resources.settings.default_language)
+    _ = Translator(
+        user.language if user else pick_language(message.from_user.language_code, resources.settings.default_language)
+    )
     if staff is None:
         await message.answer(_("bot.not_staff"))
         return
     await message.answer(_("bot.admin"), reply_markup=_markup(resources.settings, _, ("bot.admin_button", "/admin")))
 
 
-@router.my_chat_member()
 async def membership(update: ChatMemberUpdated, resources: Resources) -> None:
     """Blocking the bot (kicked) makes the user unreachable; unblocking makes them reachable again."""
     if update.chat.type != "private":
@@ -130,9 +124,21 @@ async def membership(update: ChatMemberUpdated, resources: Resources) -> None:
             user.unreachable_since = since
 
 
-@router.message(F.text)
 async def anything_else(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     user, _created = await _user(resources, message.from_user)
     _ = Translator(user.language)
     await message.answer(_("bot.unknown"), reply_markup=_markup(resources.settings, _, ("bot.open", "/app")))
+
+
+def build_router() -> Router:
+    """A fresh router each time: aiogram attaches a router to one dispatcher only."""
+    router = Router(name="commands")
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.message.register(support, Command("support"))
+    router.message.register(login, Command("login"))
+    router.message.register(admin, Command("admin"))
+    router.my_chat_member.register(membership)
+    router.message.register(anything_else, F.text)
+    return router

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import TelegramMethod
 from aiogram.types import BotCommand, MenuButtonWebApp, WebAppInfo
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -26,10 +30,28 @@ log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "help", "support", "login")
 UPDATES = ["message", "callback_query", "pre_checkout_query", "my_chat_member"]
+REPLY_ATTEMPTS = 3
+MAX_REPLY_WAIT = 10  # seconds; Telegram waits up to 60 s for a webhook answer
+
+
+class WaitOutFloodControl(BaseRequestMiddleware):
+    """A reply refused with 429 (a user tapping fast hits the one-message-a-second chat limit) is sent again
+    after Telegram's retry_after, a couple of times, instead of failing the update."""
+
+    async def __call__(self, make_request: NextRequestMiddlewareType, bot: Bot, method: TelegramMethod) -> Any:
+        for attempt in range(1, REPLY_ATTEMPTS + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == REPLY_ATTEMPTS or exc.retry_after > MAX_REPLY_WAIT:
+                    raise
+                await asyncio.sleep(exc.retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def build_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(WaitOutFloodControl())
     return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
@@ -39,8 +61,8 @@ def build_dispatcher(resources: Resources) -> Dispatcher:
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)
     # Money first: a payment message must never fall through to the catch-all text handler.
-    dispatcher.include_router(payments.router)
-    dispatcher.include_router(commands.router)
+    dispatcher.include_router(payments.build_router())
+    dispatcher.include_router(commands.build_router())
     return dispatcher
 
 

@@ -17,7 +17,6 @@ from app.resources import Resources
 
 log = logging.getLogger(__name__)
 
-router = Router(name="payments")
 PROVIDER = "stars"
 
 
@@ -31,7 +30,6 @@ async def _apply(resources: Resources, update: Update) -> None:
     await apply_result(resources, PROVIDER, provider.read_update(raw_update(update)))
 
 
-@router.pre_checkout_query()
 async def pre_checkout(query: PreCheckoutQuery, event_update: Update, resources: Resources) -> None:
     if PROVIDER not in resources.payments:
         log.warning("pre-checkout query %s refused: Telegram Stars are not enabled (STARS_ENABLED)", query.id)
@@ -40,9 +38,16 @@ async def pre_checkout(query: PreCheckoutQuery, event_update: Update, resources:
     await _apply(resources, event_update)
 
 
-@router.message(F.successful_payment | F.refunded_payment)
 async def payment_message(message: Message, event_update: Update, resources: Resources) -> None:
     if PROVIDER not in resources.payments:
         log.error("a Stars payment arrived but STARS_ENABLED is off: update %s", event_update.update_id)
         raise RuntimeError("Telegram Stars payments are not enabled")
     await _apply(resources, event_update)
+
+
+def build_router() -> Router:
+    """A fresh router each time: aiogram attaches a router to one dispatcher only."""
+    router = Router(name="payments")
+    router.pre_checkout_query.register(pre_checkout)
+    router.message.register(payment_message, F.successful_payment | F.refunded_payment)
+    return router

@@ -64,3 +64,22 @@ async def test_the_worker_refuses_to_start_without_redis() -> None:
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 2
         assert "REDIS_URL" in output
+
+
+async def test_the_bot_answers_by_long_polling_and_stops_cleanly(emulator) -> None:
+    emu, url = emulator
+    async with production_stack(BOT_TOKEN=emu.token, TELEGRAM_API_URL=url) as stack:
+        bot = stack.start("bot")
+        try:
+            emu.user_message(5151, "/start", language_code="en")
+            await wait_for(lambda: emu.messages_to(5151), within=30, what="the bot's answer to /start")
+            engine = create_async_engine(stack.database_url)
+            async with create_sessionmaker(engine)() as session:
+                user = await session.scalar(select(User).where(User.telegram_id == 5151))
+            await engine.dispose()
+        finally:
+            code, output = stop(bot)
+        assert user is not None and user.language == "en"
+        assert emu.messages_to(5151)[0]["text"].startswith("👋 Hi")
+        assert emu.calls("setMyCommands") and emu.calls("getUpdates")
+        assert code == 0, output
