@@ -48,8 +48,6 @@ def text_key(kind: str, data: dict[str, Any]) -> str:
     """The catalog key: some kinds read differently by their data (a renewal, a final failure, a trial)."""
     if kind == "payment_succeeded" and data.get("renewal"):
         return "notify.payment_succeeded_renewal"
-    if kind == "payment_failed" and data.get("renewal"):
-        return "notify.payment_failed_renewal"
     if kind == "referral_bonus" and data.get("applied") is False:
         return "notify.referral_bonus_pending"
     if kind == "expiry_reminder" and data.get("auto_renew"):

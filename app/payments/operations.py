@@ -118,6 +118,11 @@ class _RenewalOrder:
     order: CheckoutOrder
 
 
+def renewal_key(subscription_id: int, attempt: date) -> str:
+    """The idempotency key of a subscription's renewal charge made on `attempt`: one charge per day."""
+    return f"renewal-{subscription_id}-{attempt.isoformat()}"
+
+
 async def _renewal_method(session: AsyncSession, resources: Resources, user_id: int) -> SavedPaymentMethod | None:
     methods = await session.scalars(
         select(SavedPaymentMethod)
@@ -145,7 +150,7 @@ async def _prepare_renewal(
     if price is None:
         return RenewalResult.NO_METHOD
     # One charge per subscription per day, whatever retries the job makes.
-    key = f"renewal-{subscription.id}-{attempt.isoformat()}"
+    key = renewal_key(subscription.id, attempt)
     payment = await session.scalar(select(Payment).where(Payment.idempotency_key == key))
     if payment is None:
         payment = Payment(

@@ -247,12 +247,13 @@ async def _end_unpaid(session: AsyncSession, payment: Payment, update: ProviderU
     status = PaymentStatus.FAILED if update.state == PaymentState.FAILED else PaymentStatus.CANCELLED
     if not await close_unpaid(session, payment, status, update.failure_reason, action=f"payment.{status.value}"):
         return Outcome.UNCHANGED
-    if status == PaymentStatus.FAILED or payment.is_renewal:
+    # A declined renewal charge is told by the renewal policy (app/subscriptions/expiry.py), with its retry date.
+    if status == PaymentStatus.FAILED and not payment.is_renewal:
         await notify_user(
             session,
             payment.user_id,
             "payment_failed",
-            {"payment": payment.public_id, "reason": update.failure_reason, "renewal": payment.is_renewal},
+            {"payment": payment.public_id, "reason": update.failure_reason},
             dedupe_key=f"payment_failed:{payment.id}",
         )
     return Outcome.APPLIED

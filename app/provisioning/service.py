@@ -34,15 +34,24 @@ def new_sub_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def access_ends_at(subscription: Subscription) -> datetime:
+    """When VPN access ends: the end date, or later while a live subscription awaits a renewal (a retry after
+    a failed charge, or a provider's own renewal): that grace keeps the account working until the answer."""
+    grace = subscription.next_renewal_attempt_at
+    if subscription.status in LIVE_STATUSES and grace is not None and grace > subscription.ends_at:
+        return grace
+    return subscription.ends_at
+
+
 def should_be_enabled(subscription: Subscription, now: datetime | None = None) -> bool:
-    return subscription.status in LIVE_STATUSES and subscription.ends_at > (now or utcnow())
+    return subscription.status in LIVE_STATUSES and access_ends_at(subscription) > (now or utcnow())
 
 
 def desired_spec(account: VpnAccount, subscription: Subscription, telegram_id: int | None = None) -> AccountSpec:
     """What the panel account must look like for this subscription right now."""
     return AccountSpec(
         username=account.panel_username,
-        expire_at=subscription.ends_at,
+        expire_at=access_ends_at(subscription),
         traffic_limit_bytes=account.traffic_limit_bytes,
         device_limit=account.device_limit,
         enabled=should_be_enabled(subscription),
