@@ -506,6 +506,28 @@ end
 return 0
 """
 
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# A cron's overlap lock lives this long unless its run renews it (every third of it): a worker killed mid-run
+# blocks that cron on the other workers for at most this long, not for a whole job timeout.
+CRON_LOCK_TTL = 30.0
+
+
+async def _keep_lock(redis: ArqRedis, key: str, token: str, ttl: float) -> None:
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            if not await redis.eval(_RENEW_LOCK, 1, key, token, int(ttl * 1000)):
+                log.warning("the lock %s was lost while its run went on", key)
+                return
+        except Exception:
+            log.warning("could not renew the lock %s", key, exc_info=True)
+
 
 def _arq_job(name: str, func: JobFunc, hook: JobEventHook | None) -> JobFunc:
     async def job(ctx: JobContext, **kwargs: Any) -> Any:
@@ -515,7 +537,9 @@ def _arq_job(name: str, func: JobFunc, hook: JobEventHook | None) -> JobFunc:
     return job
 
 
-def _arq_cron_job(spec: CronSpec, hook: JobEventHook | None, *, lock_prefix: str, lock_seconds: float) -> JobFunc:
+def _arq_cron_job(
+    spec: CronSpec, hook: JobEventHook | None, *, lock_prefix: str, lock_ttl: float = CRON_LOCK_TTL
+) -> JobFunc:
     """arq keeps one cron slot from running twice, but a run outlasting its interval would overlap the next
     slot's run (they have different job ids). A short-lived Redis lock per cron skips such an overlap, across
     all workers, as InProcessRunner does with the cron's fixed job id."""
@@ -524,12 +548,15 @@ def _arq_cron_job(spec: CronSpec, hook: JobEventHook | None, *, lock_prefix: str
     async def job(ctx: JobContext, **kwargs: Any) -> Any:
         redis: ArqRedis = ctx["redis"]
         token = uuid4().hex
-        if not await redis.set(key, token, nx=True, px=int(lock_seconds * 1000)):
+        if not await redis.set(key, token, nx=True, px=int(lock_ttl * 1000)):
             log.info("cron %s skipped: the previous run is still going", spec.name)
             return None
+        keeper = asyncio.create_task(_keep_lock(redis, key, token, lock_ttl))
         try:
             return await run_observed(spec.name, lambda: spec.func(ctx, **kwargs), hook)
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             # Only our own lock: if it expired and another run took it, that run keeps it. A failed release
             # must not mask the job's outcome; the lock then simply expires.
             try:
@@ -566,7 +593,7 @@ def worker_settings(
     functions = [arq_func(_arq_job(name, func, on_job_event), name=name) for name, func in registry.jobs.items()]
     cron_jobs = [
         arq_cron(
-            _arq_cron_job(spec, on_job_event, lock_prefix=f"{queue_name}:cron-running:", lock_seconds=job_timeout + 60),
+            _arq_cron_job(spec, on_job_event, lock_prefix=f"{queue_name}:cron-running:"),
             name=spec.job_id,
             minute=_arq_option(spec.minute),
             hour=_arq_option(spec.hour),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from arq.connections import RedisSettings, create_pool
 from arq.cron import next_cron
 from arq.worker import create_worker
 
@@ -24,6 +25,7 @@ from app.kit.jobs import (
     InProcessRunner,
     JobRegistry,
     JobRunner,
+    _arq_cron_job,
     enqueue,
     worker_settings,
 )
@@ -648,3 +650,30 @@ async def test_arq_cron_skips_while_a_previous_run_holds_the_lock(
     assert "cron tick skipped" in caplog.text
     assert await client.get(f"{queue}:cron-running:tick") == b"another-worker"  # not ours to release
     await client.aclose()
+
+
+async def test_arq_cron_lock_is_short_lived_but_renewed_while_its_run_goes_on(redis_url: str) -> None:
+    """A killed worker's lock must not block the cron elsewhere for a whole job timeout: it lives 0.3 s here, and
+    only a run that is still going keeps it alive."""
+    client = aioredis.Redis.from_url(redis_url)
+    queue = fresh_queue()
+    key = f"{queue}:cron-running:slow"
+    seen: list[bool] = []
+    local = JobRegistry()
+
+    @local.cron(minute=0)
+    async def slow(ctx: dict[str, Any]) -> None:
+        for _ in range(4):  # 0.8 s, well past the 0.3 s the lock lives without renewal
+            await asyncio.sleep(0.2)
+            seen.append(await client.exists(key) == 1)
+
+    spec = local.crons[0]
+    job = _arq_cron_job(spec, None, lock_prefix=f"{queue}:cron-running:", lock_ttl=0.3)
+    arq_redis = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        await job({"redis": arq_redis})
+        assert seen == [True, True, True, True]
+        assert await client.exists(key) == 0  # released at the end
+    finally:
+        await arq_redis.aclose()
+        await client.aclose()
