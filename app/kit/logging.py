@@ -36,3 +36,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root.setLevel(level)
     # Access logs come from our own middleware with timings; uvicorn's would double them.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO, and a Bot API URL carries the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

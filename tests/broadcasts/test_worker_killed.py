@@ -118,7 +118,8 @@ async def test_killed_worker_mid_broadcast_then_resumed_sends_everyone_exactly_o
                 return sending > 0 and len(emulator.messages) == now.get("sent", 0) + sending
 
             await until(in_flight_all_taken, "every message on its way to reach the emulator")
-            # Not in the middle of a dispatcher run, whose cross-worker lock would outlive a killed process.
+            # Not in the middle of a dispatcher run: its cross-worker lock would hold the next worker's dispatcher
+            # back until it lapses (30 s), which only makes the test slower.
             await until(lambda: _no_key(redis, CRON_LOCK), "the dispatcher to be idle")
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(timeout=10)
