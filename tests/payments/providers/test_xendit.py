@@ -15,6 +15,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from app.kit.clock import utcnow
 from app.kit.http import CircuitBreaker, HttpClient, RetryPolicy, reset_breakers
 from app.kit.money import Money
 from app.payments.providers.base import (
@@ -232,7 +233,10 @@ async def test_orders_xendit_cannot_take_are_refused_before_calling(
     assert not env.emu.requests
 
 
-async def test_a_repeated_create_returns_the_same_invoice(env: Env) -> None:
+async def test_a_repeated_create_returns_the_same_invoice(env: Env, freeze) -> None:
+    # The body carries the seconds left until the order expires: a create repeated in the same instant (a retry)
+    # sends the same body. The clock stands still so the two calls cannot straddle a second and differ.
+    freeze(utcnow())
     the_order = order()
 
     first = await env.provider.create_checkout(the_order)
