@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from app import migrate
 from tests.conftest import (
@@ -26,23 +28,46 @@ from tests.demo_process import VPNSHOP, clean_env
 
 
 @dataclass
+class Running:
+    """A started command; its output goes to a file (a pipe nobody reads would fill up and block it)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+        """Signal it (if still running) and return its exit code and output."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return self.process.returncode, self.log.read_text(errors="replace")
+
+
+@dataclass
 class Stack:
     database_url: str
     env: dict[str, str]
+    logs: Path
+    started: list[Running] = field(default_factory=list)
 
-    def start(self, command: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [VPNSHOP, command],
-            env=clean_env(**(self.env | env)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    def start(self, command: str, **env: str) -> Running:
+        log = self.logs / f"{command}-{len(self.started)}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [VPNSHOP, command], env=clean_env(**(self.env | env)), stdout=output, stderr=subprocess.STDOUT
+            )
+        running = Running(process, log)
+        self.started.append(running)
+        return running
 
 
 @asynccontextmanager
 async def production_stack(**env: str) -> AsyncIterator[Stack]:
-    """A migrated PostgreSQL database of its own and the environment production processes read."""
+    """A migrated PostgreSQL database of its own and the environment production processes read; every process
+    started from it is stopped at the end."""
     require_server("PostgreSQL", POSTGRES_URL)
     require_server("Redis", REDIS_URL)
     name = f"vpnshop_proc_{uuid.uuid4().hex[:8]}"
@@ -57,7 +82,13 @@ async def production_stack(**env: str) -> AsyncIterator[Stack]:
             "LOG_JSON": "false",
             "PUBLIC_BASE_URL": "https://shop.example",
         }
-        yield Stack(url, base | env)
+        with tempfile.TemporaryDirectory(prefix="vpnshop-proc-") as logs:
+            stack = Stack(url, base | env, Path(logs))
+            try:
+                yield stack
+            finally:
+                for running in stack.started:
+                    running.stop()
     finally:
         await _drop_pg_database(POSTGRES_URL, name)
 
@@ -71,16 +102,5 @@ async def wait_for(condition: Callable[[], object], *, within: float, what: str)
             result = await result
         if result:
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"{what} did not happen within {within} s")
-
-
-def stop(process: subprocess.Popen[str], *, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
-    """Signal the process and collect its exit code and output."""
-    process.send_signal(sig)
-    try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return process.returncode, output

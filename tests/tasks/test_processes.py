@@ -13,7 +13,7 @@ from app.models import JobRun, Notification, User
 from app.notifications.service import notify_user
 from tests.emulators.harness import Plug, serve
 from tests.emulators.telegram import TelegramBotApiEmulator
-from tests.processes import production_stack, stop, wait_for
+from tests.processes import production_stack, wait_for
 
 plug = Plug()
 
@@ -52,7 +52,7 @@ async def test_the_worker_sends_queued_notifications_and_records_its_runs(emulat
             async with sessionmaker() as session:
                 assert (await session.scalar(select(Notification))).status == "sent"
         finally:
-            code, output = stop(worker)
+            code, output = worker.stop()
             await engine.dispose()
         assert len(emu.messages) == 1 and emu.messages[0]["chat"]["id"] == 4242
         assert code == 0, output
@@ -60,9 +60,10 @@ async def test_the_worker_sends_queued_notifications_and_records_its_runs(emulat
 
 async def test_the_worker_refuses_to_start_without_redis() -> None:
     async with production_stack(REDIS_URL="") as stack:
-        process = stack.start("worker")
-        output, _ = process.communicate(timeout=30)
-        assert process.returncode == 2
+        worker = stack.start("worker")
+        worker.process.wait(timeout=30)
+        code, output = worker.stop()
+        assert code == 2
         assert "REDIS_URL" in output
 
 
@@ -78,7 +79,7 @@ async def test_the_bot_answers_by_long_polling_and_stops_cleanly(emulator) -> No
                 user = await session.scalar(select(User).where(User.telegram_id == 5151))
             await engine.dispose()
         finally:
-            code, output = stop(bot)
+            code, output = bot.stop()
         assert user is not None and user.language == "en"
         assert emu.messages_to(5151)[0]["text"].startswith("👋 Hi")
         assert emu.calls("setMyCommands") and emu.calls("getUpdates")
