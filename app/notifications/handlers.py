@@ -96,7 +96,12 @@ def _skip_reason(resources: Resources, user: User | None) -> str | None:
 
 
 async def _settle(
-    resources: Resources, claimed: _Claimed, status: DeliveryStatus, error: str | None = None, *, unreachable=False
+    resources: Resources,
+    claimed: _Claimed,
+    status: DeliveryStatus,
+    error: str | None = None,
+    *,
+    unreachable: bool = False,
 ) -> None:
     now = utcnow()
     async with transaction(resources.sessionmaker) as session:

@@ -38,7 +38,8 @@ class TelegramOutbound:
         self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None, paid: bool = False
     ) -> dict[str, Any]:
         """Send one message in its turn; raises the api module's errors (RetryAfter after repeated 429s)."""
-        for attempt in range(1, MAX_THROTTLED_TRIES + 1):
+        attempt = 1
+        while True:
             await wait_turn(self.pacer, chat_id, paid=paid)
             try:
                 message = await self.api.send_message(chat_id, text, reply_markup=reply_markup, paid_broadcast=paid)
@@ -49,13 +50,13 @@ class TelegramOutbound:
                 log.warning("telegram 429: every sender paused %.0f s (try %d)", exc.retry_after + 1, attempt)
                 if attempt == MAX_THROTTLED_TRIES:
                     raise
+                attempt += 1
                 continue
             except TelegramError as exc:
                 TELEGRAM_MESSAGES.labels(type(exc).__name__).inc()
                 raise
             TELEGRAM_MESSAGES.labels("sent").inc()
             return message
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         await self.api.aclose()
