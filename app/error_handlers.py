@@ -9,8 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.auth.dependencies import ShellRequired
-from app.kit.errors import AppError, RateLimited
+from app.kit.errors import AppError, RateLimited, ShellRequired
 
 log = logging.getLogger(__name__)
 

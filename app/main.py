@@ -8,29 +8,29 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app.auth.oidc_routes import load_providers
-from app.auth.oidc_routes import router as oidc_router
-from app.auth.routes import router as auth_router
+from app.auth.oidc_pages import load_providers
+from app.auth.oidc_pages import router as oidc_router
+from app.auth.pages import router as auth_router
 from app.cabinet.api import router as customer_api_router
 from app.cabinet.pages import router as cabinet_router
-from app.cabinet.settings import router as settings_router
+from app.cabinet.settings_pages import router as settings_router
 from app.checkout.api import router as checkout_api_router
 from app.checkout.pages import router as checkout_router
 from app.config import Settings, get_settings
-from app.connect.routes import router as connect_router
-from app.demo.routes import router as demo_router
+from app.connect.pages import router as connect_router
+from app.demo.pages import router as demo_router
 from app.error_handlers import install_error_handlers
-from app.faq.routes import router as help_router
-from app.health.routes import router as health_router
+from app.health.api import router as health_router
+from app.help.pages import router as help_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
 from app.kit.templating import STATIC_DIR, Templates
 from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
-from app.panels.demo_routes import router as demo_panel_router
-from app.panels.mirror import router as sub_mirror_router
-from app.panels.webhooks import router as panel_webhooks_router
-from app.payments.demo_routes import router as demo_pay_router
-from app.payments.routes import router as payment_webhooks_router
-from app.referrals.routes import router as referral_router
+from app.panels.demo_api import router as demo_panel_router
+from app.panels.mirror_api import router as sub_mirror_router
+from app.panels.webhook_api import router as panel_webhooks_router
+from app.payments.demo_pages import router as demo_pay_router
+from app.payments.webhook_api import router as payment_webhooks_router
+from app.referrals.pages import router as referral_router
 from app.resources import open_resources
 from tasks.worker import build_in_process_runner
 

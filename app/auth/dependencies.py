@@ -13,7 +13,7 @@ from app.auth.sessions import SESSION_COOKIE, ActiveSession, csrf_token, csrf_va
 from app.auth.telegram import InitDataInvalid, verify_init_data
 from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
-from app.kit.errors import Forbidden, NotAuthenticated
+from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
 from app.models import User
 from app.users.service import upsert_from_telegram
 
@@ -36,12 +36,6 @@ class CsrfFailed(Forbidden):
     """The form is out of date or did not come from this site; reload the page and try again."""
 
     code = "csrf_failed"
-
-
-class ShellRequired(Exception):
-    """A first page load without credentials: inside Telegram only JavaScript can attach initData, so the
-    server answers with a shell that fetches the same page again with the header (or, in a plain browser,
-    sends the visitor to sign in)."""
 
 
 @dataclass(slots=True)

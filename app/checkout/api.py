@@ -10,13 +10,13 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
 from app.auth.dependencies import CurrentUser
-from app.checkout.service import PaymentView, payment_view, return_url
+from app.checkout.views import PaymentView, payment_view, return_url
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.clock import utcnow
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus
-from app.payments import checkout, pricing
-from app.payments.checkout import CheckoutRequest, choose_currency, start_checkout
+from app.payments import orders, pricing
+from app.payments.orders import CheckoutRequest, choose_currency, start_checkout
 from app.payments.registry import PaymentRegistry
 
 router = APIRouter(prefix="/api", tags=["checkout"])
@@ -203,7 +203,7 @@ async def plans(request: Request, user: CurrentUser, db: DbSession) -> list[Plan
                 for price, names in offer.prices
             ],
         )
-        for offer in await checkout.offers(db, providers, user.language)
+        for offer in await orders.offers(db, providers, user.language)
     ]
 
 

@@ -11,8 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.pages import is_htmx, render, see_other
-from app.checkout.display import money_text, user_zone
-from app.checkout.service import (
+from app.checkout.views import (
     PaymentView,
     parse_option,
     payment_view,
@@ -25,11 +24,12 @@ from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.clock import utcnow
 from app.kit.errors import AppError, NotFound, ValidationFailed
+from app.kit.formatting import money_text, zone_of
 from app.kit.i18n import translate
 from app.kit.money import Money
 from app.models import PaymentStatus, Plan
-from app.payments import checkout
-from app.payments.checkout import CheckoutRequest, start_checkout
+from app.payments import orders
+from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.registry import PaymentRegistry
 from app.promo.service import PromoInvalid
 
@@ -70,7 +70,7 @@ def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
     return {
         "money": lambda value: money_text(value, language) if isinstance(value, Money) else "—",
         "method_label": lambda provider, method=None: method_label(language, provider, method),
-        "zone": user_zone(viewer.user, settings),
+        "zone": zone_of(viewer.user.timezone, settings.zone),
     }
 
 
@@ -79,7 +79,7 @@ def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
 
 @router.get("/checkout", response_class=HTMLResponse)
 async def choose_plan(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
-    offers = await checkout.offers(db, _providers(request), viewer.user.language)
+    offers = await orders.offers(db, _providers(request), viewer.user.language)
     return render(request, "checkout/plans.html", {"offers": offers, **_helpers(viewer, settings)})
 
 

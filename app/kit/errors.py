@@ -78,3 +78,9 @@ class ServiceUnavailable(AppError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+class ShellRequired(Exception):
+    """A first page load without credentials: inside Telegram only JavaScript can attach initData, so the
+    server answers with a shell that fetches the same page again with the header (or, in a plain browser,
+    sends the visitor to sign in)."""

@@ -14,10 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.checkout.display import money_text, user_zone
 from app.config import Settings
 from app.kit.clock import parse_utc
-from app.kit.formatting import format_date
+from app.kit.formatting import format_date, money_text, zone_of
 from app.kit.i18n import DEFAULT_LANGUAGE, plural_form, translate
 from app.kit.money import Money
 from app.models import MessageText, User
@@ -25,7 +24,7 @@ from app.telegram.buttons import keyboard, page_button
 
 # The button under each kind of message: (label key, page).
 BUTTONS = {
-    "payment_succeeded": ("notify.button.config", "/app/config"),
+    "payment_succeeded": ("notify.button.config", "/app/connect"),
     "payment_failed": ("notify.button.renew", "/app/checkout"),
     "payment_refunded": ("notify.button.open", "/app"),
     "referral_bonus": ("notify.button.referral", "/app/referrals"),
@@ -33,7 +32,7 @@ BUTTONS = {
     "trial_ending": ("notify.button.choose_plan", "/app/checkout"),
     "renewal_failed": ("notify.button.renew", "/app/checkout"),
     "subscription_ended": ("notify.button.renew", "/app/checkout"),
-    "vpn_problem": ("notify.button.config", "/app/config"),
+    "vpn_problem": ("notify.button.config", "/app/connect"),
 }
 DATE_FIELDS = ("ends_at", "retry_at", "since", "restored_at", "paid_at")
 
@@ -111,7 +110,7 @@ def _fill(template: str | dict[str, Any], language: str, params: dict[str, Any])
 async def render(session: AsyncSession, user: User, kind: str, data: dict[str, Any], settings: Settings) -> Rendered:
     language = user.language
     key = text_key(kind, data)
-    params = _params(kind, data, language, user_zone(user, settings))
+    params = _params(kind, data, language, zone_of(user.timezone, settings.zone))
     override = await _override(session, key, language)
     text = _fill(override, language, params) if override is not None else translate(language, key, **params)
     button = BUTTONS.get(kind)

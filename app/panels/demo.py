@@ -80,7 +80,7 @@ DEMO_NODES: tuple[DemoNode, ...] = (
 
 class DemoPanel:
     """A VpnPanel backed by the `demo_panel_*` tables. Its subscription URLs are served by
-    `app.panels.demo_routes` under `{public_base_url}/demo-panel/sub/{short_id}`."""
+    `app.panels.demo_api` under `{public_base_url}/demo-panel/sub/{short_id}`."""
 
     kind = "demo"
     supports_devices = True
@@ -467,7 +467,7 @@ def vless_link(vless_uuid: str, address: str, node: DemoNode) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The public subscription (served by app.panels.demo_routes)
+# The public subscription (served by app.panels.demo_api)
 
 
 @dataclass(frozen=True, slots=True)

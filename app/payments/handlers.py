@@ -7,12 +7,12 @@ from typing import Any
 from app.kit.errors import AppError
 from app.outbox import service as outbox
 from app.payments import operations  # noqa: F401  (registers the refund handler)
-from app.payments.demo_routes import DELIVER_TOPIC
 from app.payments.providers.base import IncomingWebhook, WebhookRejected
+from app.payments.topics import DEMO_DELIVER_TOPIC
 from app.payments.webhooks import receive
 
 
-@outbox.handler(DELIVER_TOPIC, max_attempts=50)
+@outbox.handler(DEMO_DELIVER_TOPIC, max_attempts=50)
 async def deliver_demo_notification(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """The demo provider's webhook delivery: the same verification and state machine as a real provider's,
     retried by the outbox as a provider retries."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models import LoginCode, Payment, PaymentStatus, Staff, StaffRole, User
-from app.payments.checkout import CheckoutRequest, start_checkout
+from app.payments.orders import CheckoutRequest, start_checkout
 from app.resources import open_resources
 from bot.main import run
 from tests.conftest import make_settings

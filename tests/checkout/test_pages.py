@@ -352,7 +352,7 @@ async def test_the_waiting_page_polls_until_the_payment_succeeds(shop: Shop) -> 
     page = text_of(done.text)
     assert f"Your VPN is active until {ends:%b} {ends.day}, {ends.year}." in page
     assert "Added: 30 days." in page and "Total paid $2.39" in page and "Demo payment · demo card" in page
-    assert f'href="/app/payments/{payment.public_id}/receipt"' in done.text and 'href="/app/config"' in done.text
+    assert f'href="/app/payments/{payment.public_id}/receipt"' in done.text and 'href="/app/connect"' in done.text
     redemption = await shop.db.scalar(select(PromoRedemption))
     assert redemption is not None and redemption.status == RedemptionStatus.REDEEMED
 

@@ -48,7 +48,7 @@ async def trial_account(app: FastAPI, client: httpx.AsyncClient, db: AsyncSessio
 
 async def test_without_a_subscription_the_page_says_so(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
     _, client = web
-    response = await client.get("/app/config", headers=tma() | htmx())
+    response = await client.get("/app/connect", headers=tma() | htmx())
     assert response.status_code == 200 and "no active subscription" in text_of(response.text)
 
 
@@ -57,7 +57,7 @@ async def test_the_page_shows_link_qr_and_the_visitors_platform(
 ) -> None:
     app, client = web
     account = await trial_account(app, client, db)
-    response = await client.get("/app/config", headers=tma() | htmx() | {"user-agent": IPHONE})
+    response = await client.get("/app/connect", headers=tma() | htmx() | {"user-agent": IPHONE})
     link = f"http://127.0.0.1:8000/sub/{account.sub_token}"
     assert f'data-testid="sub-link">{link}<' in response.text
     assert f'data-copy="{link}"' in response.text
@@ -73,13 +73,13 @@ async def test_reissue_kills_the_old_link_and_is_rate_limited(
     account = await trial_account(app, client, db)
     tokens = [account.sub_token]
     for _ in range(3):
-        response = await client.post("/app/config/reissue", headers=tma() | htmx())
+        response = await client.post("/app/connect/reissue", headers=tma() | htmx())
         assert response.status_code == 200 and "here is your new link" in text_of(response.text)
         await db.rollback()
         tokens.append(await db.scalar(select(VpnAccount.sub_token)))
     assert len(set(tokens)) == 4
     assert (await client.get(f"/sub/{tokens[0]}")).status_code == 404
-    limited = await client.post("/app/config/reissue", headers=tma() | htmx())
+    limited = await client.post("/app/connect/reissue", headers=tma() | htmx())
     assert limited.status_code == 429
     await db.rollback()
     assert await db.scalar(select(VpnAccount.sub_token)) == tokens[-1]
@@ -103,11 +103,11 @@ async def test_devices_seen_by_the_panel_are_listed_and_removable(
         headers={"x-hwid": "hwid-phone-1", "x-device-model": "Pixel 8", "user-agent": "v2rayNG/1.9"},
     )
     assert fetched.status_code == 200
-    listed = await client.get("/app/config/devices", headers=tma() | htmx("devices"))
+    listed = await client.get("/app/connect/devices", headers=tma() | htmx("devices"))
     assert listed.status_code == 200 and "Pixel 8" in listed.text
-    unknown = await client.post("/app/config/devices/nope/remove", headers=tma() | htmx("devices"))
+    unknown = await client.post("/app/connect/devices/nope/remove", headers=tma() | htmx("devices"))
     assert unknown.status_code == 404
-    removed = await client.post("/app/config/devices/hwid-phone-1/remove", headers=tma() | htmx("devices"))
+    removed = await client.post("/app/connect/devices/hwid-phone-1/remove", headers=tma() | htmx("devices"))
     assert removed.status_code == 200 and "Pixel 8" not in removed.text and "Device removed" in removed.text
 
 
@@ -123,3 +123,9 @@ async def test_the_bridge_opens_the_app_only_for_a_live_token(
     )
     assert (await client.get("/connect/not-a-token/hiddify")).status_code == 404
     assert (await client.get(f"/connect/{account.sub_token}/no-such-app")).status_code == 404
+
+
+async def test_the_old_address_redirects_to_the_connect_page(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = web
+    response = await client.get("/app/config?from=notification", follow_redirects=False)
+    assert response.status_code == 308 and response.headers["location"] == "/app/connect?from=notification"

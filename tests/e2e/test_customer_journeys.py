@@ -58,7 +58,7 @@ def test_mini_app_from_trial_to_every_page(shop: Shop, browser: Browser) -> None
     shot(page, "03-miniapp-home-trial-active")
 
     tab(page, "Connect")
-    expect(page).to_have_url(re.compile(r"/app/config$"))
+    expect(page).to_have_url(re.compile(r"/app/connect$"))
     link = page.get_by_test_id("sub-link").inner_text()
     assert link.startswith(f"{shop.base_url}/sub/")
     expect(page.get_by_test_id("qr").locator("svg")).to_be_visible()

@@ -27,7 +27,7 @@ from app.panels.base import (
     VpnPanel,
 )
 from app.panels.demo import DemoPanel
-from app.panels.demo_routes import router
+from app.panels.demo_api import router
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 BASE_URL = "https://shop.example"

@@ -17,7 +17,7 @@ from app.kit.crypto import cipher
 from app.kit.http import reset_breakers
 from app.main import create_app
 from app.models import PanelKind, VpnAccount
-from app.panels.mirror import RATE_LIMIT
+from app.panels.mirror_api import RATE_LIMIT
 from tests.conftest import make_settings
 from tests.emulators.harness import free_port, serve
 from tests.factories import add_account, add_server, add_subscriber

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import transaction
 from app.kit.money import Money
 from app.models import Payment, Plan, PlanPrice, PromoCode, PromoCodeAmount, PromoKind, User
-from app.payments.checkout import CheckoutRequest, start_checkout
+from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.providers.base import PaymentState, ProviderUpdate
 from app.payments.service import Outcome, apply_update
 from app.resources import Resources

@@ -39,7 +39,7 @@ from app.models import (
     User,
 )
 from app.outbox.service import dispatch
-from app.payments.checkout import CheckoutRequest, start_checkout
+from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.providers.demo import notification
 from app.promo.service import PromoInvalid
 from app.resources import Resources

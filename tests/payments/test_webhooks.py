@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select
 from app.kit.http import reset_breakers
 from app.main import create_app
 from app.models import Payment, PaymentEvent, PaymentStatus, Subscription, User
-from app.payments.checkout import CheckoutRequest, start_checkout
+from app.payments.orders import CheckoutRequest, start_checkout
 from tests.conftest import make_settings
 from tests.emulators.harness import Plug, serve
 from tests.emulators.payments_common import Delivery

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import transaction
 from app.kit.http import breaker_for, reset_breakers
 from app.models import PaymentStatus, Subscription, SubscriptionStatus, User
-from app.payments.checkout import CheckoutRequest, start_checkout
 from app.payments.operations import reconcile_pending
+from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.providers.base import IncomingWebhook
 from app.payments.service import apply_update
 from app.resources import open_resources

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import oidc
-from app.auth.routes import login_page_with_error, safe_next, secure_cookies, signed_in
+from app.auth.pages import login_page_with_error, safe_next, secure_cookies, signed_in
 from app.auth.sessions import SESSION_COOKIE, resolve_session
 from app.config import Settings
 from app.deps import AppSettings, DbSession, client_ip

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from app.auth.routes import login_csrf, set_login_csrf
+from app.auth.pages import login_csrf, set_login_csrf
 from app.deps import AppSettings, DbSession
 from app.models import FaqItem, Plan, Staff, User
 

@@ -15,7 +15,7 @@ from app.kit.clock import parse_utc
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
-from app.payments.checkout import usable_currencies
+from app.payments.orders import usable_currencies
 from app.payments.pricing import Quote
 from app.payments.registry import PaymentRegistry
 from app.payments.service import payment_of_user

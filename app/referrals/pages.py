@@ -28,7 +28,7 @@ async def referral_page(
         "periods": list(Period),
     }
     if is_htmx(request) and request.headers.get("hx-target") == LEADERBOARD_BLOCK:
-        return render(request, "referral/index.html", context)
+        return render(request, "referrals/index.html", context)
     links = referral_links(user.referral_code, bot_username=settings.bot_username)
     context |= {
         "links": links,
@@ -36,4 +36,4 @@ async def referral_page(
         "stats": await referral_stats(db, user.id, now=now),
         "history": await referral_history(db, user.id, now=now),
     }
-    return render(request, "referral/index.html", context)
+    return render(request, "referrals/index.html", context)

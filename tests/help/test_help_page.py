@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.demo.seed import FAQ, seed_demo
-from app.faq import service as faq
-from app.faq.routes import support_link
+from app.help import service as faq
+from app.help.pages import support_link
 from app.models import FaqCategory, FaqItem, Node, User, VpnAccount
 from app.panels.sync import check_server_health
 from tests.conftest import make_settings

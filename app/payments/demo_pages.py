@@ -16,11 +16,11 @@ from app.kit.money import Money
 from app.models import DemoInvoice, DemoInvoiceStatus
 from app.outbox import service as outbox
 from app.payments.providers.demo import DemoProvider, notification
+from app.payments.topics import DEMO_DELIVER_TOPIC
 from app.resources import Resources
 
 router = APIRouter(prefix="/pay/demo", include_in_schema=False)
 
-DELIVER_TOPIC = "demo_payments.deliver"
 OUTCOMES = {
     "succeed": DemoInvoiceStatus.PAID,
     "twice": DemoInvoiceStatus.PAID,
@@ -80,6 +80,6 @@ async def pay(
                 invoice.card_token = f"demo_card_{invoice.external_id}"
         body, headers = notification(invoice, provider.key)
         for _ in range(2 if outcome == "twice" else 1):
-            await outbox.add(session, DELIVER_TOPIC, {"body": body.decode(), "headers": headers})
+            await outbox.add(session, DEMO_DELIVER_TOPIC, {"body": body.decode(), "headers": headers})
         return_url = invoice.return_url
     return RedirectResponse(return_url, status_code=303)

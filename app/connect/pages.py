@@ -1,11 +1,11 @@
-"""The "Get config" page (SPEC §3.3): link with copy button and QR, one-tap import and install guides per
-platform, reset-and-reissue, and the devices list; plus the https bridge that opens a client app's own link
+"""The connect page (SPEC §3.3, "Get config"): link with copy button and QR, one-tap import and install guides
+per platform, reset-and-reissue, and the devices list; plus the https bridge that opens a client app's own link
 scheme (Telegram's openLink only opens http(s) links)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,40 +42,47 @@ async def _page(
             "current_platform": detect_platform(request.headers.get("user-agent")),
             "bridge": f"{settings.public_base_url}/connect/{connection.account.sub_token}/",
         }
-    return render(request, "connect/config.html", context)
+    return render(request, "connect/index.html", context)
 
 
-@router.get("/app/config", response_class=HTMLResponse)
-async def config_page(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
+@router.get("/app/config")
+async def old_address(request: Request) -> Response:
+    """The page's address before it was named like its package: links in sent messages and bookmarks keep working."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/app/connect{query}", status_code=308)
+
+
+@router.get("/app/connect", response_class=HTMLResponse)
+async def connect_page(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
     return await _page(request, viewer, db, settings)
 
 
-@router.post("/app/config/reissue", response_model=None)
+@router.post("/app/connect/reissue", response_model=None)
 async def reissue(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> Response:
     await service.reissue(db, viewer.user, request.app.state.resources.rate_limiter, ip=client_ip(request))
     if not is_htmx(request):
-        return see_other("/app/config")
+        return see_other("/app/connect")
     return await _page(request, viewer, db, settings, reissued=True)
 
 
-@router.get("/app/config/devices", response_class=HTMLResponse)
+@router.get("/app/connect/devices", response_class=HTMLResponse)
 async def devices(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
     connection = await service.require_connection(db, viewer.user)
     found = await service.devices(connection, _panels(request))
-    return render(request, "connect/config.html", {"connection": connection, "devices": found}, block="devices")
+    return render(request, "connect/index.html", {"connection": connection, "devices": found}, block="devices")
 
 
-@router.post("/app/config/devices/{hwid}/remove", response_model=None)
+@router.post("/app/connect/devices/{hwid}/remove", response_model=None)
 async def remove_device(
     request: Request, hwid: str, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     connection = await service.require_connection(db, viewer.user)
     await service.remove_device(db, viewer.user, connection, _panels(request), hwid, ip=client_ip(request))
     if not is_htmx(request):
-        return see_other("/app/config")
+        return see_other("/app/connect")
     found = await service.devices(connection, _panels(request))
     context = {"connection": connection, "devices": found, "removed": True}
-    return render(request, "connect/config.html", context, block="devices")
+    return render(request, "connect/index.html", context, block="devices")
 
 
 @router.get("/connect/{token}/{client_code}", response_class=HTMLResponse)

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.deps import AppSettings, DbSession
 from app.diagnostics import Report, diagnose, skip_probe, tcp_probe
 from app.diagnostics.service import Probe
-from app.faq import service as faq
+from app.help import service as faq
 from app.kit.errors import RateLimited
 from app.kit.i18n import Translator, translate
 from app.models import Node, PanelKind, Server, User, VpnAccount
