@@ -23,6 +23,7 @@ fi
 
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
+"$BIN/lint-imports" --no-cache  # the layer contract in .importlinter (docs/ARCHITECTURE.md)
 
 mkdir -p test-output
 "$BIN/pytest" -p no:cacheprovider --durations=15 "$@"
