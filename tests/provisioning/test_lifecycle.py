@@ -11,6 +11,7 @@ import pytest
 
 from app.kit.clock import utcnow
 from app.models import OutboxStatus
+from app.panels.ownership import installation_prefix
 from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, panel_username
 from tests.provisioning.conftest import EnvFactory, PanelEnv, Shop, outcome, subscription_url, unix
 
@@ -33,7 +34,9 @@ async def test_ensure_account_creates_exactly_one_panel_account(shop: Shop, pane
 
     # Nothing has reached the panel yet: the account is recorded and the creation queued with it.
     assert (account.status, account.panel_id, account.server_id) == ("pending", None, server.id)
-    assert account.panel_username == panel_username(subscription.id)
+    async with shop.sessionmaker() as session:
+        prefix = await installation_prefix(session)
+    assert account.panel_username == panel_username(prefix, subscription.id)
     assert not panel_env.has(account.panel_username)
     [message] = await shop.pending()
     assert (message.topic, message.payload) == (SYNC_TOPIC, {"account_id": account.id})
