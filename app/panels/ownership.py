@@ -167,8 +167,9 @@ async def recent_clashes(session: AsyncSession, limit: int = 100) -> list[Clash]
 
 @dataclass
 class Orphans:
-    """Panel accounts we keep no record of. `ours`: they bear our prefix or mark (left by a restored backup or a
-    deleted record); `foreign`: anyone else's (made by hand, another shop). Neither is ever changed by us."""
+    """Panel accounts no record of ours owns. `ours`: they bear an ownership mark under our prefix (left by a
+    restored backup or a lost record); `foreign`: anything else (made by hand, another shop, a same-name account
+    ours was renamed away from). Neither is ever changed by us."""
 
     server: str
     ours: list[str] = field(default_factory=list)
@@ -198,6 +199,7 @@ async def find_orphans(
             key = keys.get(item.username)
             if key is not None and (owner_mark(key) in (item.note or "") or key.startswith(LEGACY)):
                 continue
-            bucket = orphans.ours if item.username.startswith(prefix) or MARK in (item.note or "") else orphans.foreign
+            marked = item.username.startswith(prefix) and MARK in (item.note or "")
+            bucket = orphans.ours if marked else orphans.foreign
             bucket.append(item.username)
     return orphans

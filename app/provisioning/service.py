@@ -157,7 +157,9 @@ async def start_paid_period(session: AsyncSession, account: VpnAccount, plan: Pl
     traffic starts over (a customer who used up a limited plan is `limited` on the panel until then). Both go
     through the outbox, in this order on the account's key. An account staff deleted on the panel comes back."""
     if plan is not None:
-        await set_limits(session, account, device_limit=plan.device_limit, traffic_limit_bytes=plan.traffic_limit_bytes)
+        server = await session.get_one(Server, account.server_id)
+        account.device_limit = enforced_device_limit(server, plan.device_limit)
+        account.traffic_limit_bytes = plan.traffic_limit_bytes
         account.traffic_strategy = plan.traffic_strategy
     if account.status == DELETED_ON_PANEL:
         account.status, account.panel_id = "pending", None
