@@ -167,6 +167,14 @@ async def start_paid_period(session: AsyncSession, account: VpnAccount, plan: Pl
     await reset_traffic(session, account)
 
 
+async def restore_deleted(session: AsyncSession, account: VpnAccount) -> None:
+    """Staff bring back an account that was deleted on the panel by hand (see app.panels.events): it is created
+    again, empty, under its name, and the customer's /sub link keeps working."""
+    if account.status == DELETED_ON_PANEL:
+        account.status, account.panel_id = "pending", None
+    await request_sync(session, account)
+
+
 async def revoke_and_reissue(session: AsyncSession, account: VpnAccount) -> None:
     """Kill the old subscription link everywhere: our mirror token now, the panel's link via the outbox."""
     account.sub_token = new_sub_token()

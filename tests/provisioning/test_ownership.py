@@ -12,11 +12,12 @@ from sqlalchemy import select
 
 from app.db import transaction
 from app.kit.clock import utcnow
-from app.models import OutboxMessage, Plan, Subscription, TrafficStrategy, User, VpnAccount
+from app.models import OutboxMessage, Plan, Server, Subscription, TrafficStrategy, User, VpnAccount
 from app.notifications import handlers as _notifications  # noqa: F401 - registers the staff alert topics
 from app.notifications.service import STAFF_TOPIC
+from app.panels.events import UserEvent, apply_panel_event
 from app.panels.ownership import MARK, find_orphans, installation_prefix, owner_mark, recent_clashes
-from app.provisioning.service import RESET_TRAFFIC_TOPIC
+from app.provisioning.service import RESET_TRAFFIC_TOPIC, restore_deleted
 from app.subscriptions.activation import add_days
 from tests.provisioning.conftest import EnvFactory, PanelEnv, Shop, outcome, subscription_url, unix
 
@@ -295,3 +296,31 @@ async def test_outbox_messages_of_a_clash_are_not_repeated(shop: Shop, env: Pane
     async with shop.sessionmaker() as session:
         queued = (await session.scalars(select(OutboxMessage.topic))).all()
     assert queued.count(STAFF_TOPIC) == 1
+
+
+# --- deleted on the panel by hand -------------------------------------------------------------------------------
+
+
+async def test_an_account_deleted_on_the_panel_stays_deleted_until_staff_restore_it(shop: Shop, env: PanelEnv) -> None:
+    server = await shop.add_server(env, "nl-1")
+    subscription = await shop.add_subscription(1001)
+    account = await shop.ensure(subscription.id)
+    assert await shop.dispatch() == outcome(done=1)
+    name = account.panel_username
+    env.remove(name)
+    async with transaction(shop.sessionmaker) as session:  # the panel's webhook (user.deleted / user_deleted)
+        event = UserEvent("user.deleted", name, deleted=True)
+        assert await apply_panel_event(session, await session.get_one(Server, server.id), event) == "changed"
+
+    report = await shop.reconcile(server.id)
+
+    assert report.missing_created == 0
+    assert await settle(shop) == outcome(done=1)  # the staff alert, and no re-creation
+    assert not env.has(name)
+    assert [alert["name"] for alert in await staff_alerts(shop, "panel_account_deleted")] == [name]
+
+    async with transaction(shop.sessionmaker) as session:
+        await restore_deleted(session, await session.get_one(VpnAccount, account.id))
+    assert await settle(shop) == outcome(done=1)
+    assert env.has(name) and env.expire_of(name) == unix(subscription.ends_at)
+    assert (await shop.account(account.id)).status == "active"
