@@ -165,9 +165,9 @@ class DemoPanel:
     async def subscription_links(self, url: str) -> list[str] | None:
         """What `fetch_subscription` would serve for `url` (one of ours), read without recording a fetch or a
         device; None when the id is unknown or revoked."""
-        short_id = url.rstrip("/").rsplit("/", 1)[-1]
-        if url != self.subscription_url(short_id):
-            raise PanelError(f"demo: {url!r} is not a subscription URL of this panel")
+        path, _, short_id = url.rstrip("/").rpartition("/")
+        if not path.endswith("/demo-panel/sub"):
+            return None  # not a link of a demo panel: it serves nothing
         now = utcnow()
         async with self._unit() as session:
             account = await session.scalar(select(DemoPanelAccount).where(DemoPanelAccount.short_id == short_id))
