@@ -93,6 +93,22 @@ async def request_sync(session: AsyncSession, account: VpnAccount) -> None:
     await outbox.add(session, SYNC_TOPIC, {"account_id": account.id}, ordering_key=_account_key(account))
 
 
+async def device_limits_enforced(session: AsyncSession, user_id: int) -> bool:
+    """Whether a device limit sold to this user would hold: on the panel of their latest account, or, before they
+    have one, on every server a new account may be placed on (Marzban cannot limit devices)."""
+    kind = await session.scalar(
+        select(Server.panel_kind)
+        .join(VpnAccount, VpnAccount.server_id == Server.id)
+        .where(VpnAccount.user_id == user_id)
+        .order_by(VpnAccount.id.desc())
+        .limit(1)
+    )
+    if kind is not None:
+        return kind in DEVICE_LIMIT_PANELS
+    kinds = set((await session.scalars(select(Server.panel_kind).where(Server.is_enabled))).all())
+    return bool(kinds) and kinds <= DEVICE_LIMIT_PANELS
+
+
 async def account_for(session: AsyncSession, subscription: Subscription) -> VpnAccount | None:
     return await session.scalar(select(VpnAccount).where(VpnAccount.subscription_id == subscription.id))
 

@@ -12,7 +12,7 @@ import pytest
 from app.kit.clock import utcnow
 from app.models import OutboxStatus
 from app.panels.ownership import installation_prefix
-from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, panel_username
+from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, device_limits_enforced, panel_username
 from tests.provisioning.conftest import EnvFactory, PanelEnv, Shop, outcome, subscription_url, unix
 
 GIB = 2**30
@@ -331,3 +331,20 @@ async def test_delete_account_removes_it_from_the_panel_and_from_us(shop: Shop, 
     assert await shop.dispatch() == outcome(done=1)
     assert not env.has(username)
     assert env.deletes() == 2  # the 500 after deleting, then the retry's 404
+
+
+async def test_a_device_limit_is_kept_only_where_the_panel_enforces_it(shop: Shop, open_env: EnvFactory) -> None:
+    """Marzban cannot limit devices: its accounts carry no limit (so /api/me and the pages promise none) and a
+    user there is sold none; on Remnawave the plan's limit holds."""
+    await shop.add_server(open_env("marzban"), "mz", location="de")
+    await shop.add_server(open_env("remnawave"), "rw", location="nl")
+    on_marzban = await shop.ensure((await shop.add_subscription(1001)).id, location="de", device_limit=3)
+    on_remnawave = await shop.ensure((await shop.add_subscription(1002)).id, location="nl", device_limit=3)
+
+    assert (on_marzban.device_limit, on_remnawave.device_limit) == (None, 3)
+    async with shop.sessionmaker() as session:
+        assert not await device_limits_enforced(session, on_marzban.user_id)
+        assert await device_limits_enforced(session, on_remnawave.user_id)
+        assert not await device_limits_enforced(session, 999)  # no account yet: it may land on Marzban
+    assert await shop.dispatch() == outcome(done=2)
+    assert open_env.opened[1].limits_of(on_remnawave.panel_username) == (None, 3)
