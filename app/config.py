@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     remnawave_api_url: str = ""
     remnawave_api_token: str = ""
     remnawave_api_version: Literal["auto", "2", "3"] = "auto"
+    # Starts every panel username this installation makes (else one is generated once and stored).
+    panel_username_prefix: str = Field("", pattern=r"^([a-z][a-z0-9_]{0,15})?$")
 
     # --- payment providers (each is enabled by its credentials) ---
     demo_payments_enabled: bool = False

@@ -18,6 +18,7 @@ from app.models import Payment, PaymentStatus
 from app.payments import orders, pricing
 from app.payments.orders import CheckoutRequest, choose_currency, start_checkout
 from app.payments.registry import PaymentRegistry
+from app.provisioning import service as provisioning
 
 router = APIRouter(prefix="/api", tags=["checkout"])
 
@@ -187,12 +188,13 @@ async def plans(request: Request, user: CurrentUser, db: DbSession) -> list[Plan
     """The plans on sale with their price in each currency and, per price, the enabled providers."""
     providers = _providers(request)
     methods = {provider.name: list(provider.methods) for provider in providers}
+    devices = await provisioning.device_limits_enforced(db, user.id)  # never sell a limit nobody enforces
     return [
         PlanOut(
             code=offer.plan.code,
             name=offer.plan.name.get(user.language) or offer.plan.name.get("en") or offer.plan.code,
             days=offer.plan.duration_days,
-            device_limit=offer.plan.device_limit,
+            device_limit=offer.plan.device_limit if devices else None,
             traffic_limit_bytes=offer.plan.traffic_limit_bytes,
             discount_percent=str(offer.plan.discount_percent),
             prices=[

@@ -32,6 +32,7 @@ from app.payments import orders
 from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.registry import PaymentRegistry
 from app.promo.service import PromoInvalid
+from app.provisioning import service as provisioning
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
@@ -80,7 +81,9 @@ def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
 @router.get("/checkout", response_class=HTMLResponse)
 async def choose_plan(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
     offers = await orders.offers(db, _providers(request), viewer.user.language)
-    return render(request, "checkout/plans.html", {"offers": offers, **_helpers(viewer, settings)})
+    devices = await provisioning.device_limits_enforced(db, viewer.user.id)
+    context = {"offers": offers, "devices_enforced": devices, **_helpers(viewer, settings)}
+    return render(request, "checkout/plans.html", context)
 
 
 # --- step 2: one plan, the promo code and the payment methods ----------------------------------------------
@@ -102,7 +105,13 @@ async def _plan_page(
     # A promo-code refusal is already shown beside the price; anything else goes above the form.
     if error is not None and not (isinstance(error, PromoInvalid) and choice.promo_error is not None):
         message = error_message(viewer.user.language, error)
-    context = {"choice": choice, "plan": choice.plan, "error_message": message, **_helpers(viewer, settings)}
+    context = {
+        "choice": choice,
+        "plan": choice.plan,
+        "error_message": message,
+        "devices_enforced": await provisioning.device_limits_enforced(db, viewer.user.id),
+        **_helpers(viewer, settings),
+    }
     return render(request, "checkout/plan.html", context, status_code=status_code)
 
 

@@ -108,6 +108,16 @@ class PanelSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _LinkView:
+    """What a VPN client importing the link we relay gets: `links` (None: the link is dead), or nothing known
+    (`answered` False: no stored link, or the panel did not answer)."""
+
+    answered: bool = False
+    links: list[str] | None = None
+    stored: bool = True  # we have a link to relay at all
+
+
+@dataclass(frozen=True, slots=True)
 class _PanelView:
     """What the panel said: the account, or that it has none (`missing`), or nothing at all (unreachable)."""
 
@@ -159,13 +169,15 @@ async def diagnose(
     server = await session.get_one(Server, account.server_id)
     query = select(Node).where(Node.server_id == server.id, Node.is_enabled).order_by(Node.id)
     nodes = (await session.scalars(query)).all()
-    # The panel and the nodes are asked at once, so the slowest of them bounds the wait, not their sum.
-    view, reachable = await asyncio.gather(
-        _ask_panel(panels, server, account, panel_timeout), _probe_nodes(nodes, probe, probe_budget)
+    # The panel, the link and the nodes are asked at once, so the slowest of them bounds the wait, not their sum.
+    view, link, reachable = await asyncio.gather(
+        _ask_panel(panels, server, account, panel_timeout),
+        _ask_link(panels, server, account, panel_timeout),
+        _probe_nodes(nodes, probe, probe_budget),
     )
     checks += [
         _check_account(account, subscription, server, view),
-        _check_link(account, view),
+        _check_link(account, view, link),
         _check_server(server, nodes, reachable, view),
         _check_client(account, view, now),
     ]
@@ -198,6 +210,24 @@ async def _ask_panel(panels: PanelSource, server: Server, account: VpnAccount, l
         # not answer", and the report must render whatever the adapter raised.
         log.warning("diagnostics: panel of server %s did not answer for account %s: %r", server.name, account.id, exc)
         return _PanelView()
+
+
+async def _ask_link(panels: PanelSource, server: Server, account: VpnAccount, limit: float) -> _LinkView:
+    """Open the link our /sub mirror relays, as a client would (read-only: no device, no fetch recorded). Panels
+    sign a fresh URL into every answer (Marzban), so comparing URLs would cry wolf; what the link serves is
+    what matters."""
+    if account.subscription_url_encrypted is None:
+        return _LinkView(stored=False)
+    try:
+        url = cipher().decrypt(account.subscription_url_encrypted)
+    except DecryptionError:
+        return _LinkView(answered=True)  # encrypted with a key since retired: the mirror cannot relay it either
+    try:
+        panel = panels.for_server(server)
+        return _LinkView(answered=True, links=await asyncio.wait_for(panel.subscription_links(url), limit))
+    except Exception as exc:
+        log.warning("diagnostics: the link of account %s could not be read: %r", account.id, exc)
+        return _LinkView()
 
 
 async def _probe_nodes(nodes: Sequence[Node], probe: Probe, budget: float) -> dict[int, bool]:
@@ -278,22 +308,27 @@ def _check_account(account: VpnAccount, subscription: Subscription, server: Serv
     return Check("account", "ok", "diag.account.ok", params)
 
 
-def _check_link(account: VpnAccount, view: _PanelView) -> Check:
+def _check_link(account: VpnAccount, view: _PanelView, link: _LinkView) -> Check:
     if view.missing:
         return Check("link", "skipped", "diag.skipped")
     if view.account is None:
         return Check("link", "skipped", "diag.link.unverified")
     if not account.sub_token or not view.account.subscription_url:
         return Check("link", "fail", "diag.link.none", {}, "diag.advice.support", ("no-connect",))
-    if account.subscription_url_encrypted is None:
+    if not link.stored:
         return Check("link", "warn", "diag.link.not_ready", {}, "diag.advice.wait_provisioning", ("after-payment",))
-    try:
-        stored: str | None = cipher().decrypt(account.subscription_url_encrypted)
-    except DecryptionError:
-        stored = None  # encrypted with a key since retired: the mirror cannot relay it either
-    if stored != view.account.subscription_url:
-        # Our /sub mirror relays the stored URL, so the customer's link now leads to a dead or foreign one.
+    if not link.answered:
+        return Check("link", "skipped", "diag.link.unverified")
+    if link.links is None:
+        # Our /sub mirror relays the stored URL, and it is dead (revoked, or from a key since retired).
         return Check("link", "fail", "diag.link.stale", {}, "diag.advice.support", ("refresh-subscription",))
+    if view.account.status != "active":
+        return Check("link", "skipped", "diag.skipped")  # no configs for an inactive account; the account says why
+    if not link.links:
+        return Check("link", "fail", "diag.link.empty", {}, "diag.advice.support", ("no-connect",))
+    if view.account.links and not set(view.account.links) & set(link.links):
+        # The panel lists this account's configs (Marzban, demo): the link serves someone else's.
+        return Check("link", "fail", "diag.link.foreign", {}, "diag.advice.support", ("refresh-subscription",))
     return Check("link", "ok", "diag.link.ok")
 
 

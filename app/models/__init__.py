@@ -14,7 +14,7 @@ from app.models.notifications import (
 from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
 from app.models.payments import Payment, PaymentEvent, PaymentStatus, SavedPaymentMethod
-from app.models.plans import Plan, PlanPrice
+from app.models.plans import Plan, PlanPrice, TrafficStrategy
 from app.models.promo import (
     PromoCode,
     PromoCodeAmount,
@@ -75,6 +75,7 @@ __all__ = [
     "Subscription",
     "SubscriptionStatus",
     "SystemSetting",
+    "TrafficStrategy",
     "TrialGrant",
     "UsageDaily",
     "User",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, IdMixin, TimestampsMixin, str_enum
+from app.models.plans import TrafficStrategy
+
+
+def new_owner_key() -> str:
+    """The secret half of an account's ownership mark: random, so a reused id (a restored backup) never matches."""
+    return secrets.token_hex(12)
 
 
 class PanelKind(enum.StrEnum):
@@ -69,7 +76,9 @@ class Node(IdMixin, TimestampsMixin, Base):
 
 
 class VpnAccount(IdMixin, TimestampsMixin, Base):
-    """Our record of one panel account. `panel_username` is deterministic, so a retried create finds it."""
+    """Our record of one panel account. `panel_username` is stored before the create, so a retried create finds
+    it; `owner_key` is the ownership mark written on the panel account (Marzban note, Remnawave description), so
+    a same-name account of someone else (another shop, a restored backup's reused ids) is never taken for ours."""
 
     __tablename__ = "vpn_accounts"
 
@@ -78,12 +87,17 @@ class VpnAccount(IdMixin, TimestampsMixin, Base):
     server_id: Mapped[int] = mapped_column(BigId, ForeignKey("servers.id", ondelete="RESTRICT"), index=True)
     panel_username: Mapped[str] = mapped_column(String(64))
     panel_id: Mapped[str | None] = mapped_column(String(64))
+    # Random per account; "legacy-…" for accounts made before marks existed (accepted by Telegram id once).
+    owner_key: Mapped[str] = mapped_column(String(32), default=new_owner_key)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     subscription_url_encrypted: Mapped[str | None] = mapped_column(Text)
     # Our own revocable token for the /sub/{token} mirror.
     sub_token: Mapped[str] = mapped_column(String(64), unique=True)
     device_limit: Mapped[int | None] = mapped_column(Integer)
     traffic_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    traffic_strategy: Mapped[TrafficStrategy] = mapped_column(
+        str_enum(TrafficStrategy, "traffic_strategy"), default=TrafficStrategy.NO_RESET
+    )
     used_traffic_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # The panel's never-reset counter at the last sync; daily usage is the growth since then.
     lifetime_traffic_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

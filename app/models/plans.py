@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId, IdMixin, TimestampsMixin
+from app.models.base import Base, BigId, IdMixin, TimestampsMixin, str_enum
+
+
+class TrafficStrategy(enum.StrEnum):
+    """When a plan's traffic allowance starts over by itself (besides every paid period, which always resets it).
+    Panels map it: Marzban `data_limit_reset_strategy` no_reset/month, Remnawave `trafficLimitStrategy`
+    NO_RESET/MONTH."""
+
+    NO_RESET = "no_reset"
+    MONTHLY = "month"
 
 
 class Plan(IdMixin, TimestampsMixin, Base):
@@ -29,6 +39,11 @@ class Plan(IdMixin, TimestampsMixin, Base):
     discount_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal(0))
     traffic_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
     device_limit: Mapped[int | None] = mapped_column(Integer)
+    traffic_strategy: Mapped[TrafficStrategy] = mapped_column(
+        str_enum(TrafficStrategy, "traffic_strategy"), default=TrafficStrategy.NO_RESET
+    )
+    # Remnawave internal squads (uuids or names) this plan's accounts get; None: the server's default squads.
+    panel_squads: Mapped[list[Any] | None]
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)

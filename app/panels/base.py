@@ -7,6 +7,7 @@ every panel error into one of the exceptions below, so the provisioning service 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,10 @@ class PanelUnavailable(PanelError):
 
 class PanelAuthError(PanelError):
     """Our credentials were rejected even after one fresh login."""
+
+
+class PanelForbidden(PanelAuthError):
+    """The credentials are valid but may not use this one route (a Remnawave 2.8+ API token without its scope)."""
 
 
 class AccountExists(PanelError):
@@ -50,8 +55,12 @@ class AccountSpec:
     traffic_limit_bytes: int | None = None
     device_limit: int | None = None
     enabled: bool = True
+    # Carries our ownership mark (app.panels.ownership); panels keep it in Marzban `note`, Remnawave `description`.
     note: str = ""
     telegram_id: int | None = None
+    traffic_strategy: str = "no_reset"  # TrafficStrategy: "no_reset" | "month"
+    # Remnawave internal squads (uuids or names) for a new account; None: the server's default.
+    squads: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +79,9 @@ class PanelAccount:
     sub_updated_at: datetime | None = None
     sub_last_user_agent: str | None = None
     created_at: datetime | None = None
+    note: str | None = None
+    telegram_id: int | None = None
+    traffic_strategy: str | None = None  # None: the panel has no such setting
 
     @property
     def ref(self) -> AccountRef:
@@ -85,6 +97,8 @@ class AccountChanges:
     traffic_limit_bytes: int | None = None
     device_limit: int | None = None
     enabled: bool | None = None
+    note: str | None = None
+    traffic_strategy: str | None = None
 
 
 @dataclass(slots=True)
@@ -144,6 +158,10 @@ class VpnPanel(Protocol):
     def iter_accounts(self, page_size: int = 500) -> AsyncIterator[list[PanelAccount]]:
         """Every account on the panel, one page at a time."""
 
+    async def subscription_links(self, url: str) -> list[str] | None:
+        """What a VPN client importing `url` gets: its configs (empty for an inactive account), or None when the
+        link is dead. Read-only: it neither registers a device nor counts as the client's fetch."""
+
     async def list_devices(self, ref: AccountRef) -> list[Device]: ...
 
     async def delete_device(self, ref: AccountRef, hwid: str) -> None: ...
@@ -153,3 +171,12 @@ class VpnPanel(Protocol):
     async def system(self) -> SystemInfo: ...
 
     async def aclose(self) -> None: ...
+
+
+_TG = re.compile(r"\btg:(\d+)\b")
+
+
+def telegram_id_in(note: str | None) -> int | None:
+    """The `tg:<id>` our notes carry (Marzban has no Telegram field of its own)."""
+    found = _TG.search(note or "")
+    return int(found.group(1)) if found else None

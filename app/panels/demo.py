@@ -162,6 +162,21 @@ class DemoPanel:
 
         return await self._change(ref.username, revoke)
 
+    async def subscription_links(self, url: str) -> list[str] | None:
+        """What `fetch_subscription` would serve for `url` (one of ours), read without recording a fetch or a
+        device; None when the id is unknown or revoked."""
+        path, _, short_id = url.rstrip("/").rpartition("/")
+        if not path.endswith("/demo-panel/sub"):
+            return None  # not a link of a demo panel: it serves nothing
+        now = utcnow()
+        async with self._unit() as session:
+            account = await session.scalar(select(DemoPanelAccount).where(DemoPanelAccount.short_id == short_id))
+        if account is None:
+            return None
+        if effective_status(account, now) != "active":
+            return []
+        return vless_links(account.server_name, account.vless_uuid)
+
     async def iter_accounts(self, page_size: int = 500) -> AsyncIterator[list[PanelAccount]]:
         """Pages in id order, keyed by the last id seen, so accounts created or deleted during the walk never
         shift others onto a page already read. No transaction stays open while the caller holds a page."""
@@ -328,6 +343,8 @@ class DemoPanel:
             sub_updated_at=account.sub_updated_at,
             sub_last_user_agent=account.sub_last_user_agent,
             created_at=account.created_at,
+            note=account.note or "",
+            telegram_id=account.telegram_id,
         )
 
     def _node_info(self, node: DemoNode, row: DemoPanelNode | None) -> NodeInfo:
@@ -375,6 +392,8 @@ def apply_changes(account: DemoPanelAccount, changes: AccountChanges) -> None:
     if changes.device_limit is not None:
         # A lower limit keeps the devices already registered, as Remnawave does; it only stops new ones.
         account.device_limit = limit_or_none(changes.device_limit, "device limit")
+    if changes.note is not None:
+        account.note = changes.note[:NOTE_LIMIT]
     if changes.enabled is not None:
         # ACTIVE only means "not disabled" here; settle_status() turns it into limited or expired if needed.
         account.status = DemoAccountStatus.ACTIVE if changes.enabled else DemoAccountStatus.DISABLED

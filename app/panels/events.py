@@ -21,6 +21,8 @@ from app.audit.service import record
 from app.kit.clock import ensure_utc, utcnow
 from app.kit.errors import AppError
 from app.models import Node, PanelKind, Server, VpnAccount
+from app.notifications.service import alert_staff
+from app.provisioning.service import DELETED_ON_PANEL
 
 
 class InvalidPanelEvent(AppError):
@@ -39,6 +41,8 @@ class UserEvent:
     status: str | None = None
     online_at: datetime | None = None
     sub_updated_at: datetime | None = None
+    deleted: bool = False  # the account was deleted on the panel
+    panel_id: str | None = None  # the panel's own id, when the event gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,11 @@ def parse_remnawave(payload: Any) -> PanelEvent:
         if event in _REMNAWAVE_SNAPSHOT_EVENTS:
             status = _status(user.get("status"), _REMNAWAVE_STATUS, f"{event}: data.status")
         return UserEvent(event, _string(user, "username", f"{event}: data"), status=status, online_at=online_at)
+    if event == "user.deleted":
+        user = _object(body.get("data"), f"{event}: data")
+        key = user.get("uuid", user.get("id"))  # 2.x keys users by uuid, 3.x by numeric id
+        panel_id = str(key) if isinstance(key, str | int) and not isinstance(key, bool) else None
+        return UserEvent(event, _string(user, "username", f"{event}: data"), deleted=True, panel_id=panel_id)
     if event in _REMNAWAVE_NODE_EVENTS:
         node = _object(body.get("data"), f"{event}: data")
         is_online, is_enabled = _REMNAWAVE_NODE_EVENTS[event]
@@ -141,6 +150,11 @@ def parse_marzban(payload: Any) -> list[PanelEvent]:
 def _parse_marzban_item(item: Any, where: str) -> PanelEvent:
     notification = _object(item, where)
     action = _string(notification, "action", where)
+    if action == "user_deleted":
+        username = notification.get("username")
+        if not isinstance(username, str) or not username:
+            raise InvalidPanelEvent(f"{where} ({action}): 'username' must be a non-empty string")
+        return UserEvent(action, username, deleted=True)
     if action not in _MARZBAN_STATUS_EVENTS and action not in _MARZBAN_SNAPSHOT_EVENTS:
         return IgnoredEvent(action)
     where = f"{where} ({action})"
@@ -192,6 +206,8 @@ async def _apply_user_event(session: AsyncSession, server: Server, event: UserEv
     if account is None:
         # Not one of ours (a panel may also serve accounts made by hand), or already deleted here.
         return "ignored"
+    if event.deleted:
+        return await _deleted_on_panel(session, server, account, event)
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     if event.status is not None and account.status != event.status:
@@ -207,6 +223,26 @@ async def _apply_user_event(session: AsyncSession, server: Server, event: UserEv
     if not after:
         return "unchanged"
     _audit(session, server, event.type, "vpn_account", account.id, before, after)
+    return "changed"
+
+
+async def _deleted_on_panel(session: AsyncSession, server: Server, account: VpnAccount, event: UserEvent) -> Outcome:
+    """Someone deleted our account on the panel by hand. It is not silently re-created by the next sync (that may
+    be exactly what staff wanted, e.g. for abuse): it is marked deleted and staff are told; a payment or staff's
+    `provisioning.restore_deleted` brings it back."""
+    if event.panel_id is not None and account.panel_id not in (None, event.panel_id):
+        return "ignored"  # another account of that name (ours was renamed, or moved and back)
+    if account.status == DELETED_ON_PANEL:
+        return "unchanged"
+    before = {"status": account.status, "panel_id": account.panel_id}
+    account.status, account.panel_id = DELETED_ON_PANEL, None
+    _audit(session, server, event.type, "vpn_account", account.id, before, {"status": DELETED_ON_PANEL})
+    await alert_staff(
+        session,
+        "panel_account_deleted",
+        {"server": server.name, "name": account.panel_username, "account": account.id, "user": account.user_id},
+        dedupe_key=f"panel_account_deleted:{account.id}:{before['panel_id']}",
+    )
     return "changed"
 
 

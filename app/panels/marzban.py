@@ -32,7 +32,9 @@ from app.panels.base import (
     PanelError,
     PanelUnavailable,
     SystemInfo,
+    telegram_id_in,
 )
+from app.panels.subscription import read_subscription_info
 
 SERVICE = "marzban"
 STATUSES: frozenset[str] = frozenset({"active", "disabled", "limited", "expired", "on_hold"})
@@ -46,7 +48,9 @@ class MarzbanPanel:
     The panel owns `http` (closed by `aclose`); without one it builds an HttpClient with `timeout` and the
     host's shared circuit breaker. `base_url` also resolves relative subscription URLs, which Marzban returns
     when XRAY_SUBSCRIPTION_URL_PREFIX is empty. `inbounds` ({"vless": [tags]}) pins the inbounds new accounts
-    get; without it they get every VLESS inbound the panel lists."""
+    get; without it they get every VLESS inbound the panel lists. `token` is a ready-made admin JWT
+    (MARZBAN_API_TOKEN) used instead of a login; with a username and password too, a rejected token is replaced
+    by a fresh login, else it is final."""
 
     kind = "marzban"
     supports_devices = False
@@ -59,6 +63,7 @@ class MarzbanPanel:
         *,
         inbounds: dict[str, list[str]] | None = None,
         flow: str = "",
+        token: str = "",
         http: HttpClient | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -68,7 +73,7 @@ class MarzbanPanel:
         self._configured_inbounds = inbounds
         self._vless_tags: list[str] | None = None
         self._flow = flow
-        self._token: str | None = None
+        self._token: str | None = token or None
         # Bumped by every login. A call remembers the generation its token came from, so after a 401 it can
         # tell whether a concurrent call already logged in (tokens minted in one second can be identical).
         self._generation = 0
@@ -85,7 +90,7 @@ class MarzbanPanel:
             "inbounds": {"vless": await self._vless_inbounds()},
             "expire": to_unix(spec.expire_at),
             "data_limit": spec.traffic_limit_bytes or 0,
-            "data_limit_reset_strategy": "no_reset",
+            "data_limit_reset_strategy": spec.traffic_strategy,  # our values are Marzban's
             "status": "active",
             "note": account_note(spec),
         }
@@ -124,6 +129,14 @@ class MarzbanPanel:
 
     async def revoke_subscription(self, ref: AccountRef) -> PanelAccount:
         return self._account(await self._call("POST", f"{user_path(ref)}/revoke_sub"))
+
+    async def subscription_links(self, url: str) -> list[str] | None:
+        """`{url}/info`: the same token check as the link itself, the account's links, and no fetch recorded
+        (the link would set sub_updated_at). Revoked or unknown: 204 (v0.7) or 404 (v0.8)."""
+        data = await read_subscription_info(url.rstrip("/") + "/info", {}, "marzban")
+        if data is None:
+            return None
+        return [str(link) for link in Reader(data, "subscription info").optional("links", list) or []]
 
     async def iter_accounts(self, page_size: int = 500) -> AsyncIterator[list[PanelAccount]]:
         """Pages in Marzban's default (insertion) order. An account deleted mid-walk can shift a later one
@@ -212,6 +225,8 @@ class MarzbanPanel:
         async with self._login_lock:
             if self._token is not None and self._generation > newer_than:
                 return self._token, self._generation
+            if not self._credentials["username"]:
+                raise PanelAuthError("marzban: the API token was rejected and no admin login is configured")
             self._token = None
             response = await self._send("POST", "api/admin/token", data=self._credentials)
             if response.status_code in (401, 403):
@@ -265,6 +280,10 @@ def modify_body(changes: AccountChanges) -> dict[str, Any]:
         body["data_limit"] = changes.traffic_limit_bytes
     if changes.enabled is not None:
         body["status"] = "active" if changes.enabled else "disabled"
+    if changes.note is not None:
+        body["note"] = changes.note[:NOTE_LIMIT]
+    if changes.traffic_strategy is not None:
+        body["data_limit_reset_strategy"] = changes.traffic_strategy
     return body
 
 
@@ -400,6 +419,9 @@ def parse_account(data: Any, base_url: str) -> PanelAccount:
         sub_updated_at=reader.moment("sub_updated_at"),
         sub_last_user_agent=reader.optional("sub_last_user_agent", str),
         created_at=reader.moment("created_at"),
+        note=reader.optional("note", str) or "",
+        telegram_id=telegram_id_in(reader.optional("note", str)),
+        traffic_strategy=reader.optional("data_limit_reset_strategy", str),
     )
 
 

@@ -47,19 +47,32 @@ PROVISIONING_RETRY_AFTER = 30
 # Anything the panel may choose the content by (client type, HWID device limits) is forwarded, and is part of
 # the cache key, so one device is never served an answer made for another.
 FORWARDED_HEADERS = ("user-agent", "accept", "x-hwid", "x-device-os", "x-ver-os", "x-device-model")
-RELAYED_HEADERS = frozenset(
+# Every header the panel sends reaches the client (2.8's `routing` for Happ, `subscription-refill-date`, 3.x
+# admin-defined headers of any name, Marzban's profile headers) except these: hop-by-hop ones (RFC 9110 §7.6.1),
+# the framing httpx already undid (length, encoding), what our own server sets (date, server, cache-control),
+# and the panel's cookies, which would land on our domain.
+DROPPED_HEADERS = frozenset(
     {
-        "subscription-userinfo",
-        "profile-update-interval",
-        "profile-title",
-        "content-disposition",
-        "support-url",
-        "profile-web-page-url",
-        "content-type",
-        "announce",  # Remnawave, optional (reference §2.4)
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "cache-control",
+        "set-cookie",
+        "alt-svc",
+        "strict-transport-security",
     }
 )
-RELAYED_PREFIXES = ("x-hwid-",)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # sub_token is String(64), url-safe
 
 # Loading the CA bundle costs milliseconds; do it once, not for every client built below.
@@ -155,10 +168,12 @@ async def _fetch(target: httpx.URL, forwarded: dict[str, str], client_ip: str) -
     ) as http:
         # Redirects are followed here: relaying one would send the client to the (blocked) panel domain.
         response = await http.get(target.raw_path.decode("ascii"), headers=headers, follow_redirects=True)
+    # Headers the Connection header names are hop-by-hop too.
+    listed = {token.strip().lower() for token in response.headers.get("connection", "").split(",")}
     kept = [
         (name, value)
         for name, value in response.headers.multi_items()
-        if name in RELAYED_HEADERS or name.startswith(RELAYED_PREFIXES)
+        if name not in DROPPED_HEADERS and name not in listed
     ]
     return Answer(response.status_code, kept, response.content)
 

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.kit.crypto import cipher
 from app.models import PanelKind, Server
 from app.panels.base import VpnPanel
+from app.panels.ownership import set_prefix
 
 
 class PanelRegistry:
@@ -41,17 +42,21 @@ class PanelRegistry:
                 server.api_url,
                 credentials.get("username", ""),
                 credentials.get("password", ""),
+                token=credentials.get("token", ""),
                 inbounds=server.settings.get("inbounds"),
                 flow=server.settings.get("flow", ""),
             )
         if server.panel_kind == PanelKind.REMNAWAVE:
             from app.panels.remnawave import RemnawavePanel
 
+            # Secrets for a proxy in front of the panel (Caddy's X-Api-Key, cookies) are credentials too.
             return RemnawavePanel(
                 server.api_url,
                 credentials.get("token", ""),
                 api_version=server.api_version or "auto",
                 squad_uuids=server.settings.get("squad_uuids"),
+                extra_headers=credentials.get("headers"),
+                cookies=credentials.get("cookies"),
             )
         from app.panels.demo import DemoPanel
 
@@ -72,10 +77,17 @@ def seal_credentials(credentials: dict[str, Any]) -> str:
 
 
 async def bootstrap_servers(session: AsyncSession, settings: Settings) -> list[Server]:
-    """Create the servers named by MARZBAN_* / REMNAWAVE_* (and the demo panel in demo mode) if missing."""
+    """Create the servers named by MARZBAN_* / REMNAWAVE_* (and the demo panel in demo mode) if missing, and
+    store PANEL_USERNAME_PREFIX when given."""
+    if settings.panel_username_prefix:
+        await set_prefix(session, settings.panel_username_prefix)
     wanted: list[tuple[str, PanelKind, str, dict[str, Any], str | None]] = []
     if settings.marzban_api_url:
-        creds = {"username": settings.marzban_admin_username, "password": settings.marzban_admin_password}
+        creds = {
+            "username": settings.marzban_admin_username,
+            "password": settings.marzban_admin_password,
+            "token": settings.marzban_api_token,
+        }
         # Seed 000 writes the URL with its /api suffix; the adapter adds the paths itself.
         url = settings.marzban_api_url.removesuffix("/api")
         wanted.append(("marzban", PanelKind.MARZBAN, url, creds, None))

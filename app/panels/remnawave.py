@@ -23,7 +23,22 @@ Values the panel models differently from `AccountSpec`:
   The create schema does not accept null, so `device_limit=None` is sent as 0.
 * `links` stay empty. The user object has none; the subscription URL carries them.
 * `sub_updated_at` and `sub_last_user_agent` come from one extra call in `get_account` only:
-  `/subscription-request-history`. List pages and write results leave them None.
+  `/subscription-request-history`. List pages and write results leave them None. It is best effort: a 2.8+
+  token without that route's scope gets 403 there, which must not fail the read.
+* Our note (with the ownership mark) is the user's `description`.
+
+Statuses: the panel marks ACTIVE users EXPIRED or LIMITED by itself (a job every 30 s), and `PATCH status:
+DISABLED` applies only to an ACTIVE user, so an expired or limited account counts as already off
+(provisioning.handlers.changes_needed).
+
+Squads: a user's `activeInternalSquads` decide its inbounds. New accounts get the plan's squads, else the
+server's configured ones, else the panel's only squad; with several squads and none chosen, the create fails with
+a clear error rather than handing premium or admin squads to every customer.
+
+API token scopes the product needs (2.8+): `users:read`, `users:write` (create, update, delete, actions),
+`hwid-user-devices:read`, `hwid-user-devices:write`, `nodes:read`, `system:read`, and `internal-squads:read` only
+when squads are given by name or not at all. Panels behind Caddy's security bundle or a cookie-protected proxy
+take `extra_headers` (e.g. `X-Api-Key`) and `cookies`, as the official SDK's `custom_headers`/`cookies`.
 """
 
 from __future__ import annotations
@@ -54,9 +69,11 @@ from app.panels.base import (
     PanelAccount,
     PanelAuthError,
     PanelError,
+    PanelForbidden,
     PanelUnavailable,
     SystemInfo,
 )
+from app.panels.subscription import read_subscription_info
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +89,7 @@ PROXY_HEADERS = {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"}
 DUPLICATE_USERNAME = "A019"
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_STRATEGIES = {"no_reset": "NO_RESET", "month": "MONTH"}  # TrafficStrategy → trafficLimitStrategy
 _STATUSES: dict[str, AccountStatus] = {
     "ACTIVE": "active",
     "DISABLED": "disabled",
@@ -93,6 +111,8 @@ class RemnawavePanel:
         *,
         api_version: Literal["auto", "2", "3"] = "auto",
         squad_uuids: list[str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
         http: HttpClient | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -104,11 +124,14 @@ class RemnawavePanel:
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if urlsplit(base_url).scheme == "http":
             self._headers.update(PROXY_HEADERS)
+        self._headers.update(extra_headers or {})
+        if cookies:
+            self._headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         self._generation: Generation | None = None if api_version == "auto" else api_version
         self._detect_lock = asyncio.Lock()
         self._panel_version: str | None = None
         self._configured_squads = list(squad_uuids) if squad_uuids else None
-        self._squads: list[str] | None = None
+        self._squads: dict[str, str] | None = None
         self._squads_read_at = 0.0
 
     # ----- accounts ---------------------------------------------------------------------------------------------
@@ -120,10 +143,10 @@ class RemnawavePanel:
             "status": "ACTIVE" if spec.enabled else "DISABLED",
             "expireAt": _iso(spec.expire_at or NEVER),
             "trafficLimitBytes": spec.traffic_limit_bytes or 0,
-            "trafficLimitStrategy": "NO_RESET",
+            "trafficLimitStrategy": _STRATEGIES.get(spec.traffic_strategy, "NO_RESET"),
             "hwidDeviceLimit": spec.device_limit or 0,
             # Without an internal squad a Remnawave user has no inbounds at all, i.e. no VLESS access.
-            "activeInternalSquads": await self._squads_for_new_accounts(),
+            "activeInternalSquads": await self._squads_for_new_accounts(spec.squads),
         }
         if spec.note:
             body["description"] = spec.note
@@ -168,6 +191,19 @@ class RemnawavePanel:
     async def revoke_subscription(self, ref: AccountRef) -> PanelAccount:
         # revokeOnlyPasswords=false: a new shortUuid, so the old subscription URL stops working.
         return await self._user_action(ref, "revoke", {"revokeOnlyPasswords": False})
+
+    async def subscription_links(self, url: str) -> list[str] | None:
+        """`{subscriptionUrl}/info`: the links the user's squads give now, without an HWID device registered or a
+        fetch recorded in the history (the link itself would do both)."""
+        headers = dict(PROXY_HEADERS) if urlsplit(url).scheme == "http" else {}
+        data = await read_subscription_info(url.rstrip("/") + "/info", headers, "remnawave")
+        if data is None:
+            return None
+        info = _mapping(data.get("response") if isinstance(data, dict) else None, "subscription info")
+        if info.get("isFound") is False:
+            return None
+        links = info.get("links")
+        return [str(link) for link in links] if isinstance(links, list) else []
 
     async def iter_accounts(self, page_size: int = 500) -> AsyncIterator[list[PanelAccount]]:
         """Offset pages, newest first. Accounts created or deleted mid-walk may shift a page by a few rows."""
@@ -300,15 +336,34 @@ class RemnawavePanel:
 
     # ----- squads and history -----------------------------------------------------------------------------------
 
-    async def _squads_for_new_accounts(self) -> list[str]:
-        if self._configured_squads is not None:
-            return self._configured_squads
+    async def _squads_for_new_accounts(self, wanted: list[str] | None) -> list[str]:
+        """The plan's squads, else the server's, else the panel's only one; never every squad by default."""
+        chosen = wanted or self._configured_squads
+        if chosen and all(_UUID_RE.match(squad) for squad in chosen):
+            return list(chosen)
+        squads = await self._panel_squads()
+        if chosen:
+            by_name = {name: uuid for uuid, name in squads.items()}
+            unknown = [squad for squad in chosen if squad not in squads and squad not in by_name]
+            if unknown:
+                raise PanelError(f"Remnawave has no internal squad {', '.join(unknown)}; check the plan or server")
+            return [squad if squad in squads else by_name[squad] for squad in chosen]
+        if len(squads) == 1:
+            return list(squads)
+        if not squads:
+            raise PanelError("Remnawave has no internal squads: new accounts would have no VLESS access")
+        raise PanelError(
+            f"Remnawave has {len(squads)} internal squads ({', '.join(squads.values())}) and none is chosen: set "
+            "the server's squads (settings squad_uuids) or the plan's panel squads, so customers never get them all"
+        )
+
+    async def _panel_squads(self) -> dict[str, str]:
+        """uuid → name of the panel's internal squads, re-read now and then so a new one is picked up."""
         if self._squads is None or time.monotonic() - self._squads_read_at > SQUAD_CACHE_SECONDS:
             data = _mapping(await self._call("GET", "/api/internal-squads"), "internal squads")
-            squads = [_text(_mapping(s, "squad"), "uuid", "squad") for s in _list_of(data, "internalSquads")]
-            if not squads:
-                log.warning("remnawave has no internal squads: new accounts will have no VLESS access")
-            self._squads, self._squads_read_at = squads, time.monotonic()
+            squads = [_mapping(squad, "squad") for squad in _list_of(data, "internalSquads")]
+            self._squads = {_text(s, "uuid", "squad"): str(s.get("name") or "") for s in squads}
+            self._squads_read_at = time.monotonic()
         return self._squads
 
     async def _attach_subscription_history(self, account: PanelAccount) -> None:
@@ -319,6 +374,10 @@ class RemnawavePanel:
         try:
             data = await self._call("GET", f"/api/users/{account.panel_id}/subscription-request-history")
             records = [r for r in _list_of(data, "records") if isinstance(r, dict)]
+        except PanelForbidden as exc:
+            # A 2.8+ token without this route's scope: the history is a nicety, the account read is not.
+            log.info("remnawave subscription history not allowed for this API token: %s", exc)
+            return
         except (PanelUnavailable, PanelAuthError):
             raise
         except PanelError as exc:
@@ -358,7 +417,9 @@ class RemnawavePanel:
         message, code = _error_details(response)
         text = f"Remnawave {response.request.method} {response.request.url.path} → {status}"
         text += f" {code}: {message}" if code else f": {message}"
-        if status in (401, 403):
+        if status == 403:
+            return PanelForbidden(text)  # a missing scope (2.8+) or a proxy refusing us
+        if status == 401:
             return PanelAuthError(text)
         if status == 400 and code == DUPLICATE_USERNAME:
             return AccountExists(text)
@@ -378,6 +439,8 @@ class RemnawavePanel:
         expire_at = _parse_datetime(_text(user, "expireAt", "user"), strict=True)
         limit = _number(user, "trafficLimitBytes", "user", default=0)
         device_limit = user.get("hwidDeviceLimit")
+        strategy = user.get("trafficLimitStrategy")
+        telegram_id = user.get("telegramId")
         return PanelAccount(
             username=username,
             panel_id=panel_id,
@@ -390,6 +453,9 @@ class RemnawavePanel:
             subscription_url=_text(user, "subscriptionUrl", "user"),
             online_at=_parse_datetime(traffic.get("onlineAt")),
             created_at=_parse_datetime(user.get("createdAt")),
+            note=_optional_text(user, "description") or "",
+            telegram_id=telegram_id if isinstance(telegram_id, int) and not isinstance(telegram_id, bool) else None,
+            traffic_strategy=strategy.lower() if isinstance(strategy, str) else None,
         )
 
 
@@ -416,6 +482,10 @@ def _changes_body(changes: AccountChanges) -> dict[str, Any]:
         body["hwidDeviceLimit"] = changes.device_limit
     if changes.enabled is not None:
         body["status"] = "ACTIVE" if changes.enabled else "DISABLED"
+    if changes.note is not None:
+        body["description"] = changes.note
+    if changes.traffic_strategy is not None:
+        body["trafficLimitStrategy"] = _STRATEGIES.get(changes.traffic_strategy, "NO_RESET")
     return body
 
 

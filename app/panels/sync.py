@@ -6,7 +6,9 @@ One pass over a server pages through the panel's accounts and, per page, with on
 - compares each account with what our subscription says it should be and queues a convergence through the
   outbox when expiry, limits or enabled state differ (device limits only on panels that hold them);
 - counts panel accounts we do not know (orphans) to report them.
-Afterwards our accounts the panel did not list, and that should exist, are queued for creation. An account whose
+A listed account under one of our names that lacks our ownership mark is someone else's: it is counted as a
+clash and left alone. Afterwards our accounts the panel did not list, and that should exist (and were not
+deleted on the panel by staff), are queued for creation. An account whose
 convergence is still waiting in the outbox (a slow dispatcher, a panel rejecting the update) is not queued again:
 passes run every few minutes.
 
@@ -30,8 +32,9 @@ from app.db import insert_for, transaction
 from app.kit.clock import utcnow
 from app.models import Node, OutboxMessage, OutboxStatus, Server, Subscription, UsageDaily, User, VpnAccount
 from app.panels.base import PanelAccount, PanelError, VpnPanel
+from app.panels.ownership import is_ours
 from app.provisioning.handlers import changes_needed
-from app.provisioning.service import SYNC_TOPIC, desired_spec, request_sync, should_be_enabled
+from app.provisioning.service import DELETED_ON_PANEL, SYNC_TOPIC, desired_spec, request_sync, should_be_enabled
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class SyncReport:
     missing_created: int = 0
     orphans: int = 0
     orphan_names: list[str] = field(default_factory=list)
+    clashes: int = 0  # panel accounts under one of our names that are not ours
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -141,6 +145,11 @@ async def _store_page(session: AsyncSession, run: _Pass, page: list[PanelAccount
                 report.orphan_names.append(item.username)
             continue
         account, subscription, telegram_id = known
+        if not is_ours(item, account.owner_key, telegram_id):
+            # Someone else's account under our name: not our usage, not ours to fix. Ours stays unseen, so its
+            # convergence is queued below, and that renames it (provisioning.handlers).
+            report.clashes += 1
+            continue
         run.seen.add(account.id)
         # Lifetime traffic never shrinks on a healthy panel; if it does (account recreated), add nothing.
         grown = item.lifetime_traffic_bytes - account.lifetime_traffic_bytes
@@ -215,7 +224,11 @@ async def _queue_missing(sessionmaker: async_sessionmaker[AsyncSession], run: _P
                 .where(VpnAccount.id.in_(unlisted))
                 .order_by(VpnAccount.id)
             )
-            missing = [account for account, subscription in rows.all() if should_be_enabled(subscription)]
+            missing = [
+                account
+                for account, subscription in rows.all()
+                if should_be_enabled(subscription) and account.status != DELETED_ON_PANEL
+            ]
             await _queue_syncs(session, missing)
             run.report.missing_created += len(missing)
 

@@ -3,7 +3,10 @@ stored state, delete ignores a missing account, revoke and reset leave the same 
 
 The delete of a moved account's old copy runs on its own ordering key (see `move_account`), so it checks our
 state itself: it waits until the account exists on its new server, and spares the copy if the account was moved
-back."""
+back.
+
+Nothing is changed on a panel account that does not bear our ownership mark (app.panels.ownership): a same-name
+account of someone else is left alone, ours is renamed and created beside it, and staff are told."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from app.db import transaction
 from app.kit.clock import utcnow
 from app.kit.crypto import cipher
 from app.kit.metrics import PANEL_ERRORS
-from app.models import Server, Subscription, User, VpnAccount
+from app.models import Plan, Server, Subscription, User, VpnAccount
 from app.outbox.service import handler
 from app.panels.base import (
     AccountChanges,
@@ -30,8 +33,10 @@ from app.panels.base import (
     PanelAccount,
     VpnPanel,
 )
+from app.panels.ownership import LEGACY, clash_name, is_ours, owner_mark, record_clash
 from app.provisioning.service import (
     DELETE_TOPIC,
+    DELETED_ON_PANEL,
     RESET_TRAFFIC_TOPIC,
     REVOKE_TOPIC,
     SYNC_TOPIC,
@@ -42,17 +47,20 @@ from app.provisioning.service import (
 log = logging.getLogger(__name__)
 
 
-async def _load(session: AsyncSession, account_id: int) -> tuple[VpnAccount, Subscription, Server, int] | None:
+async def _load(
+    session: AsyncSession, account_id: int
+) -> tuple[VpnAccount, Subscription, Server, int, Plan | None] | None:
     row = (
         await session.execute(
-            select(VpnAccount, Subscription, Server, User.telegram_id)
+            select(VpnAccount, Subscription, Server, User.telegram_id, Plan)
             .join(Subscription, Subscription.id == VpnAccount.subscription_id)
             .join(Server, Server.id == VpnAccount.server_id)
             .join(User, User.id == VpnAccount.user_id)
+            .outerjoin(Plan, Plan.id == Subscription.plan_id)
             .where(VpnAccount.id == account_id)
         )
     ).first()
-    return None if row is None else (row[0], row[1], row[2], row[3])
+    return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
 
 def _same_second(a: datetime | None, b: datetime | None) -> bool:
@@ -75,9 +83,21 @@ def changes_needed(actual: PanelAccount, spec: AccountSpec, *, devices: bool = T
         changes.traffic_limit_bytes, changed = spec.traffic_limit_bytes or 0, True
     if devices and (actual.device_limit or 0) != (spec.device_limit or 0):
         changes.device_limit, changed = spec.device_limit or 0, True
-    if (actual.status != "disabled") != spec.enabled:
+    # Expired and limited accounts are off already: Remnawave disables only ACTIVE users (its status job marks
+    # them EXPIRED/LIMITED by itself), so asking again would never converge.
+    off = actual.status in ("disabled", "expired", "limited") if not spec.enabled else actual.status == "disabled"
+    if off == spec.enabled:
         changes.enabled, changed = spec.enabled, True
+    if actual.note is not None and _mark_of(spec) not in actual.note:
+        changes.note, changed = spec.note, True  # an account we recognised without its mark (made before marks)
+    if actual.traffic_strategy is not None and actual.traffic_strategy != spec.traffic_strategy:
+        changes.traffic_strategy, changed = spec.traffic_strategy, True
     return changes if changed else None
+
+
+def _mark_of(spec: AccountSpec) -> str:
+    """The ownership mark at the front of our note (ownership.with_mark)."""
+    return spec.note.split(" ", 1)[0]
 
 
 @dataclass(slots=True)
@@ -88,23 +108,34 @@ class Converged:
     created: bool = False
 
 
-async def _converge(panel: VpnPanel, account: VpnAccount, subscription: Subscription, telegram_id: int) -> Converged:
-    """Create the panel account if it is missing (and should exist), else fix whatever differs from our state."""
-    spec = desired_spec(account, subscription, telegram_id)
+class NameClash(Exception):
+    """The panel account with our account's name is not ours (no ownership mark)."""
+
+
+async def _converge(
+    panel: VpnPanel, account: VpnAccount, subscription: Subscription, telegram_id: int, plan: Plan | None
+) -> Converged:
+    """Create the panel account if it is missing (and should exist), else fix whatever differs from our state.
+    Raises NameClash, changing nothing, when the account under our name is someone else's."""
+    spec = desired_spec(account, subscription, telegram_id, plan)
     ref = AccountRef(account.panel_username, account.panel_id)
     try:
         actual = await panel.get_account(ref)
     except AccountNotFound:
-        if not spec.enabled:
-            return Converged(None)  # nothing to create for a subscription that has ended
+        if not spec.enabled or account.status == DELETED_ON_PANEL:
+            # Nothing to create for a subscription that has ended; an account staff deleted on the panel comes
+            # back only when they (or a payment) ask for it.
+            return Converged(None)
         try:
             return Converged(await panel.create_account(spec), created=True)
         except AccountExists:
-            # Created by an earlier attempt whose answer we never saw: fall through and converge it.
+            # Created by an earlier attempt whose answer we never saw, or someone else's: checked below.
             actual = await panel.get_account(AccountRef(account.panel_username))
             created = True
     else:
         created = False
+    if not is_ours(actual, account.owner_key, telegram_id):
+        raise NameClash(f"{actual.username} on the panel is not ours")
     changes = changes_needed(actual, spec, devices=panel.supports_devices)
     result = actual if changes is None else await panel.modify_account(actual.ref, changes)
     return Converged(result, created)
@@ -139,6 +170,7 @@ class _Target:
     subscription: Subscription
     server: Server
     telegram_id: int
+    plan: Plan | None
     panel: VpnPanel
 
     @property
@@ -153,8 +185,27 @@ class _Target:
             PANEL_ERRORS.labels(self.server.name, type(exc).__name__).inc()
             raise
 
-    async def converge(self) -> Converged:
-        return await self.call(_converge(self.panel, self.account, self.subscription, self.telegram_id))
+    async def converge(self, sessionmaker: Any) -> Converged:
+        """Converge; on a name clash, take a new name (leaving the other account alone) and converge that."""
+        try:
+            return await self.call(self._converge())
+        except NameClash as clash:
+            log.warning("account %s: %s; renaming ours", self.account.id, clash)
+        await self._rename(sessionmaker)
+        return await self.call(self._converge())
+
+    def _converge(self) -> Any:
+        return _converge(self.panel, self.account, self.subscription, self.telegram_id, self.plan)
+
+    async def _rename(self, sessionmaker: Any) -> None:
+        async with transaction(sessionmaker) as session:
+            account = await session.get_one(VpnAccount, self.account.id, with_for_update=True)
+            old_name = account.panel_username
+            if old_name == self.account.panel_username:  # not renamed meanwhile by a concurrent handler
+                account.panel_username, account.panel_id = clash_name(old_name), None
+                await session.flush()
+                await record_clash(session, self.server, account, old_name)
+            self.account.panel_username, self.account.panel_id = account.panel_username, account.panel_id
 
 
 async def _target(ctx: dict[str, Any], account_id: int) -> _Target | None:
@@ -163,8 +214,9 @@ async def _target(ctx: dict[str, Any], account_id: int) -> _Target | None:
     if loaded is None:
         log.info("panel operation for account %s skipped: the account no longer exists", account_id)
         return None
-    account, subscription, server, telegram_id = loaded
-    return _Target(account, subscription, server, telegram_id, ctx["resources"].panels.for_server(server))
+    account, subscription, server, telegram_id, plan = loaded
+    panel = ctx["resources"].panels.for_server(server)
+    return _Target(account, subscription, server, telegram_id, plan, panel)
 
 
 @handler(SYNC_TOPIC)
@@ -172,7 +224,7 @@ async def sync_account(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     target = await _target(ctx, payload["account_id"])
     if target is None:
         return
-    converged = await target.converge()
+    converged = await target.converge(ctx["resources"].sessionmaker)
     await _store(ctx["resources"].sessionmaker, target.account.id, converged.account, created=converged.created)
 
 
@@ -182,7 +234,7 @@ async def revoke_account(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     if target is None:
         return
     # The account may not exist yet on the panel (revoked before provisioning finished): create it first.
-    converged = await target.converge()
+    converged = await target.converge(ctx["resources"].sessionmaker)
     if converged.account is None:
         return  # no panel account to revoke (the subscription has ended)
     result = await target.call(target.panel.revoke_subscription(target.ref))
@@ -194,8 +246,12 @@ async def reset_account_traffic(ctx: dict[str, Any], payload: dict[str, Any]) ->
     target = await _target(ctx, payload["account_id"])
     if target is None:
         return
-    result = await target.call(target.panel.reset_traffic(target.ref))
-    await _store(ctx["resources"].sessionmaker, target.account.id, result)
+    # Converged first: the account must exist, be ours, and have its new expiry before its traffic starts over.
+    converged = await target.converge(ctx["resources"].sessionmaker)
+    if converged.account is None:
+        return  # the subscription has ended: nothing to restore
+    result = await target.call(target.panel.reset_traffic(converged.account.ref))
+    await _store(ctx["resources"].sessionmaker, target.account.id, result, created=converged.created)
 
 
 class AccountNotMovedYet(Exception):
@@ -225,8 +281,25 @@ async def delete_panel_account(ctx: dict[str, Any], payload: dict[str, Any]) -> 
         if account.panel_id is None and should_be_enabled(subscription):
             raise AccountNotMovedYet(f"{account.panel_username} is not on its new server yet")
     panel = ctx["resources"].panels.for_server(server)
+    ref = AccountRef(payload["username"], payload.get("panel_id"))
     try:
-        await panel.delete_account(AccountRef(payload["username"], payload.get("panel_id")))
+        if "owner_key" in payload and not await _still_ours(ctx, panel, ref, payload):
+            log.warning("delete of %s on %s skipped: that panel account is not ours", ref.username, server.name)
+            return
+        await panel.delete_account(ref)
     except Exception as exc:
         PANEL_ERRORS.labels(server.name, type(exc).__name__).inc()
         raise
+
+
+async def _still_ours(ctx: dict[str, Any], panel: VpnPanel, ref: AccountRef, payload: dict[str, Any]) -> bool:
+    """Whether the panel account to delete bears our mark (a missing one is "ours": deleting it is a no-op)."""
+    try:
+        found = await panel.get_account(ref)
+    except AccountNotFound:
+        return True
+    telegram_id = None
+    if payload["owner_key"].startswith(LEGACY) and owner_mark(payload["owner_key"]) not in (found.note or ""):
+        async with ctx["resources"].sessionmaker() as session:
+            telegram_id = await session.scalar(select(User.telegram_id).where(User.id == payload["user_id"]))
+    return is_ours(found, payload["owner_key"], telegram_id)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus
+from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus, TrafficStrategy
 from app.provisioning import service as provisioning
 
 
@@ -57,12 +57,11 @@ async def add_days(session: AsyncSession, user_id: int, days: int, *, plan: Plan
             subscription,
             device_limit=plan.device_limit if plan else None,
             traffic_limit_bytes=plan.traffic_limit_bytes if plan else None,
+            traffic_strategy=plan.traffic_strategy if plan else TrafficStrategy.NO_RESET,
         )
     else:
-        if plan is not None:
-            account.device_limit = plan.device_limit
-            account.traffic_limit_bytes = plan.traffic_limit_bytes
-        await provisioning.request_sync(session, account)
+        # New limits, the new end date and a fresh traffic allowance, through the outbox.
+        await provisioning.start_paid_period(session, account, plan)
     return subscription
 
 

@@ -6,6 +6,7 @@ taps at the same moment cannot both win."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
@@ -33,10 +34,16 @@ async def trial_available(session: AsyncSession, user: User, *, trial_days: int)
     return not await session.scalar(select(exists(used) | exists(subscribed)))
 
 
-async def _full_feature_limits(session: AsyncSession) -> tuple[int | None, int | None]:
+async def _full_feature_limits(session: AsyncSession) -> dict[str, Any]:
     """The trial gets the limits of the first active plan: it should feel like the real thing."""
     plan = await session.scalar(select(Plan).where(Plan.is_active).order_by(Plan.sort_order, Plan.id).limit(1))
-    return (plan.device_limit, plan.traffic_limit_bytes) if plan else (None, None)
+    if plan is None:
+        return {}
+    return {
+        "device_limit": plan.device_limit,
+        "traffic_limit_bytes": plan.traffic_limit_bytes,
+        "traffic_strategy": plan.traffic_strategy,
+    }
 
 
 async def activate_trial(session: AsyncSession, user: User, *, trial_days: int, ip: str | None = None) -> Subscription:
@@ -62,10 +69,7 @@ async def activate_trial(session: AsyncSession, user: User, *, trial_days: int, 
     session.add(subscription)
     await session.flush()
     grant.subscription_id = subscription.id
-    device_limit, traffic_limit = await _full_feature_limits(session)
-    await provisioning.ensure_account(
-        session, subscription, device_limit=device_limit, traffic_limit_bytes=traffic_limit
-    )
+    await provisioning.ensure_account(session, subscription, **await _full_feature_limits(session))
     audit.record(
         session,
         actor_type="user",

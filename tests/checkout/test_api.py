@@ -3,11 +3,20 @@ Idempotency-Key), and a payment's status from pending to succeeded or failed; er
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from app.models import Payment, PaymentStatus, PromoRedemption, RedemptionStatus, Subscription, User
+from app.models import (
+    PanelKind,
+    Payment,
+    PaymentStatus,
+    PromoRedemption,
+    RedemptionStatus,
+    Server,
+    Subscription,
+    User,
+)
 from tests.checkout.conftest import BASE, Shop, ShopFactory
-from tests.web import browser_session, drain_outbox, tma
+from tests.web import browser_session, drain_outbox, htmx, tma
 
 
 async def pay(shop: Shop, payment_id: str, outcome: str = "succeed") -> None:
@@ -184,3 +193,21 @@ async def test_the_endpoints_are_documented(shop: Shop) -> None:
     assert "amount" not in spec["components"]["schemas"]["CheckoutIn"]["properties"]
     for path in ("/api/plans", "/api/checkout/quote", "/api/payments/{payment_id}"):
         assert path in spec["paths"]
+
+
+async def test_no_device_limit_is_sold_where_the_panel_cannot_enforce_it(open_shop: ShopFactory) -> None:
+    """Marzban has no device limits (issue 11): with a Marzban server a new customer may land on, plans promise
+    none, in the API and on the page; the same plans on a panel that enforces them do."""
+    async with open_shop() as shop:
+        enforced = (await shop.client.get("/api/plans", headers=tma(language="en"))).json()
+        enforced_page = await shop.client.get("/app/checkout", headers=tma(language="en") | htmx())
+        await shop.db.execute(update(Server).values(panel_kind=PanelKind.MARZBAN))
+        await shop.db.commit()
+        plans = (await shop.client.get("/api/plans", headers=tma(language="en"))).json()
+        page = await shop.client.get("/app/checkout", headers=tma(language="en") | htmx())
+        plan_page = await shop.client.get("/app/checkout/month", headers=tma(language="en") | htmx())
+    assert [plan["device_limit"] for plan in enforced] == [3, 3, 3]
+    assert "up to 3 devices" in enforced_page.text
+    assert [plan["device_limit"] for plan in plans] == [None, None, None]
+    assert page.status_code == 200 and "month" in page.text and "up to 3 devices" not in page.text
+    assert plan_page.status_code == 200 and "up to 3 devices" not in plan_page.text

@@ -61,6 +61,33 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 TRAFFIC_STRATEGIES = ("NO_RESET", "DAY", "WEEK", "MONTH", "MONTH_ROLLING")
 USER_STATUSES = ("ACTIVE", "DISABLED", "LIMITED", "EXPIRED")
+STATUS_JOB_SECONDS = 30  # the backend's job that marks users EXPIRED / LIMITED
+# 2.8+ API token scopes by route (libs/contract/constants/scopes); a token given `scopes` lacks the others.
+ROUTE_SCOPES = {
+    "GET /api/system/metadata": "system:read",
+    "GET /api/system/stats": "system:read",
+    "GET /api/nodes": "nodes:read",
+    "GET /api/internal-squads": "internal-squads:read",
+    "POST /api/users": "users:write",
+    "PATCH /api/users": "users:write",
+    "GET /api/users": "users:read",
+    "GET /api/users/by-username/{username}": "users:read",
+    "GET /api/users/by-short-uuid/{short_uuid}": "users:read",
+    "GET /api/users/by-id/{id}": "users:read",
+    "GET /api/users/{key}": "users:read",
+    "DELETE /api/users/{key}": "users:write",
+    "POST /api/users/{key}/actions/enable": "users:write",
+    "POST /api/users/{key}/actions/disable": "users:write",
+    "POST /api/users/{key}/actions/reset-traffic": "users:write",
+    "POST /api/users/{key}/actions/revoke": "users:write",
+    "POST /api/users/{key}/actions/extend": "users:write",
+    "GET /api/users/{key}/subscription-request-history": "user-subscription-request-history:read",
+    "GET /api/hwid/devices": "hwid-user-devices:read",
+    "POST /api/hwid/devices": "hwid-user-devices:write",
+    "POST /api/hwid/devices/delete": "hwid-user-devices:write",
+    "POST /api/hwid/devices/delete-all": "hwid-user-devices:write",
+    "GET /api/hwid/devices/{user_key}": "hwid-user-devices:read",
+}
 MALFORMED_BODY = b'{"response": {"uuid": "0b8f7d62-3c1a'
 
 _MISSING: Any = object()
@@ -299,7 +326,9 @@ class EmuUser:
     expire_at: datetime
     created_at: datetime
     updated_at: datetime
-    disabled: bool = False
+    # Stored, as on the real panel: only its status job (every STATUS_JOB_SECONDS) turns ACTIVE users EXPIRED or
+    # LIMITED; updates and actions change it by the rules in `RemnawaveEmulator._update_user`.
+    status: str = "ACTIVE"
     traffic_limit_bytes: int = 0
     traffic_limit_strategy: str = "NO_RESET"
     telegram_id: int | None = None
@@ -321,6 +350,15 @@ class EmuUser:
     first_connected_at: datetime | None = None
     devices: dict[str, EmuDevice] = field(default_factory=dict)
     sub_history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=24))
+
+    @property
+    def disabled(self) -> bool:
+        return self.status == "DISABLED"
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        """What the dashboard's disable/enable buttons do."""
+        self.status = "DISABLED" if value else "ACTIVE"
 
 
 @dataclass
@@ -414,6 +452,10 @@ class RemnawaveEmulator:
         short_uuid_length: int = 16,
         panel_version: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        scopes: list[str] | None = None,
+        required_headers: dict[str, str] | None = None,
+        required_cookies: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> None:
         if version not in ("2", "3"):
             raise ValueError(f"unsupported Remnawave API generation {version!r}")
@@ -422,11 +464,21 @@ class RemnawaveEmulator:
         self.admin_token = admin_token
         self.require_proxy_headers = require_proxy_headers
         self.sub_public_domain = sub_public_domain
+        self.sub_scheme = "https"  # tests serving the links themselves point both at the emulator (self_served)
         self.hwid_enabled = hwid_enabled
         self.hwid_fallback_limit = hwid_fallback_limit
         self.short_uuid_length = short_uuid_length
         self.panel_version = panel_version or ("2.8.1" if version == "2" else "3.3.2")
         self.clock = clock or (lambda: datetime.now(UTC))
+        # The API token's scopes (2.8+); None: every route ("*"). `required_headers`/`required_cookies`: a proxy in
+        # front (Caddy's security bundle wants X-Api-Key) refusing requests without them.
+        self.scopes = None if scopes is None else set(scopes)
+        self.required_headers = {name.lower(): value for name, value in (required_headers or {}).items()}
+        self.required_cookies = dict(required_cookies or {})
+        # Sent with every public subscription: 2.8 adds `routing` (Happ) and `subscription-refill-date`; 3.x
+        # admins define any response headers of their own in the subscription settings.
+        self.response_headers = dict(response_headers or {})
+        self._status_job_at = self.clock()
 
         self.users: dict[int, EmuUser] = {}  # insertion order == creation order, so newest-first is reversed()
         self.by_uuid: dict[str, int] = {}
@@ -452,6 +504,11 @@ class RemnawaveEmulator:
     def key_name(self) -> str:
         """The user key of this generation: `uuid` (2.x) or `id` (3.x)."""
         return "uuid" if self.version == "2" else "id"
+
+    def self_served(self, base_url: str) -> None:
+        """Subscription URLs on the emulator's own address (`/api/sub/…`), so a client can fetch them."""
+        self.sub_scheme, _, host = base_url.partition("://")
+        self.sub_public_domain = f"{host}/api/sub"
 
     def count(self, method: str, template: str) -> int:
         """Requests that arrived for a route template, e.g. count("POST", "/api/users")."""
@@ -546,13 +603,27 @@ class RemnawaveEmulator:
     # ----- users ------------------------------------------------------------------------------------------------
 
     def status_of(self, user: EmuUser) -> str:
-        if user.disabled:
-            return "DISABLED"
-        if user.expire_at <= self.clock():
-            return "EXPIRED"
-        if user.traffic_limit_bytes and user.used_traffic_bytes >= user.traffic_limit_bytes:
-            return "LIMITED"
-        return "ACTIVE"
+        return user.status
+
+    def review(self) -> list[str]:
+        """The backend's status job: ACTIVE (or LIMITED) users past their expiry become EXPIRED, ACTIVE users at
+        their traffic limit LIMITED. Nothing else changes a status by itself."""
+        now = self.clock()
+        self._status_job_at = now
+        changed = []
+        for user in self.users.values():
+            before = user.status
+            if user.status in ("ACTIVE", "LIMITED") and user.expire_at <= now:
+                user.status = "EXPIRED"
+            elif (
+                user.status == "ACTIVE"
+                and user.traffic_limit_bytes
+                and (user.used_traffic_bytes >= user.traffic_limit_bytes)
+            ):
+                user.status = "LIMITED"
+            if user.status != before:
+                changed.append(user.username)
+        return changed
 
     def _new_short_uuid(self) -> str:
         while (short := nanoid(self.short_uuid_length)) in self.by_short_uuid:
@@ -610,7 +681,7 @@ class RemnawaveEmulator:
             lastTrafficResetAt=js_iso(user.last_traffic_reset_at),
             createdAt=js_iso(user.created_at),
             updatedAt=js_iso(user.updated_at),
-            subscriptionUrl=f"https://{self.sub_public_domain}/{user.short_uuid}",
+            subscriptionUrl=f"{self.sub_scheme}://{self.sub_public_domain}/{user.short_uuid}",
             activeInternalSquads=[
                 {"uuid": squad, "name": self.squads[squad]["name"]} for squad in user.squads if squad in self.squads
             ],
@@ -675,6 +746,8 @@ class RemnawaveEmulator:
             return
         key = f"{scope['method']} {self._route_template(scope)}"
         self.requests[key] += 1
+        if (self.clock() - self._status_job_at).total_seconds() >= STATUS_JOB_SECONDS:
+            self.review()  # the job runs every 30 s whether anyone asks or not; applying it here is equivalent
         delay, failure = self.faults.take(scope["path"])
         if delay:
             await asyncio.sleep(delay)
@@ -683,6 +756,10 @@ class RemnawaveEmulator:
         if self.require_proxy_headers and not self._has_proxy_headers(scope):
             self.proxy_rejections += 1
             await self._destroy_socket(send)
+            return
+        if not self._passes_front_proxy(scope):
+            self.proxy_rejections += 1
+            await _send_raw(send, 401, b"Unauthorized", "text/plain; charset=utf-8")
             return
         if failure is not None:  # after_handling: let the API change state, then lose its answer
             await self.api(scope, receive, self._swallow)
@@ -710,6 +787,16 @@ class RemnawaveEmulator:
             if match == Match.FULL:
                 return getattr(route, "path", scope["path"])
         return scope["path"]
+
+    def _passes_front_proxy(self, scope: dict[str, Any]) -> bool:
+        """Caddy's security bundle or a cookie gate in front of the panel: both guard every route."""
+        headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
+        if any(headers.get(name) != value for name, value in self.required_headers.items()):
+            return False
+        cookies = dict(
+            part.strip().split("=", 1) for part in headers.get("cookie", "").split(";") if "=" in part.strip()
+        )
+        return all(cookies.get(name) == value for name, value in self.required_cookies.items())
 
     @staticmethod
     def _has_proxy_headers(scope: dict[str, Any]) -> bool:
@@ -835,12 +922,22 @@ class RemnawaveEmulator:
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized()
         if secrets.compare_digest(presented, self.token):
+            self._require_scope(request)
             return
         if self.admin_token and secrets.compare_digest(presented, self.admin_token):
             if request.headers.get("x-remnawave-client-type") == "browser":
                 return
             raise ApiError(403, "A068", "For API requests you must create own API-token in the admin dashboard.")
         raise Unauthorized()
+
+    def _require_scope(self, request: Request) -> None:
+        if self.scopes is None or "*" in self.scopes:
+            return
+        template = self._route_template(request.scope).replace("{" + self.key_name + "}", "{key}")
+        needed = ROUTE_SCOPES.get(f"{request.method} {template}")
+        if needed is None or needed in self.scopes or f"{needed.split(':')[0]}:*" in self.scopes:
+            return
+        raise NestHttpError(403, "Forbidden resource", "Forbidden")  # the scope guard's Nest default
 
     @staticmethod
     async def _json_body(request: Request) -> Any:
@@ -956,7 +1053,7 @@ class RemnawaveEmulator:
             squads = self._check_squads(squads, ApiError(500, "A018", "Failed to create user"))
         fields = _present(
             {
-                "disabled": status == "DISABLED" if status is not _MISSING else _MISSING,
+                "status": status,
                 "short_uuid": short_uuid,
                 "trojan_password": trojan,
                 "ss_password": ss,
@@ -1014,6 +1111,10 @@ class RemnawaveEmulator:
         if limit is not _MISSING:
             user.traffic_limit_bytes = limit
             user.last_triggered_threshold = 0
+            if user.status == "LIMITED" and (limit == 0 or limit > user.used_traffic_bytes):
+                user.status = "ACTIVE"
+        if expire_at is not _MISSING and user.status == "EXPIRED" and expire_at > self.clock():
+            user.status = "ACTIVE"
         for attr, value in (
             ("traffic_limit_strategy", strategy),
             ("expire_at", expire_at),
@@ -1026,8 +1127,11 @@ class RemnawaveEmulator:
         ):
             if value is not _MISSING:
                 setattr(user, attr, value)
-        if status is not _MISSING:
-            user.disabled = status == "DISABLED"
+        # users.service updateUser: DISABLED applies to an ACTIVE user only; ACTIVE lifts a DISABLED one.
+        if status == "DISABLED" and user.status == "ACTIVE":
+            user.status = "DISABLED"
+        elif status == "ACTIVE" and user.status == "DISABLED":
+            user.status = "ACTIVE"
         user.updated_at = self.clock()
         return self._ok(self.render_user(user))
 
@@ -1087,6 +1191,8 @@ class RemnawaveEmulator:
         user.used_traffic_bytes = 0
         user.last_triggered_threshold = 0
         user.last_traffic_reset_at = user.updated_at = self.clock()
+        if user.status == "LIMITED":
+            user.status = "ACTIVE"
         return self._ok(self.render_user(user))
 
     async def _revoke(self, request: Request) -> JSONResponse:
@@ -1121,6 +1227,8 @@ class RemnawaveEmulator:
         reader.check()
         user.expire_at = max(user.expire_at, self.clock()) + timedelta(days=days)
         user.updated_at = self.clock()
+        if user.status == "EXPIRED":
+            user.status = "ACTIVE"
         return self._ok(self.render_user(user))
 
     async def _sub_history(self, request: Request) -> JSONResponse:
@@ -1275,6 +1383,7 @@ class RemnawaveEmulator:
             "profile-title": "base64:" + base64.b64encode(user.username.encode()).decode(),
             "profile-update-interval": "12",
             "content-disposition": f"attachment; filename={user.username}",
+            **self.response_headers,
             **hwid_headers,
         }
         body = base64.b64encode("\n".join(links).encode())
@@ -1304,7 +1413,7 @@ class RemnawaveEmulator:
                 },
                 "links": self.links_of(user),
                 "ssConfLinks": {},
-                "subscriptionUrl": f"https://{self.sub_public_domain}/{user.short_uuid}",
+                "subscriptionUrl": f"{self.sub_scheme}://{self.sub_public_domain}/{user.short_uuid}",
             }
         )
 

@@ -77,13 +77,15 @@ async def open_marzban(
     inbounds: dict[str, list[str]] | None = None,
     flow: str = "",
     xray_inbounds: dict[str, list[dict[str, Any]]] | None = None,
+    api_token: bool = False,
     **emulator_options: Any,
 ) -> AsyncIterator[tuple[MarzbanPanel, MarzbanState, str]]:
     """Yield (panel, emulator state, base URL) for a fresh emulator of `version` ("0.7" or "0.8").
 
     `password`, `timeout`, `attempts`, `inbounds` and `flow` shape the adapter (a wrong password, a short
-    timeout, its configured inbound tags); `xray_inbounds` is the panel's own inbound list and the other
-    `emulator_options` go to MarzbanEmulator (e.g. env_sudo=False, admins=...)."""
+    timeout, its configured inbound tags); `api_token` gives it a token the panel issued (MARZBAN_API_TOKEN) and
+    no login; `xray_inbounds` is the panel's own inbound list and the other `emulator_options` go to
+    MarzbanEmulator (e.g. env_sudo=False, admins=...)."""
     emulator = MarzbanEmulator(version, inbounds=xray_inbounds, **emulator_options)
     with serve_emulator(emulator) as base_url:
         emulator.state.sub_url_prefix = base_url  # absolute subscription URLs, as a configured panel gives
@@ -95,7 +97,11 @@ async def open_marzban(
             breaker=CircuitBreaker(),  # per panel, so one test's failures never open another's circuit
             transport=loopback_transport(),
         )
-        panel = MarzbanPanel(base_url, ADMIN_USERNAME, password, inbounds=inbounds, flow=flow, http=http)
+        if api_token:
+            token = emulator.state.issue_token(next(iter(emulator.state.admins.values())))
+            panel = MarzbanPanel(base_url, "", "", token=token, inbounds=inbounds, flow=flow, http=http)
+        else:
+            panel = MarzbanPanel(base_url, ADMIN_USERNAME, password, inbounds=inbounds, flow=flow, http=http)
         try:
             yield panel, emulator.state, base_url
         finally:

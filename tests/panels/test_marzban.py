@@ -10,8 +10,11 @@ from typing import Literal
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import load_settings
 from app.kit.http import CircuitBreaker, HttpClient
+from app.models import PanelKind
 from app.panels.base import (
     AccountChanges,
     AccountExists,
@@ -23,6 +26,7 @@ from app.panels.base import (
     PanelUnavailable,
 )
 from app.panels.marzban import MarzbanPanel
+from app.panels.registry import PanelRegistry, bootstrap_servers
 from tests.emulators.marzban import Admin, MarzbanState, User
 from tests.panels.marzban_fixture import ADMIN_PASSWORD, ADMIN_USERNAME, loopback_transport, open_marzban
 
@@ -818,3 +822,34 @@ async def test_emulator_pages_50k_users_in_o_page() -> None:
     assert page["total"] == 50_000
     assert [u["username"] for u in page["users"]] == [f"bench_{index}" for index in range(49_900, 50_000)]
     assert elapsed < 0.5  # ~0.01 s measured; rendering all 50k users before slicing takes about a second
+
+
+# --- MARZBAN_API_TOKEN ----------------------------------------------------------------------------------------------
+
+
+async def test_a_ready_made_api_token_works_without_a_login(version: str) -> None:
+    async with open_marzban(version, api_token=True) as (panel, state, _):
+        created = await panel.create_account(spec())
+        assert (await panel.get_account(created.ref)).username == "tg_1001"
+        assert state.requests[LOGIN] == 0
+
+        state.expire_tokens()  # revoked by a password change, or past its lifetime
+        with pytest.raises(PanelAuthError, match="API token was rejected and no admin login is configured"):
+            await panel.get_account(created.ref)
+        assert state.requests[LOGIN] == 0
+
+
+async def test_the_api_token_from_the_environment_reaches_the_panel(db: AsyncSession, version: str) -> None:
+    async with open_marzban(version) as (_, state, base_url):
+        token = state.issue_token(next(iter(state.admins.values())))
+        settings = load_settings(marzban_api_url=base_url, marzban_api_token=token, demo_mode=True)
+        [server] = [s for s in await bootstrap_servers(db, settings) if s.panel_kind == PanelKind.MARZBAN]
+        registry = PanelRegistry(async_sessionmaker(db.bind), settings)
+        try:
+            panel = registry.for_server(server)
+            assert isinstance(panel, MarzbanPanel)
+            await panel.create_account(spec("from_env"))
+        finally:
+            await registry.aclose()
+        assert stored(state, "from_env").username == "from_env"
+        assert state.requests[LOGIN] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from app.models import PanelKind, VpnAccount
 from app.panels.mirror_api import RATE_LIMIT
 from tests.conftest import make_settings
 from tests.emulators.harness import free_port, serve
+from tests.emulators.remnawave import RemnawaveEmulator
 from tests.factories import add_account, add_server, add_subscriber
 
 CLIENT_HEADERS = {
@@ -64,7 +66,11 @@ class Upstream:
                     "announce": "base64:SGVsbG8=",
                     "x-hwid-active": "true",
                     "x-hwid-limit": "3",
-                    "x-panel-internal": "must not leak",
+                    "routing": "happ://routing/onadd/eyJOYW1lIjoicnUifQ",  # Remnawave 2.8, for Happ
+                    "subscription-refill-date": "1795335112",
+                    "x-shop-brand": "admin-defined, 3.x",  # Remnawave 3.x custom response headers
+                    "x-dropped-by-connection": "hop-by-hop",
+                    "connection": "x-dropped-by-connection",
                     "set-cookie": "panel_session=secret",
                 },
             )
@@ -121,7 +127,10 @@ async def test_relays_the_panel_answer_with_its_subscription_headers(
     assert (headers["x-hwid-active"], headers["x-hwid-limit"]) == ("true", "3")
     # The panel's own page is on its (possibly blocked) domain: clients are pointed at us instead.
     assert headers["profile-web-page-url"] == "http://127.0.0.1:8000/sub/tok-relay"
-    assert "x-panel-internal" not in headers and "set-cookie" not in headers
+    assert headers["routing"] == "happ://routing/onadd/eyJOYW1lIjoicnUifQ"
+    assert headers["subscription-refill-date"] == "1795335112"
+    assert headers["x-shop-brand"] == "admin-defined, 3.x"
+    assert "set-cookie" not in headers and "x-dropped-by-connection" not in headers
     assert headers["cache-control"] == "no-store"
 
     [seen] = upstream.hits
@@ -285,3 +294,29 @@ async def test_a_redis_outage_does_not_take_the_links_down(
             response = await http.get("/sub/tok-no-redis", headers=CLIENT_HEADERS)
     assert response.status_code == 200
     assert len(upstream.hits) == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "panel_headers"),
+    [
+        ("2", {"routing": "happ://routing/onadd/e30", "subscription-refill-date": "1795335112"}),
+        ("3", {"x-brand-banner": "Spring sale", "subscription-refill-date": "1795335112"}),
+    ],
+)
+async def test_the_remnawave_panels_own_headers_reach_the_client(
+    client: httpx.AsyncClient, db: AsyncSession, version: str, panel_headers: dict[str, str]
+) -> None:
+    """2.8 sends `routing` (Happ) and `subscription-refill-date`; 3.x admins add response headers of any name."""
+    emulator = RemnawaveEmulator(version, response_headers=panel_headers)  # type: ignore[arg-type]
+    with serve(emulator) as base_url:
+        emulator.self_served(base_url)
+        user = emulator._insert_user("tg_1", expire_at=emulator.clock() + timedelta(days=30))
+        user.squads = [emulator.default_squad_uuid]
+        await add_mirrored_account(db, f"tok-rw{version}", emulator.render_user(user)["subscriptionUrl"])
+        reset_breakers()
+
+        response = await client.get(f"/sub/tok-rw{version}", headers=CLIENT_HEADERS)
+
+    assert response.status_code == 200, response.text
+    assert {name: response.headers.get(name) for name in panel_headers} == panel_headers
+    assert base64.b64decode(response.content).decode().startswith("vless://")

@@ -186,6 +186,7 @@ async def test_reset_traffic_zeroes_usage_and_lifts_the_limit(env: Env) -> None:
     panel, emulator, _ = env
     created = await panel.create_account(spec(traffic_limit_bytes=1000))
     emulator.add_traffic("tg_1001", 1500)
+    emulator.review()  # the panel's 30-s status job
     limited = await panel.get_account(created.ref)
     assert (limited.status, limited.used_traffic_bytes, limited.lifetime_traffic_bytes) == ("limited", 1500, 1500)
     assert limited.online_at is not None
@@ -231,14 +232,37 @@ async def test_iter_accounts_on_an_empty_panel_yields_nothing(env: Env) -> None:
 # ----- squads -----------------------------------------------------------------------------------------------------
 
 
-async def test_new_accounts_get_every_internal_squad_when_none_configured(env: Env) -> None:
+async def test_new_accounts_never_get_every_squad_when_none_is_chosen(env: Env) -> None:
+    """Premium, test and admin squads live beside the customers' one: with several and none chosen, the create
+    fails with an error that says what to configure, and nothing is created."""
     panel, emulator, _ = env
-    extra = emulator.add_squad("Extra-Squad")
+    emulator.add_squad("Premium")
+    with pytest.raises(PanelError, match=r"2 internal squads \(Default-Squad, Premium\) and none is chosen"):
+        await panel.create_account(spec("tg_a"))
+    assert emulator.users == {}
+
+
+async def test_the_panels_only_squad_is_used_when_none_is_chosen(env: Env) -> None:
+    panel, emulator, _ = env
     await panel.create_account(spec("tg_a"))
     await panel.create_account(spec("tg_b"))
-    assert emulator.user("tg_a").squads == [emulator.default_squad_uuid, extra]
-    assert emulator.user("tg_b").squads == [emulator.default_squad_uuid, extra]
+    assert emulator.user("tg_a").squads == [emulator.default_squad_uuid]
+    assert emulator.user("tg_b").squads == [emulator.default_squad_uuid]
     assert emulator.count("GET", "/api/internal-squads") == 1  # cached
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_the_plans_squads_by_name_win_over_the_servers(version: str) -> None:
+    async with open_remnawave(version) as (_, emulator, base_url):
+        premium = emulator.add_squad("Premium")
+        async with connect_panel(base_url, emulator.token, squad_uuids=[emulator.default_squad_uuid]) as panel:
+            await panel.create_account(spec("tg_plan", squads=["Premium"]))
+            await panel.create_account(spec("tg_default"))
+            with pytest.raises(PanelError, match="no internal squad Gold"):
+                await panel.create_account(spec("tg_typo", squads=["Gold"]))
+        assert emulator.user("tg_plan").squads == [premium]
+        assert emulator.user("tg_default").squads == [emulator.default_squad_uuid]
+        assert "tg_typo" not in emulator.by_username
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -542,3 +566,88 @@ async def test_emulator_speaks_the_documented_shapes(env: Env) -> None:
         assert deleted.status_code == (200 if emulator.version == "2" else 204)
         missing = await client.get(f"/api/users/{key}")
         assert (missing.status_code, missing.json()["errorCode"]) == (404, "A063")
+
+
+# ----- the panel as it really behaves (issue 11) ------------------------------------------------------------------
+
+
+async def test_the_panel_disables_only_active_users_and_marks_expiry_itself(env: Env) -> None:
+    """users.service updateUser: DISABLED applies to an ACTIVE user only, and the 30-s job marks EXPIRED."""
+    panel, emulator, _ = env
+    created = await panel.create_account(spec(expire_at=in_days(1)))
+    emulator.user("tg_1001").expire_at = in_days(-1)
+    assert (await panel.get_account(created.ref)).status == "active"  # until the job runs
+    emulator.review()
+    assert (await panel.get_account(created.ref)).status == "expired"
+
+    answer = await panel.modify_account(created.ref, AccountChanges(enabled=False))
+
+    assert answer.status == "expired"  # the PATCH is accepted and changes nothing
+    assert emulator.user("tg_1001").status == "EXPIRED"
+
+
+async def test_subscription_history_forbidden_by_the_token_scope_does_not_fail_the_read() -> None:
+    scopes = ["users:*", "system:read", "nodes:read", "internal-squads:read", "hwid-user-devices:*"]
+    async with open_remnawave("3", scopes=scopes) as (panel, emulator, _):
+        created = await panel.create_account(spec())
+        account = await panel.get_account(created.ref)
+        assert (account.username, account.status) == ("tg_1001", "active")
+        assert account.sub_updated_at is None
+        route = key_route(emulator, "/subscription-request-history")
+        assert emulator.requests[f"GET {route}"] == 1 and emulator.served[f"GET {route}"] == 0  # refused, 403
+
+
+async def test_a_missing_scope_elsewhere_is_still_an_auth_error() -> None:
+    async with open_remnawave("3", scopes=["users:read"]) as (panel, emulator, _):
+        with pytest.raises(PanelAuthError, match="403"):
+            await panel.create_account(spec())
+        assert emulator.users == {}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_extra_headers_and_cookies_reach_a_panel_behind_a_guarding_proxy(version: str) -> None:
+    guard = {"required_headers": {"X-Api-Key": "caddy-secret"}, "required_cookies": {"gate": "open sesame"}}
+    async with open_remnawave(version, **guard) as (bare, emulator, base_url):
+        with pytest.raises(PanelError):
+            await bare.create_account(spec("tg_bare"))
+        http = HttpClient(base_url, service="remnawave", retry=RetryPolicy(attempts=1), breaker=CircuitBreaker())
+        panel = RemnawavePanel(
+            base_url,
+            emulator.token,
+            api_version=version,  # type: ignore[arg-type]
+            extra_headers={"X-Api-Key": "caddy-secret"},
+            cookies={"gate": "open sesame"},
+            http=http,
+        )
+        try:
+            created = await panel.create_account(spec("tg_guarded"))
+            assert (await panel.get_account(created.ref)).username == "tg_guarded"
+        finally:
+            await http.aclose()
+        assert list(emulator.by_username) == ["tg_guarded"]
+
+
+async def test_traffic_strategy_and_note_are_written_and_read_back(env: Env) -> None:
+    panel, emulator, _ = env
+    created = await panel.create_account(spec(traffic_strategy="month", note="vpnshop-owner:abc order 42"))
+    assert emulator.user("tg_1001").traffic_limit_strategy == "MONTH"
+    assert (created.traffic_strategy, created.note, created.telegram_id) == (
+        "month",
+        "vpnshop-owner:abc order 42",
+        1001,
+    )
+    changed = await panel.modify_account(created.ref, AccountChanges(traffic_strategy="no_reset", note="x"))
+    assert (changed.traffic_strategy, changed.note) == ("no_reset", "x")
+    assert emulator.user("tg_1001").description == "x"
+
+
+async def test_subscription_links_read_what_a_client_gets_without_registering_a_device(hwid_env: Env) -> None:
+    panel, emulator, base_url = hwid_env
+    emulator.self_served(base_url)
+    created = await panel.create_account(spec(device_limit=1))
+    links = await panel.subscription_links(created.subscription_url)
+    assert links == emulator.links_of(emulator.user("tg_1001")) and links
+    assert emulator.user("tg_1001").devices == {} and not emulator.user("tg_1001").sub_history
+    revoked = await panel.revoke_subscription(created.ref)
+    assert await panel.subscription_links(created.subscription_url) is None
+    assert await panel.subscription_links(revoked.subscription_url) == emulator.links_of(emulator.user("tg_1001"))

@@ -12,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
-from app.models import AuditLog, Node, PanelKind, Server, VpnAccount
+from app.models import AuditLog, Node, OutboxMessage, PanelKind, Server, VpnAccount
+from app.notifications.service import STAFF_TOPIC
+from app.provisioning.service import DELETED_ON_PANEL
 from tests.factories import add_account, add_server, add_subscriber
 
 SECRET = "Wh5ecretWh5ecretWh5ecretWh5ecret42"  # Remnawave: ≥32 chars of [a-zA-Z0-9]
@@ -369,7 +371,7 @@ async def test_marzban_bad_item_refuses_the_whole_batch(client: httpx.AsyncClien
 
 
 async def test_marzban_unknown_actions_are_ignored(client: httpx.AsyncClient, env: Env) -> None:
-    response = await post_marzban(client, env.marzban, [marzban_item("user_deleted")], MARZBAN_SECRET)
+    response = await post_marzban(client, env.marzban, [marzban_item("reached_usage_percent")], MARZBAN_SECRET)
     assert response.status_code == 200
     assert response.json() == {"received": 1, "changed": 0, "ignored": True}
 
@@ -390,3 +392,50 @@ async def test_unknown_unconfigured_and_demo_servers_are_404(
         )
         assert response.status_code == 404, (server_id, response.text)
     assert await db.scalar(select(func.count()).select_from(AuditLog)) == 0
+
+
+# --- deleted on the panel by hand -------------------------------------------------------------------------------
+
+
+async def staff_alerts(db: AsyncSession) -> list[dict[str, Any]]:
+    await fresh(db)
+    rows = await db.scalars(select(OutboxMessage).where(OutboxMessage.topic == STAFF_TOPIC))
+    return [row.payload for row in rows]
+
+
+async def test_remnawave_user_deleted_marks_the_account_and_tells_staff(
+    client: httpx.AsyncClient, db: AsyncSession, env: Env
+) -> None:
+    account_id = env.account.id
+    body = remnawave_body("user.deleted", user_data())
+    assert (await send_signed(client, env.remnawave, body)).json() == {"received": 1, "changed": 1, "ignored": False}
+    again = remnawave_body("user.deleted", user_data(), at=utcnow() + timedelta(seconds=1))
+    assert (await send_signed(client, env.remnawave, again)).json()["changed"] == 0
+
+    account = await reload(db, env.account)
+    assert (account.status, account.panel_id) == (DELETED_ON_PANEL, None)
+    user_id = account.user_id
+    [alert] = await staff_alerts(db)
+    assert alert["kind"] == "panel_account_deleted"
+    assert alert["data"] == {"server": "rw", "name": USERNAME, "account": account_id, "user": user_id}
+    [row] = await audit_rows(db)
+    assert (row.action, row.after) == ("panel.user.deleted", {"status": DELETED_ON_PANEL})
+
+
+async def test_marzban_user_deleted_marks_the_account(client: httpx.AsyncClient, db: AsyncSession, env: Env) -> None:
+    item = {"action": "user_deleted", "username": USERNAME, "by": {"username": "admin"}}
+    assert (await post_marzban(client, env.marzban, [item], MARZBAN_SECRET)).json()["changed"] == 1
+    assert (await reload(db, env.marzban_account)).status == DELETED_ON_PANEL
+    assert (await reload(db, env.account)).status == "active"  # same name, other server
+
+
+async def test_a_deleted_same_name_account_that_is_not_ours_is_ignored(
+    client: httpx.AsyncClient, db: AsyncSession, env: Env
+) -> None:
+    ours = "0b8f7d62-3c1a-4e51-9d7b-2f5a8c1e3a6f"
+    await db.execute(update(VpnAccount).where(VpnAccount.id == env.account.id).values(panel_id=ours))
+    await db.commit()
+    body = remnawave_body("user.deleted", user_data())  # another uuid under our name
+    assert (await send_signed(client, env.remnawave, body)).json() == {"received": 1, "changed": 0, "ignored": True}
+    assert (await reload(db, env.account)).status == "active"
+    assert await staff_alerts(db) == []

@@ -37,6 +37,7 @@ from app.models import (
     ReferralRewardKind,
     Subscription,
     User,
+    VpnAccount,
 )
 from app.outbox.service import dispatch
 from app.payments.orders import CheckoutRequest, start_checkout
@@ -229,7 +230,7 @@ async def test_a_process_killed_between_payment_and_provisioning_extends_once_af
     ctx = {"resources": resources_of(app), "settings": settings}
     await dispatch(ctx)
     await dispatch(ctx)
-    username = f"vs{subscription.id:06d}"
+    username = await scalar(app, select(VpnAccount.panel_username).where(VpnAccount.subscription_id == subscription.id))
     async with resources_of(app).sessionmaker() as session:
         rows = (await session.scalars(select(DemoPanelAccount).where(DemoPanelAccount.username == username))).all()
     assert len(rows) == 1

@@ -140,6 +140,14 @@ class PanelEnv:
         """(traffic limit in bytes, device limit); None is unlimited, or a limit the panel cannot hold."""
         raise NotImplementedError
 
+    def note_of(self, username: str) -> str | None:
+        """Where we write our ownership mark: Marzban `note`, Remnawave `description`."""
+        raise NotImplementedError
+
+    def traffic_of(self, username: str) -> tuple[int, str]:
+        """(used traffic in bytes, reset strategy in our terms: "no_reset" | "month")."""
+        raise NotImplementedError
+
     def panel_id_of(self, username: str) -> str:
         raise NotImplementedError
 
@@ -229,6 +237,13 @@ class MarzbanEnv(PanelEnv):
     def panel_id_of(self, username: str) -> str:
         return username  # Marzban has no other id
 
+    def note_of(self, username: str) -> str | None:
+        return self.state.users.get(username).note
+
+    def traffic_of(self, username: str) -> tuple[int, str]:
+        user = self.state.users.get(username)
+        return user.used_traffic, user.data_limit_reset_strategy
+
     def creates(self) -> int:
         return self.state.handled[self.CREATE]
 
@@ -291,6 +306,9 @@ class RemnawaveEnv(PanelEnv):
     def _set_down(self, down: bool) -> None:
         self.emulator.faults.down = down  # a dead host: every connection is cut without an answer
 
+    def review(self) -> None:
+        self.emulator.review()
+
     def user(self, username: str) -> Any:
         user_id = self.emulator.by_username.get(username)
         return None if user_id is None else self.emulator.users[user_id]
@@ -306,7 +324,15 @@ class RemnawaveEnv(PanelEnv):
         return user.traffic_limit_bytes or None, user.hwid_device_limit or None
 
     def panel_id_of(self, username: str) -> str:
-        return str(self.user(username).id)  # a 3.x panel: numeric ids
+        user = self.user(username)
+        return user.uuid if self.emulator.version == "2" else str(user.id)
+
+    def note_of(self, username: str) -> str | None:
+        return self.user(username).description
+
+    def traffic_of(self, username: str) -> tuple[int, str]:
+        user = self.user(username)
+        return user.used_traffic_bytes, user.traffic_limit_strategy.lower()
 
     def creates(self) -> int:
         return self.emulator.served["POST /api/users"]
@@ -382,6 +408,7 @@ class EnvFactory:
             remnawave = RemnawaveEmulator(version or "3", clock=self.clock)  # type: ignore[arg-type]
             tap = Tap(remnawave, lambda scope: f"{scope['method']} {remnawave._route_template(scope)}")
             env = RemnawaveEnv(remnawave, tap, self.stack.enter_context(serve_emulator(tap)))  # type: ignore[arg-type]
+            remnawave.self_served(env.base_url)  # subscription links a client (or autodiagnostics) can fetch
         else:
             raise ValueError(name)
         self.opened.append(env)

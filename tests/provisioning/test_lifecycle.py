@@ -11,7 +11,8 @@ import pytest
 
 from app.kit.clock import utcnow
 from app.models import OutboxStatus
-from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, panel_username
+from app.panels.ownership import installation_prefix
+from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, device_limits_enforced, panel_username
 from tests.provisioning.conftest import EnvFactory, PanelEnv, Shop, outcome, subscription_url, unix
 
 GIB = 2**30
@@ -33,7 +34,9 @@ async def test_ensure_account_creates_exactly_one_panel_account(shop: Shop, pane
 
     # Nothing has reached the panel yet: the account is recorded and the creation queued with it.
     assert (account.status, account.panel_id, account.server_id) == ("pending", None, server.id)
-    assert account.panel_username == panel_username(subscription.id)
+    async with shop.sessionmaker() as session:
+        prefix = await installation_prefix(session)
+    assert account.panel_username == panel_username(prefix, subscription.id)
     assert not panel_env.has(account.panel_username)
     [message] = await shop.pending()
     assert (message.topic, message.payload) == (SYNC_TOPIC, {"account_id": account.id})
@@ -168,7 +171,7 @@ async def test_limits_and_extensions_reach_the_panel(shop: Shop, panel_env: Pane
     assert panel_env.creates() == 1
 
 
-async def test_expired_subscription_disables_and_payment_revives_the_same_account(
+async def test_expired_subscription_stays_off_and_payment_revives_the_same_account(
     shop: Shop, panel_env: PanelEnv
 ) -> None:
     await shop.add_server(panel_env, "nl-1")
@@ -181,10 +184,14 @@ async def test_expired_subscription_disables_and_payment_revives_the_same_accoun
     shop.travel(days=31)  # past the end date, on both sides
     panel_env.review()
     await shop.end(subscription_id)
+    writes = len(panel_env.writes())
     assert await shop.dispatch() == outcome(done=1)
 
-    assert panel_env.status_of(username) == "disabled"
-    assert (await shop.account(account_id)).status == "disabled"
+    # The panel's own job marked it expired, which is off already: converged without a write (Remnawave would
+    # refuse to disable a user that is not ACTIVE, and a re-sent PATCH would never converge).
+    assert panel_env.status_of(username) == "expired"
+    assert len(panel_env.writes()) == writes
+    assert (await shop.account(account_id)).status == "expired"
 
     paid_until = utcnow() + timedelta(days=30)
     await shop.extend(subscription_id, paid_until)
@@ -324,3 +331,20 @@ async def test_delete_account_removes_it_from_the_panel_and_from_us(shop: Shop, 
     assert await shop.dispatch() == outcome(done=1)
     assert not env.has(username)
     assert env.deletes() == 2  # the 500 after deleting, then the retry's 404
+
+
+async def test_a_device_limit_is_kept_only_where_the_panel_enforces_it(shop: Shop, open_env: EnvFactory) -> None:
+    """Marzban cannot limit devices: its accounts carry no limit (so /api/me and the pages promise none) and a
+    user there is sold none; on Remnawave the plan's limit holds."""
+    await shop.add_server(open_env("marzban"), "mz", location="de")
+    await shop.add_server(open_env("remnawave"), "rw", location="nl")
+    on_marzban = await shop.ensure((await shop.add_subscription(1001)).id, location="de", device_limit=3)
+    on_remnawave = await shop.ensure((await shop.add_subscription(1002)).id, location="nl", device_limit=3)
+
+    assert (on_marzban.device_limit, on_remnawave.device_limit) == (None, 3)
+    async with shop.sessionmaker() as session:
+        assert not await device_limits_enforced(session, on_marzban.user_id)
+        assert await device_limits_enforced(session, on_remnawave.user_id)
+        assert not await device_limits_enforced(session, 999)  # no account yet: it may land on Marzban
+    assert await shop.dispatch() == outcome(done=2)
+    assert open_env.opened[1].limits_of(on_remnawave.panel_username) == (None, 3)

@@ -18,6 +18,7 @@ from tests.subscriptions.steps import (
     customer,
     drain,
     expire,
+    is_off,
     messages,
     panel_account,
     renewals,
@@ -138,7 +139,7 @@ async def test_two_declined_charges_end_the_subscription_and_disable_the_account
     ]
     await drain(shop)
     _, on_panel = await panel_account(shop, subscription.id)
-    assert on_panel is not None and on_panel.status == DemoAccountStatus.DISABLED
+    assert is_off(on_panel)
 
 
 async def test_a_subscription_without_a_plan_is_not_charged(shop: Shop, freeze) -> None:
