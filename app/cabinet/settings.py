@@ -16,6 +16,7 @@ from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
 from app.kit.i18n import available_languages
+from app.kit.inbound import RowId
 from app.users import preferences
 
 router = APIRouter(prefix="/app/settings", include_in_schema=False)
@@ -77,7 +78,7 @@ async def change_marketing(
 
 @router.post("/payment-methods/{method_id}/remove", response_model=None)
 async def remove_method(
-    request: Request, method_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, method_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     await preferences.remove_payment_method(db, viewer.user, method_id, ip=client_ip(request))
     return await _done(request, viewer, db, settings)
@@ -85,7 +86,7 @@ async def remove_method(
 
 @router.post("/identities/{identity_id}/unlink", response_model=None)
 async def unlink(
-    request: Request, identity_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, identity_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     await preferences.unlink_identity(db, viewer.user, identity_id, ip=client_ip(request))
     return await _done(request, viewer, db, settings)
@@ -93,7 +94,7 @@ async def unlink(
 
 @router.post("/sessions/{session_id}/revoke", response_model=None)
 async def revoke(
-    request: Request, session_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, session_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     if not await revoke_session(db, viewer.user.id, session_id):
         raise NotFound("This session does not exist or has already ended.")
