@@ -90,8 +90,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         host=host or settings.host,
         port=port or settings.port,
         workers=workers or settings.serve_workers,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        # X-Forwarded-* only from the configured proxies: from anyone else they are the client's own words.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level=settings.log_level.lower(),
         access_log=False,
     )
