@@ -3,22 +3,15 @@ as production starts it: uvicorn applies them before the app sees the request, s
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 
 from app.auth.routes import CODE_ATTEMPTS_PER_IP, LOGIN_CSRF_COOKIE
-from tests.processes import Stack, production_stack, wait_for
+from tests.processes import Stack, free_port, production_stack, wait_for
 
 YOOKASSA_SENDER = "185.71.76.1"  # on YooKassa's published allow-list
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @asynccontextmanager
