@@ -101,8 +101,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 @main.command()
 def worker() -> None:
     """Run the ARQ worker: outbox dispatch, sync, reminders, renewals, broadcasts, backups."""
-    from arq.worker import run_worker
-
+    from app.kit.jobs import run_arq_worker
     from tasks.worker import build_worker_settings
 
     settings = _settings()
@@ -111,7 +110,7 @@ def worker() -> None:
         sys.exit(2)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     init_sentry(settings, component="worker")
-    run_worker(build_worker_settings(settings))
+    run_arq_worker(build_worker_settings(settings))
 
 
 @main.command()

@@ -25,7 +25,13 @@ from uuid import uuid4
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import default_queue_name
 from arq.cron import cron as arq_cron
+from arq.worker import create_worker
 from arq.worker import func as arq_func
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.kit.clock import ensure_utc, utcnow
 
@@ -609,7 +615,7 @@ def worker_settings(
     attributes: dict[str, Any] = {
         "functions": functions,
         "cron_jobs": cron_jobs,
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": _patient_redis_settings(redis_url),
         "queue_name": queue_name,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
@@ -620,6 +626,64 @@ def worker_settings(
         "timezone": UTC,
     }
     return type("WorkerSettings", (), attributes)
+
+
+class PatientRetry(Retry):
+    """Every Redis command of the worker is retried, with backoff up to 10 s, for as long as Redis is down (a
+    restart, a failover), with a warning now and then; so the worker waits and carries on instead of exiting.
+    After `stop()` (the worker was told to shut down) a failure is final, so shutdown never waits for Redis."""
+
+    WARN_EVERY = 10  # failures
+
+    ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+    def __init__(self) -> None:
+        super().__init__(ExponentialBackoff(cap=10, base=0.5), retries=-1, supported_errors=self.ERRORS)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PatientRetry:
+        # redis-py deep-copies the retry into its pool and every connection; they must all see `stop()`.
+        return self
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[Any]], fail: Callable[[RedisError], Any]) -> Any:
+        failures = 0
+
+        async def note(error: RedisError) -> None:
+            nonlocal failures
+            failures += 1
+            if self.stopping:
+                raise error
+            if failures % self.WARN_EVERY == 1:
+                log.warning("Redis is unreachable (%s); waiting for it (attempt %d)", error, failures)
+            await fail(error)
+
+        result = await super().call_with_retry(do, note)
+        if failures:
+            log.warning("Redis is reachable again after %d failed attempts", failures)
+        return result
+
+
+def _patient_redis_settings(redis_url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.retry = PatientRetry()
+    # The client retries only the errors also named here (else its failure handler re-raises at once).
+    settings.retry_on_error = list(PatientRetry.ERRORS)
+    # arq's own start-up retries would give up after these; PatientRetry already waits inside each command.
+    settings.conn_retries = 0
+    settings.conn_timeout = 2
+    return settings
+
+
+def run_arq_worker(settings_cls: type) -> None:
+    """Run an arq worker (built by `worker_settings`) until it is told to stop, waiting out Redis outages."""
+    worker = create_worker(settings_cls)
+    retry = worker.redis_settings.retry if worker.redis_settings else None
+    if isinstance(retry, PatientRetry):
+        worker.on_stop = lambda _signal: retry.stop()
+    worker.run()
 
 
 # --- the active runner --------------------------------------------------------------------------------------
