@@ -16,7 +16,8 @@ import asyncio
 import inspect
 import logging
 import pickle
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, overload
@@ -520,19 +521,38 @@ return 0
 """
 
 # A cron's overlap lock lives this long unless its run renews it (every third of it): a worker killed mid-run
-# blocks that cron on the other workers for at most this long, not for a whole job timeout.
-CRON_LOCK_TTL = 30.0
+# blocks that cron on the other workers for at most this long, not for a whole job timeout (the outbox
+# dispatchers' takeover after a killed worker waits for this and for the outbox lease).
+CRON_LOCK_TTL = 15.0
 
 
-async def _keep_lock(redis: ArqRedis, key: str, token: str, ttl: float) -> None:
+async def _renew_lock(redis: ArqRedis, key: str, token: str, ttl: float) -> bool:
+    return bool(await redis.eval(_RENEW_LOCK, 1, key, token, int(ttl * 1000)))
+
+
+async def keep_renewing(renew: Callable[[], Awaitable[bool]], *, every: float, what: str) -> None:
+    """Call `renew` every `every` seconds until it reports the lease lost (False) or this task is cancelled. A
+    failed renewal is logged and tried again at the next beat: the lease outlives a few missed beats."""
     while True:
-        await asyncio.sleep(ttl / 3)
+        await asyncio.sleep(every)
         try:
-            if not await redis.eval(_RENEW_LOCK, 1, key, token, int(ttl * 1000)):
-                log.warning("the lock %s was lost while its run went on", key)
+            if not await renew():
+                log.warning("%s was lost while its work went on", what)
                 return
         except Exception:
-            log.warning("could not renew the lock %s", key, exc_info=True)
+            log.warning("could not renew %s", what, exc_info=True)
+
+
+@asynccontextmanager
+async def renewed(renew: Callable[[], Awaitable[bool]], *, every: float, what: str) -> AsyncIterator[None]:
+    """Keep a lease (a lock, a claim on rows) alive while the block runs: short leases then free the work soon
+    after its process dies, however long the work itself takes."""
+    keeper = asyncio.create_task(keep_renewing(renew, every=every, what=what))
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
 def _arq_job(name: str, func: JobFunc, hook: JobEventHook | None) -> JobFunc:
@@ -557,12 +577,12 @@ def _arq_cron_job(
         if not await redis.set(key, token, nx=True, px=int(lock_ttl * 1000)):
             log.info("cron %s skipped: the previous run is still going", spec.name)
             return None
-        keeper = asyncio.create_task(_keep_lock(redis, key, token, lock_ttl))
         try:
-            return await run_observed(spec.name, lambda: spec.func(ctx, **kwargs), hook)
+            async with renewed(
+                lambda: _renew_lock(redis, key, token, lock_ttl), every=lock_ttl / 3, what=f"the lock {key}"
+            ):
+                return await run_observed(spec.name, lambda: spec.func(ctx, **kwargs), hook)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
             # Only our own lock: if it expired and another run took it, that run keeps it. A failed release
             # must not mask the job's outcome; the lock then simply expires.
             try:
