@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.auth.oidc_routes import load_providers
@@ -24,6 +24,7 @@ from app.faq.routes import router as help_router
 from app.health.routes import router as health_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
 from app.kit.templating import STATIC_DIR, Templates
+from app.kit.throttle import limit_per_ip
 from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_routes import router as demo_panel_router
 from app.panels.mirror import router as sub_mirror_router
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
+        # Every route of every router, now and later ones, is limited per client address.
+        dependencies=[Depends(limit_per_ip)],
     )
     app.state.settings = settings
     app.state.templates = Templates(auto_reload=settings.debug)

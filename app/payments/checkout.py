@@ -9,18 +9,19 @@ after. A provider that refuses or is down fails the payment and gives the promo 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.config import Settings
 from app.db import insert_for
 from app.kit.clock import utcnow
-from app.kit.errors import ServiceUnavailable, ValidationFailed
+from app.kit.errors import RateLimited, ServiceUnavailable, ValidationFailed
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
@@ -131,6 +132,7 @@ async def start_checkout(
         if existing is not None:
             return _replayed(existing, request, plan, provider, currency)
     now = utcnow()
+    await _ensure_room_for_another(session, user, settings, now)
     quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
     recurring_days = plan.duration_days if provider.supports_recurring else None
     # INSERT … ON CONFLICT on the key: parallel requests with one Idempotency-Key (a double tap, a retry while
@@ -209,6 +211,37 @@ async def start_checkout(
         payment.expires_at = checkout.expires_at
     await session.commit()
     return payment
+
+
+class TooManyOpenCheckouts(RateLimited):
+    code = "too_many_open_checkouts"
+
+
+async def _ensure_room_for_another(session: AsyncSession, user: User, settings: Settings, now: datetime) -> None:
+    """At most `max_open_checkouts` unpaid, unexpired checkouts per customer: each is a call to a provider and a
+    held promo code, so one customer must not open them by the hundred."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One customer's checkouts take turns here, so parallel ones cannot all see room for one more.
+        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    expiries = (
+        await session.scalars(
+            select(Payment.expires_at)
+            .where(
+                Payment.user_id == user.id,
+                Payment.status == PaymentStatus.PENDING,
+                or_(Payment.expires_at.is_(None), Payment.expires_at > now),
+            )
+            .order_by(Payment.expires_at)
+        )
+    ).all()
+    if len(expiries) < settings.max_open_checkouts:
+        return
+    soonest = next((moment for moment in expiries if moment is not None), None)
+    wait = math.ceil((soonest - now).total_seconds()) if soonest is not None else 60
+    raise TooManyOpenCheckouts(
+        f"You have {len(expiries)} unpaid checkouts open; finish one of them, or wait until one expires.",
+        retry_after=max(1, wait),
+    )
 
 
 def _replayed(
