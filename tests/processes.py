@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -92,13 +91,6 @@ async def production_stack(**env: str) -> AsyncIterator[Stack]:
                     running.stop()
     finally:
         await _drop_pg_database(POSTGRES_URL, name)
-
-
-def free_port() -> int:
-    """A local TCP port nothing listens on (for a server to start on, or to stand for one that is down)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_for(condition: Callable[[], object], *, within: float, what: str) -> None:

@@ -3,13 +3,13 @@ BIGINT, bodies read up to a cap, and paths that may be logged without the secret
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import Path, Request
 from starlette.types import Scope
 
 from app.kit.errors import AppError
+from app.kit.logging import redact_path
 
 # BIGINT's ceiling: a larger id can match no row, and the databases refuse it as a parameter (a 500 before).
 MAX_ROW_ID = 2**63 - 1
@@ -40,18 +40,8 @@ async def read_capped_body(request: Request, max_bytes: int = MAX_WEBHOOK_BODY_B
     return bytes(body)
 
 
-# Paths whose last segments are bearer secrets (a subscription token, a one-time sign-in link, the connect page
-# of a subscription): logs keep the route, never the secret.
-_SECRET_PATHS = re.compile(r"^/(sub|login/link|connect)/.+$")
-
-
 def loggable_path(scope: Scope) -> str:
     """The request's path fit for a log line: the route's template when one matched (`/sub/{token}`), else the
     raw path with any secret-bearing tail replaced."""
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if template:
-        return template
-    path = scope.get("path", "")
-    match = _SECRET_PATHS.match(path)
-    return f"/{match.group(1)}/…" if match else path
+    template = getattr(scope.get("route"), "path", None)
+    return template or redact_path(scope.get("path", ""))

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 
 from app.auth.routes import CODE_ATTEMPTS_PER_IP, LOGIN_CSRF_COOKIE
-from tests.processes import Stack, free_port, production_stack, wait_for
+from tests.emulators.harness import free_port
+from tests.processes import Stack, production_stack, wait_for
 
 YOOKASSA_SENDER = "185.71.76.1"  # on YooKassa's published allow-list
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.routes import CODE_ATTEMPTS_PER_IP, LOGIN_CSRF_COOKIE
 from app.kit.ratelimit import RedisRateLimiter
 from tests.conftest import make_settings
-from tests.processes import free_port
+from tests.emulators.harness import free_port
 from tests.web import BOT_TOKEN, serve, tma
 
 

@@ -19,7 +19,8 @@ from app.db import create_engine, create_sessionmaker
 from app.kit.clock import utcnow
 from app.models import JobRun
 from tests.conftest import make_settings
-from tests.processes import Running, free_port, production_stack, wait_for
+from tests.emulators.harness import free_port
+from tests.processes import Running, production_stack, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
 # arq's own start-up budget is 5 retries a second apart; the worker must outlive it by a margin.
