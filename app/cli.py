@@ -90,8 +90,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         host=host or settings.host,
         port=port or settings.port,
         workers=workers or settings.serve_workers,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        # X-Forwarded-* only from the configured proxies: from anyone else they are the client's own words.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level=settings.log_level.lower(),
         access_log=False,
     )
@@ -100,8 +101,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 @main.command()
 def worker() -> None:
     """Run the ARQ worker: outbox dispatch, sync, reminders, renewals, broadcasts, backups."""
-    from arq.worker import run_worker
-
+    from app.kit.jobs import run_arq_worker
     from tasks.worker import build_worker_settings
 
     settings = _settings()
@@ -110,7 +110,7 @@ def worker() -> None:
         sys.exit(2)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     init_sentry(settings, component="worker")
-    run_worker(build_worker_settings(settings))
+    run_arq_worker(build_worker_settings(settings))
 
 
 @main.command()

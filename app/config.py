@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     serve_workers: int = Field(1, ge=1, le=64)
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto `vpnshop serve` believes; from anyone
+    # else the headers are ignored, so a client cannot pick its own address (rate limits, allow-lists, audit).
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     timezone: str = "Europe/Moscow"
@@ -42,6 +46,12 @@ class Settings(BaseSettings):
     encryption_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
     session_ttl_days: int = Field(30, ge=1, le=365)
     init_data_max_age_seconds: int = Field(86400, ge=60)
+    # Requests a minute before 429 (SPEC §13.2): per client address on every route but health and webhooks,
+    # and per signed-in customer. A page view makes a handful; the address limit allows for shared NATs.
+    rate_limit_per_ip_per_minute: int = Field(600, ge=1, le=100_000)
+    rate_limit_per_user_per_minute: int = Field(120, ge=1, le=100_000)
+    # Unpaid checkouts one customer may hold at once (each one is a call to a provider).
+    max_open_checkouts: int = Field(5, ge=1, le=100)
 
     # --- storage ---
     database_url: str = DEMO_DATABASE_URL
@@ -138,7 +148,7 @@ class Settings(BaseSettings):
     backup_retention_days: int = Field(30, ge=1, le=3650)
     backup_copy_dir: str = ""
 
-    @field_validator("encryption_key", "yookassa_trusted_proxies", mode="before")
+    @field_validator("encryption_key", "yookassa_trusted_proxies", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -154,6 +164,16 @@ class Settings(BaseSettings):
             except (ValueError, TypeError) as exc:
                 raise ValueError("expected comma-separated Fernet keys (32 url-safe base64 bytes each)") from exc
         return keys
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR (empty: trust no proxy)") from exc
+        return entries
 
     @field_validator("yookassa_tax_system_code", mode="before")
     @classmethod

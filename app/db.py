@@ -14,11 +14,13 @@ from app.config import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine with pooling suited to the database kind."""
+    """An engine with pooling suited to the database kind. Its errors never carry the statement's parameters
+    (customers' names, ids, tokens), which would otherwise land in every logged traceback."""
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
             echo=settings.db_echo,
+            hide_parameters=True,
             connect_args={"timeout": 30},
         )
         _tune_sqlite(engine)
@@ -26,6 +28,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,

@@ -7,9 +7,28 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.inbound import loggable_path
 from app.kit.errors import AppError, RateLimited, ShellRequired
+
+# A store the request needs (the database, Redis) cannot be reached: connection refused or reset (OSError, which
+# asyncpg raises unwrapped), a dropped or timed-out connection, an exhausted pool. Not the request's fault, and
+# nothing a traceback per request would help with.
+UNREACHABLE = (
+    OSError,
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    PoolTimeout,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+UNREACHABLE_RETRY_AFTER = 30
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +75,21 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
 
+    async def _unreachable(request: Request, exc: Exception) -> Response:
+        log.warning(
+            "%s %s: a store is unreachable: %s: %s",
+            request.method,
+            loggable_path(request.scope),
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+        message = "The service is briefly unavailable; please try again in a minute."
+        return error_response(request, 503, "service_unavailable", message, retry_after=UNREACHABLE_RETRY_AFTER)
+
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, _unreachable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, loggable_path(request.scope))
         return error_response(request, 500, "internal_error", "Internal error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.auth.oidc_pages import load_providers
@@ -32,6 +32,7 @@ from app.payments.demo_pages import router as demo_pay_router
 from app.payments.webhook_api import router as payment_webhooks_router
 from app.referrals.pages import router as referral_router
 from app.resources import open_resources
+from app.throttle import limit_per_ip
 from tasks.worker import build_in_process_runner
 
 
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
+        # Every route of every router, now and later ones, is limited per client address.
+        dependencies=[Depends(limit_per_ip)],
     )
     app.state.settings = settings
     app.state.templates = Templates(auto_reload=settings.debug)

@@ -8,6 +8,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.inbound import loggable_path
 from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("vpnshop.http")
@@ -91,4 +92,4 @@ class MetricsMiddleware:
             HTTP_REQUESTS.labels(scope["method"], label, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], label).observe(elapsed)
             if status >= 500:
-                log.error("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+                log.error("%s %s -> %d in %.1f ms", scope["method"], loggable_path(scope), status, elapsed * 1000)

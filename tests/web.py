@@ -43,9 +43,13 @@ def htmx(target: str = "content") -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def serve(
+    settings: Settings, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app over an in-process transport; `raise_app_exceptions=False` turns a crash into the 500 a real
+    server would answer (for counting failures among many requests)."""
     app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         yield app, client
 

@@ -15,6 +15,7 @@ from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
 from app.models import User
+from app.throttle import limit_per_user
 from app.users.service import upsert_from_telegram
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -81,6 +82,7 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
     else:
         raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
     ensure_not_blocked(viewer.user)
+    await limit_per_user(request, viewer.user.id)
     request.state.language = viewer.user.language
     request.state.viewer = viewer
     return viewer

@@ -16,6 +16,11 @@ from app.kit.errors import NotAuthenticated
 
 # A clock a little ahead of ours must not lock users out; more than this is not a clock difference.
 MAX_CLOCK_SKEW_SECONDS = 60
+# The users table's limits (BIGINT id, VARCHAR names): signed data past them is refused here, as a 401, rather
+# than failing in the database as a 500. Telegram's own limits are far lower (ids under 2^52, 64-char names).
+MAX_TELEGRAM_ID = 2**63 - 1
+MAX_NAME_LENGTH = 255
+MAX_USERNAME_LENGTH = 64
 
 
 class InitDataInvalid(NotAuthenticated):
@@ -38,6 +43,43 @@ class TelegramUser:
     username: str | None
     language_code: str | None
     is_premium: bool
+
+
+def telegram_user(
+    user_id: object,
+    first_name: object,
+    last_name: object = None,
+    username: object = None,
+    language_code: object = None,
+    is_premium: object = False,
+) -> TelegramUser:
+    """A TelegramUser from signed but untyped fields (initData JSON, widget query), or ValueError when a field is
+    of the wrong type, out of range or carries a NUL (PostgreSQL refuses it in text)."""
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise ValueError("user id is not an integer")
+    number = int(user_id)
+    if not 0 < number <= MAX_TELEGRAM_ID:
+        raise ValueError("user id is out of range")
+    return TelegramUser(
+        id=number,
+        first_name=_text(first_name, MAX_NAME_LENGTH) or "",
+        last_name=_text(last_name, MAX_NAME_LENGTH),
+        username=_text(username, MAX_USERNAME_LENGTH),
+        language_code=_text(language_code, 35),
+        is_premium=bool(is_premium),
+    )
+
+
+def _text(value: object, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if len(value) > max_length:
+        raise ValueError(f"longer than {max_length} characters")
+    if "\x00" in value:
+        raise ValueError("NUL character")
+    return value
 
 
 @dataclass(frozen=True)
@@ -89,16 +131,16 @@ def verify_init_data(raw: str, bot_token: str, *, max_age_seconds: int, now: dat
 
 
 def _parse_user(raw_user: str | None) -> TelegramUser:
-    # Only parsed after the signature matched, so a failure here is Telegram's shape, not an attack.
+    # Only parsed after the signature matched; still checked, since a leaked bot token signs anything.
     try:
         data: dict[str, Any] = json.loads(raw_user or "")
-        return TelegramUser(
-            id=int(data["id"]),
-            first_name=str(data.get("first_name", "")),
-            last_name=data.get("last_name"),
-            username=data.get("username"),
-            language_code=data.get("language_code"),
-            is_premium=bool(data.get("is_premium", False)),
+        return telegram_user(
+            data["id"],
+            data.get("first_name", ""),
+            data.get("last_name"),
+            data.get("username"),
+            data.get("language_code"),
+            data.get("is_premium", False),
         )
     except (ValueError, KeyError, TypeError):
         raise InitDataInvalid() from None

@@ -8,7 +8,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from app.auth.telegram import MAX_CLOCK_SKEW_SECONDS, TelegramUser
+from app.auth.telegram import MAX_CLOCK_SKEW_SECONDS, TelegramUser, telegram_user
 from app.kit.errors import NotAuthenticated
 
 WIDGET_FIELDS = frozenset({"id", "first_name", "last_name", "username", "photo_url", "auth_date", "hash"})
@@ -37,20 +37,15 @@ def verify_widget_login(
         raise WidgetLoginInvalid()
     try:
         auth_date = datetime.fromtimestamp(int(fields["auth_date"]), UTC)
-        user_id = int(fields["id"])
+        user = telegram_user(
+            fields["id"], fields.get("first_name", ""), fields.get("last_name"), fields.get("username")
+        )
     except (ValueError, OverflowError, OSError):
         raise WidgetLoginInvalid() from None
     age = (now - auth_date).total_seconds()
     if age > max_age_seconds or age < -MAX_CLOCK_SKEW_SECONDS:
         raise WidgetLoginInvalid("The Telegram login is too old; sign in again.")
-    return TelegramUser(
-        id=user_id,
-        first_name=fields.get("first_name", ""),
-        last_name=fields.get("last_name"),
-        username=fields.get("username"),
-        language_code=None,
-        is_premium=False,
-    )
+    return user
 
 
 def sign_widget_login(fields: Mapping[str, str], bot_token: str) -> dict[str, str]:

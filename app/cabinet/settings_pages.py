@@ -14,6 +14,7 @@ from app.auth.sessions import list_sessions, revoke_session
 from app.cabinet.pages import is_htmx, render, see_other
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
+from app.inbound import RowId
 from app.kit.errors import NotFound
 from app.kit.i18n import available_languages
 from app.users import preferences
@@ -77,7 +78,7 @@ async def change_marketing(
 
 @router.post("/payment-methods/{method_id}/remove", response_model=None)
 async def remove_method(
-    request: Request, method_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, method_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     await preferences.remove_payment_method(db, viewer.user, method_id, ip=client_ip(request))
     return await _done(request, viewer, db, settings)
@@ -85,7 +86,7 @@ async def remove_method(
 
 @router.post("/identities/{identity_id}/unlink", response_model=None)
 async def unlink(
-    request: Request, identity_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, identity_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     await preferences.unlink_identity(db, viewer.user, identity_id, ip=client_ip(request))
     return await _done(request, viewer, db, settings)
@@ -93,7 +94,7 @@ async def unlink(
 
 @router.post("/sessions/{session_id}/revoke", response_model=None)
 async def revoke(
-    request: Request, session_id: int, viewer: PageViewer, db: DbSession, settings: AppSettings
+    request: Request, session_id: RowId, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> Response:
     if not await revoke_session(db, viewer.user.id, session_id):
         raise NotFound("This session does not exist or has already ended.")

@@ -34,13 +34,13 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "`plan_not_found`, `provider_not_available`, `payment_not_found`"},
-    409: {"model": ErrorOut, "description": "`idempotency_key_reused`"},
     422: {
         "model": ErrorOut,
         "description": "`promo_<reason>` (not_found, inactive, not_started, expired, exhausted, not_for_plan, "
         "already_used, no_currency, covers_price), `currency_not_offered`, `method_not_offered`, "
-        "`provider_rejected`, `validation_failed`",
+        "`provider_rejected`, `idempotency_key_reused` (the key named another checkout), `validation_failed`",
     },
+    429: {"model": ErrorOut, "description": "`rate_limited`, `too_many_open_checkouts` (see Retry-After)"},
     503: {"model": ErrorOut, "description": "`provider_unavailable`: try again or choose another method"},
 }
 

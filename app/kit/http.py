@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from app.kit.errors import ExternalServiceError
+from app.kit.logging import redact_path
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +175,13 @@ class HttpClient:
                     self.breaker.record_failure()
             if attempt < self.retry.attempts:
                 delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
-                log.warning("retrying %s %s %s after %s in %.2fs", self.service, method, url, failure, delay)
+                log.warning(
+                    "retrying %s %s %s after %s in %.2fs", self.service, method, redact_path(url), failure, delay
+                )
                 await self._sleep(delay)
-        raise ExternalServiceError(self.service, f"{method} {url} failed: {failure}", retry_after=retry_after)
+        raise ExternalServiceError(
+            self.service, f"{method} {redact_path(url)} failed: {failure}", retry_after=retry_after
+        )
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", url, **kwargs)

@@ -16,7 +16,8 @@ import asyncio
 import inspect
 import logging
 import pickle
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, overload
@@ -25,7 +26,13 @@ from uuid import uuid4
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import default_queue_name
 from arq.cron import cron as arq_cron
+from arq.worker import create_worker
 from arq.worker import func as arq_func
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.kit.clock import ensure_utc, utcnow
 
@@ -514,19 +521,38 @@ return 0
 """
 
 # A cron's overlap lock lives this long unless its run renews it (every third of it): a worker killed mid-run
-# blocks that cron on the other workers for at most this long, not for a whole job timeout.
-CRON_LOCK_TTL = 30.0
+# blocks that cron on the other workers for at most this long, not for a whole job timeout (the outbox
+# dispatchers' takeover after a killed worker waits for this and for the outbox lease).
+CRON_LOCK_TTL = 15.0
 
 
-async def _keep_lock(redis: ArqRedis, key: str, token: str, ttl: float) -> None:
+async def _renew_lock(redis: ArqRedis, key: str, token: str, ttl: float) -> bool:
+    return bool(await redis.eval(_RENEW_LOCK, 1, key, token, int(ttl * 1000)))
+
+
+async def keep_renewing(renew: Callable[[], Awaitable[bool]], *, every: float, what: str) -> None:
+    """Call `renew` every `every` seconds until it reports the lease lost (False) or this task is cancelled. A
+    failed renewal is logged and tried again at the next beat: the lease outlives a few missed beats."""
     while True:
-        await asyncio.sleep(ttl / 3)
+        await asyncio.sleep(every)
         try:
-            if not await redis.eval(_RENEW_LOCK, 1, key, token, int(ttl * 1000)):
-                log.warning("the lock %s was lost while its run went on", key)
+            if not await renew():
+                log.warning("%s was lost while its work went on", what)
                 return
         except Exception:
-            log.warning("could not renew the lock %s", key, exc_info=True)
+            log.warning("could not renew %s", what, exc_info=True)
+
+
+@asynccontextmanager
+async def renewed(renew: Callable[[], Awaitable[bool]], *, every: float, what: str) -> AsyncIterator[None]:
+    """Keep a lease (a lock, a claim on rows) alive while the block runs: short leases then free the work soon
+    after its process dies, however long the work itself takes."""
+    keeper = asyncio.create_task(keep_renewing(renew, every=every, what=what))
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
 def _arq_job(name: str, func: JobFunc, hook: JobEventHook | None) -> JobFunc:
@@ -551,12 +577,12 @@ def _arq_cron_job(
         if not await redis.set(key, token, nx=True, px=int(lock_ttl * 1000)):
             log.info("cron %s skipped: the previous run is still going", spec.name)
             return None
-        keeper = asyncio.create_task(_keep_lock(redis, key, token, lock_ttl))
         try:
-            return await run_observed(spec.name, lambda: spec.func(ctx, **kwargs), hook)
+            async with renewed(
+                lambda: _renew_lock(redis, key, token, lock_ttl), every=lock_ttl / 3, what=f"the lock {key}"
+            ):
+                return await run_observed(spec.name, lambda: spec.func(ctx, **kwargs), hook)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
             # Only our own lock: if it expired and another run took it, that run keeps it. A failed release
             # must not mask the job's outcome; the lock then simply expires.
             try:
@@ -609,7 +635,7 @@ def worker_settings(
     attributes: dict[str, Any] = {
         "functions": functions,
         "cron_jobs": cron_jobs,
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": _patient_redis_settings(redis_url),
         "queue_name": queue_name,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
@@ -620,6 +646,64 @@ def worker_settings(
         "timezone": UTC,
     }
     return type("WorkerSettings", (), attributes)
+
+
+class PatientRetry(Retry):
+    """Every Redis command of the worker is retried, with backoff up to 10 s, for as long as Redis is down (a
+    restart, a failover), with a warning now and then; so the worker waits and carries on instead of exiting.
+    After `stop()` (the worker was told to shut down) a failure is final, so shutdown never waits for Redis."""
+
+    WARN_EVERY = 10  # failures
+
+    ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+    def __init__(self) -> None:
+        super().__init__(ExponentialBackoff(cap=10, base=0.5), retries=-1, supported_errors=self.ERRORS)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PatientRetry:
+        # redis-py deep-copies the retry into its pool and every connection; they must all see `stop()`.
+        return self
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[Any]], fail: Callable[[RedisError], Any]) -> Any:
+        failures = 0
+
+        async def note(error: RedisError) -> None:
+            nonlocal failures
+            failures += 1
+            if self.stopping:
+                raise error
+            if failures % self.WARN_EVERY == 1:
+                log.warning("Redis is unreachable (%s); waiting for it (attempt %d)", error, failures)
+            await fail(error)
+
+        result = await super().call_with_retry(do, note)
+        if failures:
+            log.warning("Redis is reachable again after %d failed attempts", failures)
+        return result
+
+
+def _patient_redis_settings(redis_url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.retry = PatientRetry()
+    # The client retries only the errors also named here (else its failure handler re-raises at once).
+    settings.retry_on_error = list(PatientRetry.ERRORS)
+    # arq's own start-up retries would give up after these; PatientRetry already waits inside each command.
+    settings.conn_retries = 0
+    settings.conn_timeout = 2
+    return settings
+
+
+def run_arq_worker(settings_cls: type) -> None:
+    """Run an arq worker (built by `worker_settings`) until it is told to stop, waiting out Redis outages."""
+    worker = create_worker(settings_cls)
+    retry = worker.redis_settings.retry if worker.redis_settings else None
+    if isinstance(retry, PatientRetry):
+        worker.on_stop = lambda _signal: retry.stop()
+    worker.run()
 
 
 # --- the active runner --------------------------------------------------------------------------------------

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+# Path segments after which a bearer secret follows: a subscription token (ours and the panels' /sub/ and
+# /api/sub/), a one-time sign-in link, a subscription's connect page.
+_SECRET_TAIL = re.compile(r"/(sub|link|connect)/[^?#]+")
+# The Bot API puts the bot's token in the path: /bot123456:AA…/sendMessage.
+_BOT_TOKEN = re.compile(r"/bot\d+:[^/?#]+")
+
+
+def redact_path(path: str) -> str:
+    """A URL or path fit for a log line: the secret tail of such paths replaced, the query (which may carry
+    tokens) dropped. `/sub/AbC…/info?x=1` → `/sub/…`."""
+    bare = path.split("?", 1)[0].split("#", 1)[0]
+    return _BOT_TOKEN.sub("/bot…", _SECRET_TAIL.sub(r"/\1/…", bare))
 
 
 class JsonFormatter(logging.Formatter):

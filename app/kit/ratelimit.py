@@ -3,10 +3,14 @@
 Both limiters share one semantics so behaviour does not change with the deployment: a key's window opens at
 its first hit and lasts `window_seconds`; up to `limit` hits in it are allowed; later hits are refused until
 the window ends (refused hits do not extend it).
+
+When Redis cannot be reached the Redis limiter degrades to per-process counters, with a warning, instead of
+failing the request: sign-in by code, reissue and diagnostics keep working, still limited in each process.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -14,6 +18,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+# Redis unreachable: refused, reset, timed out (OSError covers the socket-level ones redis-py lets through).
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# A limiter must not hold a request up for long when Redis hangs rather than refuses.
+REDIS_TIMEOUT_SECONDS = 1.0
+# While Redis is down, one warning per this many seconds (not one per request).
+WARN_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -82,22 +97,41 @@ return {count, ttl}
 
 
 class RedisRateLimiter:
-    """Counters in Redis, shared by every process using the same Redis and prefix."""
+    """Counters in Redis, shared by every process using the same Redis and prefix; per-process counters (and a
+    warning) while Redis is unreachable."""
 
-    def __init__(self, redis: str | aioredis.Redis, *, prefix: str = "ratelimit:") -> None:
+    def __init__(
+        self, redis: str | aioredis.Redis, *, prefix: str = "ratelimit:", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if isinstance(redis, str):
-            self._redis = aioredis.Redis.from_url(redis)
+            self._redis = aioredis.Redis.from_url(
+                redis, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+            )
             self._owns_client = True
         else:
             self._redis = redis
             self._owns_client = False
         self.prefix = prefix
         self._script = self._redis.register_script(_HIT_SCRIPT)
+        self._fallback = MemoryRateLimiter(clock=clock)
+        self._clock = clock
+        self._warned_at: float | None = None
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         _check(limit, window_seconds)
-        count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_seconds * 1000])
+        try:
+            count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_seconds * 1000])
+        except UNREACHABLE as exc:
+            self._warn(exc)
+            return await self._fallback.hit(key, limit, window_seconds)
+        self._warned_at = None
         return _decide(int(count), limit, int(ttl_ms) / 1000)
+
+    def _warn(self, exc: BaseException) -> None:
+        now = self._clock()
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY_SECONDS:
+            self._warned_at = now
+            log.warning("rate limits are per process while Redis is unreachable: %s: %s", type(exc).__name__, exc)
 
     async def aclose(self) -> None:
         """Close the client if this limiter created it from a URL."""

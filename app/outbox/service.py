@@ -13,8 +13,8 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Text, and_, cast, event, exists, func, literal, select, true, update
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db import insert_for
 from app.kit.clock import utcnow
-from app.kit.jobs import enqueue
+from app.kit.jobs import enqueue, renewed
 from app.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,20 @@ MESSAGES_JOB = "dispatch_messages"
 # never hold up the panel account a customer has just paid for.
 MESSAGE_TOPIC_PREFIX = "notify."
 Lane = Literal["effects", "messages"] | None
-LEASE = timedelta(minutes=5)
+# A claimed batch's rows are leased this long and renewed every third of it while they run, so a worker killed
+# mid-dispatch frees its rows within LEASE (plus the next dispatcher tick), however long a handler takes.
+LEASE = timedelta(seconds=15)
 MAX_BACKOFF = timedelta(minutes=10)
+
+
+@dataclass
+class _Lease:
+    """One claimed batch's hold on its rows: their shared `locked_until`, moved forward by each renewal, and the
+    rows still running. Renewing and finishing take turns (the lock), so a finish never compares a stale value."""
+
+    until: datetime
+    running: set[int]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class PermanentFailure(Exception):
@@ -186,8 +198,24 @@ async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int, lan
     return messages
 
 
+async def _renew(sessionmaker: async_sessionmaker[AsyncSession], lease: _Lease) -> bool:
+    """Extend the lease of the batch's rows still running; False when none of them is ours any more."""
+    async with lease.lock:
+        if not lease.running:
+            return True
+        until = utcnow() + LEASE
+        async with sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(lease.running), OutboxMessage.locked_until == lease.until)
+                .values(locked_until=until)
+            )
+        lease.until = until
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def _finish(
-    sessionmaker: async_sessionmaker[AsyncSession], message: OutboxMessage, error: BaseException | None
+    sessionmaker: async_sessionmaker[AsyncSession], message: OutboxMessage, error: BaseException | None, lease: _Lease
 ) -> str:
     """Record the outcome; only the lease holder may do so (the row's lease must still be ours)."""
     now = utcnow()
@@ -203,12 +231,14 @@ async def _finish(
     else:
         values |= {"available_at": now + backoff(attempts), "last_error": _describe(error)}
         outcome = "retry"
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message.id, OutboxMessage.locked_until == message.locked_until)
-            .values(**values)
-        )
+    async with lease.lock:
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message.id, OutboxMessage.locked_until == lease.until)
+                .values(**values)
+            )
+        lease.running.discard(message.id)
     return outcome
 
 
@@ -216,7 +246,7 @@ def _describe(error: BaseException | None) -> str:
     return "" if error is None else f"{type(error).__name__}: {error}"[:2000]
 
 
-async def _run(ctx: dict[str, Any], message: OutboxMessage) -> str:
+async def _run(ctx: dict[str, Any], message: OutboxMessage, lease: _Lease) -> str:
     policy = _topics.get(message.topic)
     error: BaseException | None = None
     if policy is None:
@@ -227,7 +257,7 @@ async def _run(ctx: dict[str, Any], message: OutboxMessage) -> str:
         except Exception as exc:  # every failure is recorded on the row and retried or buried
             error = exc
             log.warning("outbox %s #%d failed: %s", message.topic, message.id, _describe(exc))
-    return await _finish(ctx["resources"].sessionmaker, message, error)
+    return await _finish(ctx["resources"].sessionmaker, message, error, lease)
 
 
 async def dispatch(
@@ -239,15 +269,20 @@ async def dispatch(
     counts = {"done": 0, "retry": 0, "dead": 0}
     limit = asyncio.Semaphore(concurrency)
 
-    async def run(message: OutboxMessage) -> str:
+    async def run(message: OutboxMessage, lease: _Lease) -> str:
         async with limit:
-            return await _run(ctx, message)
+            return await _run(ctx, message, lease)
 
     for _ in range(max_batches):
         messages = await _claim(sessionmaker, batch, lane)
         if not messages:
             break
-        for outcome in await asyncio.gather(*(run(message) for message in messages)):
+        # One claim gives every row of the batch the same locked_until.
+        lease = _Lease(messages[0].locked_until, {message.id for message in messages})
+        every = LEASE.total_seconds() / 3
+        async with renewed(lambda lease=lease: _renew(sessionmaker, lease), every=every, what="an outbox lease"):
+            outcomes = await asyncio.gather(*(run(message, lease) for message in messages))
+        for outcome in outcomes:
             counts[outcome] += 1
     return counts
 

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.deps import DbSession
+from app.inbound import RowId
 from app.kit.clock import parse_utc, utcnow
 from app.kit.errors import AppError, NotAuthenticated, NotFound
 from app.models import PanelKind, Server
@@ -41,7 +42,7 @@ class PayloadTooLarge(AppError):
 
 
 @router.post("/api/panels/webhook/{server_id}")
-async def panel_webhook(server_id: int, request: Request, session: DbSession) -> dict[str, Any]:
+async def panel_webhook(server_id: RowId, request: Request, session: DbSession) -> dict[str, Any]:
     """Apply a panel's events to our records; unknown kinds are acknowledged and ignored."""
     server, secret = _configured(await session.get(Server, server_id))
     raw = await _read_body(request)

@@ -9,17 +9,19 @@ after. A provider that refuses or is down fails the payment and gives the promo 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.config import Settings
+from app.db import insert_for
 from app.kit.clock import utcnow
-from app.kit.errors import Conflict, ServiceUnavailable, ValidationFailed
+from app.kit.errors import RateLimited, ServiceUnavailable, ValidationFailed
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
@@ -108,6 +110,11 @@ def _description(plan: Plan, language: str, days: int) -> str:
     return f"VPN {name} ({days} {DAYS_WORD.get(language, 'days')})"
 
 
+async def _made_under(session: AsyncSession, key: str) -> Payment | None:
+    """The payment already made under this idempotency key, if any."""
+    return await session.scalar(select(Payment).where(Payment.idempotency_key == key))
+
+
 async def start_checkout(
     session: AsyncSession,
     providers: PaymentRegistry,
@@ -124,33 +131,49 @@ async def start_checkout(
     if request.method is not None and request.method not in provider.methods:
         raise ValidationFailed(f"{provider.name} has no method {request.method!r}.", code="method_not_offered")
     key = _idempotency_key(user, request.client_key)
-    if request.client_key:
-        existing = await session.scalar(select(Payment).where(Payment.idempotency_key == key))
-        if existing is not None:
-            if existing.plan_id != plan.id or existing.provider != provider.name:
-                raise Conflict("This Idempotency-Key was used for another checkout.", code="idempotency_key_reused")
-            return existing
     currency = await choose_currency(session, plan, provider, request.currency, user.language)
+    existing = await _made_under(session, key) if request.client_key else None
+    if existing is not None:
+        return _replayed(existing, request, plan, provider, currency)
     now = utcnow()
-    quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
+    await _ensure_room_for_another(session, user, settings, now)
+    try:
+        quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
+    except promo_service.PromoInvalid:
+        # A parallel request with the same key may have committed its payment, and with it this promo code's
+        # hold, since we looked: that request's payment is the answer, not "already used".
+        winner = await _made_under(session, key) if request.client_key else None
+        if winner is None:
+            raise
+        return _replayed(winner, request, plan, provider, currency)
     recurring_days = plan.duration_days if provider.supports_recurring else None
-    payment = Payment(
-        public_id=str(uuid.uuid4()),
-        user_id=user.id,
-        plan_id=plan.id,
-        provider=provider.name,
-        method=request.method,
-        amount_minor=quote.amount.minor,
-        currency=currency,
-        status=PaymentStatus.PENDING,
-        idempotency_key=key,
-        promo_code_id=quote.promo.id if quote.promo else None,
-        days=quote.days,
-        expires_at=now + timedelta(minutes=settings.checkout_ttl_minutes),
-        details={"price_minor": quote.price.minor, "promo_code": quote.promo.code if quote.promo else None},
+    # INSERT … ON CONFLICT on the key: parallel requests with one Idempotency-Key (a double tap, a retry while
+    # the first is still running) make one payment; the losers wait for the winner's commit and replay it.
+    inserted = await session.scalar(
+        insert_for(session, Payment)
+        .values(
+            public_id=str(uuid.uuid4()),
+            user_id=user.id,
+            plan_id=plan.id,
+            provider=provider.name,
+            method=request.method,
+            amount_minor=quote.amount.minor,
+            currency=currency,
+            status=PaymentStatus.PENDING,
+            idempotency_key=key,
+            promo_code_id=quote.promo.id if quote.promo else None,
+            days=quote.days,
+            expires_at=now + timedelta(minutes=settings.checkout_ttl_minutes),
+            details={"price_minor": quote.price.minor, "promo_code": quote.promo.code if quote.promo else None},
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Payment.id)
     )
-    session.add(payment)
-    await session.flush()
+    if inserted is None:
+        winner = await _made_under(session, key)
+        assert winner is not None  # the conflicting row is committed, or we would still be waiting for it
+        return _replayed(winner, request, plan, provider, currency)
+    payment = await session.get_one(Payment, inserted)
     if quote.promo is not None:
         try:
             await promo_service.hold(session, quote.promo, user=user, payment=payment)
@@ -200,6 +223,59 @@ async def start_checkout(
         payment.expires_at = checkout.expires_at
     await session.commit()
     return payment
+
+
+class TooManyOpenCheckouts(RateLimited):
+    code = "too_many_open_checkouts"
+
+
+async def _ensure_room_for_another(session: AsyncSession, user: User, settings: Settings, now: datetime) -> None:
+    """At most `max_open_checkouts` unpaid, unexpired checkouts per customer: each is a call to a provider and a
+    held promo code, so one customer must not open them by the hundred."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One customer's checkouts take turns here, so parallel ones cannot all see room for one more.
+        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    expiries = (
+        await session.scalars(
+            select(Payment.expires_at)
+            .where(
+                Payment.user_id == user.id,
+                Payment.status == PaymentStatus.PENDING,
+                or_(Payment.expires_at.is_(None), Payment.expires_at > now),
+            )
+            .order_by(Payment.expires_at)
+        )
+    ).all()
+    if len(expiries) < settings.max_open_checkouts:
+        return
+    soonest = next((moment for moment in expiries if moment is not None), None)
+    wait = math.ceil((soonest - now).total_seconds()) if soonest is not None else 60
+    raise TooManyOpenCheckouts(
+        f"You have {len(expiries)} unpaid checkouts open; finish one of them, or wait until one expires.",
+        retry_after=max(1, wait),
+    )
+
+
+def _replayed(
+    existing: Payment, request: CheckoutRequest, plan: Plan, provider: PaymentProvider, currency: str
+) -> Payment:
+    """The payment a repeated Idempotency-Key names, if the request is the same one; a key reused for another
+    checkout is the client's mistake, refused rather than answered with a payment for something else."""
+    promo = (existing.details or {}).get("promo_code") or ""
+    wanted_promo = (request.promo_code or "").strip()
+    same = (
+        existing.plan_id == plan.id
+        and existing.provider == provider.name
+        and existing.currency == currency
+        and existing.method == request.method
+        and promo.casefold() == wanted_promo.casefold()
+    )
+    if not same:
+        raise ValidationFailed(
+            "This Idempotency-Key was used for another checkout (plan, provider, currency, method or promo code).",
+            code="idempotency_key_reused",
+        )
+    return existing
 
 
 async def _abandon(session: AsyncSession, payment: Payment, reason: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from app.inbound import read_capped_body
 from app.kit.errors import ExternalServiceError
 from app.payments.providers.base import IncomingWebhook, ProviderUnavailable, WebhookRejected
 from app.payments.webhooks import receive
@@ -23,13 +24,13 @@ def _error(status_code: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code)
 
 
-@router.post("/api/payments/webhook/{provider}", responses={400: {}, 401: {}, 403: {}, 404: {}, 503: {}})
+@router.post("/api/payments/webhook/{provider}", responses={400: {}, 401: {}, 403: {}, 404: {}, 413: {}, 503: {}})
 async def payment_webhook(provider: str, request: Request) -> Response:
     """A provider's notification. 200 once applied (or already applied); 4xx when refused, with nothing
     changed; 5xx when we could not finish, so the provider delivers it again."""
     resources: Resources = request.app.state.resources
     webhook = IncomingWebhook(
-        body=await request.body(),
+        body=await read_capped_body(request),
         headers=dict(request.headers),
         peer_ip=request.client.host if request.client else None,
     )

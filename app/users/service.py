@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.telegram import TelegramUser
+from app.db import insert_for
 from app.kit.clock import utcnow
 from app.kit.i18n import pick_language
 from app.models import User
@@ -36,21 +37,33 @@ async def upsert_from_telegram(
     user = await session.scalar(select(User).where(User.telegram_id == tg.id))
     now = utcnow()
     if user is None:
-        user = User(
-            telegram_id=tg.id,
-            username=tg.username,
-            first_name=tg.first_name,
-            last_name=tg.last_name,
-            language=pick_language(tg.language_code, default_language),
-            referral_code=new_referral_code(),
-            referrer_id=await _referrer_id(session, start_param),
-            last_seen_at=now,
-        )
-        session.add(user)
-        await session.flush()
-        return user
+        return await _create(session, tg, start_param=start_param, default_language=default_language, now=now)
     if (user.username, user.first_name, user.last_name) != (tg.username, tg.first_name, tg.last_name):
         user.username, user.first_name, user.last_name = tg.username, tg.first_name, tg.last_name
     if user.last_seen_at is None or now - user.last_seen_at > SEEN_RESOLUTION:
         user.last_seen_at = now
+    return user
+
+
+async def _create(
+    session: AsyncSession, tg: TelegramUser, *, start_param: str | None, default_language: str, now: datetime
+) -> User:
+    """INSERT … ON CONFLICT DO NOTHING, then read: a new customer's first requests arrive together (the Mini App
+    loads several at once), and whichever inserts first wins while the others wait for its commit and read its
+    row, instead of failing on the unique telegram_id."""
+    values = {
+        "telegram_id": tg.id,
+        "username": tg.username,
+        "first_name": tg.first_name,
+        "last_name": tg.last_name,
+        "language": pick_language(tg.language_code, default_language),
+        "referral_code": new_referral_code(),
+        "referrer_id": await _referrer_id(session, start_param),
+        "last_seen_at": now,
+    }
+    await session.execute(
+        insert_for(session, User).values(**values).on_conflict_do_nothing(index_elements=["telegram_id"])
+    )
+    user = await session.scalar(select(User).where(User.telegram_id == tg.id).execution_options(populate_existing=True))
+    assert user is not None  # inserted here, or committed by the request that won the race
     return user

@@ -332,3 +332,17 @@ def test_breakers_are_shared_per_host_and_port() -> None:
     assert HttpClient("http://10.0.0.1:8000/api", service="a2").breaker is a
     assert HttpClient("http://10.0.0.1:9000", service="b").breaker is not a
     assert breaker_for("10.0.0.1:8000") is a
+
+
+async def test_logs_and_errors_never_carry_a_secret_path_whole(
+    flaky: FlakyServer, base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky.reset(after=Step(503))
+    token = "Zm9vYmFyLXN1YnNjcmlwdGlvbi10b2tlbg"
+    async with client(base_url, Sleeps(), attempts=2) as http:
+        with caplog.at_level("WARNING"), pytest.raises(ExternalServiceError) as caught:
+            await http.get(f"/api/sub/{token}/info?key=also-secret")
+    assert flaky.hits == 2 and "retrying" in caplog.text
+    for text in (caplog.text, str(caught.value)):
+        assert token not in text and "also-secret" not in text
+        assert "/api/sub/…" in text
