@@ -1,0 +1,318 @@
+"""The customers table as one query object: a smart search box, filters, one-click segments, a whitelisted sort
+and keyset pagination. Every piece of state is a plain query parameter (`CustomerFilters`), so a view can be
+bookmarked, shared, exported and handed to a bulk action exactly as the table shows it.
+
+A customer's figures (status, plan, end date, trial, auto-renewal) are those of their *current* subscription:
+the one ending last, like the subscription a payment extends (app/subscriptions/activation.py)."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.kit.clock import ensure_utc, utcnow
+from app.kit.field_errors import FieldInvalid
+from app.models import (
+    LIVE_STATUSES,
+    Payment,
+    PaymentStatus,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    User,
+    VpnAccount,
+)
+from app.models.base import UTCDateTime
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# Customer statuses: the current subscription's, with "none" for customers who never had one.
+STATUSES = ("active", "trial", "expired", "cancelled", "none")
+EXPIRING_DAYS = 3
+TRIAL_ENDING_DAYS = 1
+TRAFFIC_NEARLY_USED = 0.9
+# Sorting by a nullable column: nulls stand in as the earliest instant, so the keyset stays total.
+NULL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Segment(enum.StrEnum):
+    EXPIRING = "expiring"
+    NEVER_PAID = "never_paid"
+    TRIAL_ENDING = "trial_ending"
+    TRAFFIC_HIGH = "traffic_high"
+    NEVER_CONNECTED = "never_connected"
+    BLOCKED = "blocked"
+
+
+SORTS = {"created": User.created_at, "seen": User.last_seen_at, "ends": "ends"}
+SortKey = Literal["created", "-created", "seen", "-seen", "ends", "-ends"]
+
+
+class CustomerFilters(BaseModel):
+    """The table's state. Unknown parameters are ignored (links from elsewhere may carry their own)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    search: str | None = Field(None, max_length=128)
+    status: Literal["active", "trial", "expired", "cancelled", "none"] | None = None
+    plan: int | None = None
+    provider: str | None = Field(None, max_length=32)
+    language: str | None = Field(None, max_length=8)
+    created_from: date | None = None
+    created_to: date | None = None
+    seen_from: date | None = None
+    seen_to: date | None = None
+    ends_from: date | None = None
+    ends_to: date | None = None
+    trial: bool | None = None
+    auto_renew: bool | None = None
+    blocked: bool | None = None
+    unreachable: bool | None = None
+    segment: Segment | None = None
+    sort: SortKey = "-created"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # An HTML form sends every field; an empty one means "any".
+        return None if value == "" else value
+
+    def query_params(self) -> dict[str, str]:
+        """The non-default state as URL parameters (the page's links, the export and the bulk action use it)."""
+        params: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_defaults=True).items():
+            if value is None:
+                continue
+            params[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return params
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _between(column: Any, start: date | None, end: date | None) -> list[Any]:
+    """Inclusive calendar days (UTC)."""
+    conditions = []
+    if start is not None:
+        conditions.append(column >= _day_start(start))
+    if end is not None:
+        conditions.append(column < _day_start(end + timedelta(days=1)))
+    return conditions
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    user: User
+    subscription: Subscription | None
+    plan: Plan | None
+    account: VpnAccount | None
+
+    @property
+    def status(self) -> str:
+        return customer_status(self.subscription)
+
+
+def customer_status(subscription: Subscription | None, now: datetime | None = None) -> str:
+    if subscription is None:
+        return "none"
+    if subscription.status == SubscriptionStatus.CANCELLED:
+        return "cancelled"
+    if subscription.status in LIVE_STATUSES and ensure_utc(subscription.ends_at) > (now or utcnow()):
+        return "trial" if subscription.is_trial else "active"
+    return "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[CustomerRow]
+    next_cursor: str | None
+
+
+class CustomerQuery:
+    """Builds the statement for a `CustomerFilters`; `page()` runs it, `ids()` gives every matching id."""
+
+    def __init__(self, filters: CustomerFilters, *, now: datetime | None = None) -> None:
+        self.filters = filters
+        self.now = now or utcnow()
+        self.current = aliased(Subscription, name="current_sub")
+        self.account = aliased(VpnAccount, name="current_account")
+
+    # --- the pieces -------------------------------------------------------------------------------------------
+
+    def _current_id(self) -> Any:
+        latest = aliased(Subscription)
+        return (
+            select(latest.id)
+            .where(latest.user_id == User.id, latest.status != SubscriptionStatus.PENDING)
+            .order_by(latest.ends_at.desc(), latest.id.desc())
+            .limit(1)
+            .correlate(User)
+            .scalar_subquery()
+        )
+
+    def _sort_column(self) -> Any:
+        key = self.filters.sort.lstrip("-")
+        column = self.current.ends_at if key == "ends" else SORTS[key]
+        return func.coalesce(column, literal(NULL_TIME, UTCDateTime()))
+
+    def _status(self, status: str) -> Any:
+        cur, now = self.current, self.now
+        live = and_(cur.status.in_(LIVE_STATUSES), cur.ends_at > now)
+        return {
+            "active": and_(live, cur.is_trial.is_(False)),
+            "trial": and_(live, cur.is_trial.is_(True)),
+            "cancelled": cur.status == SubscriptionStatus.CANCELLED,
+            "expired": and_(cur.id.is_not(None), cur.status != SubscriptionStatus.CANCELLED, ~live),
+            "none": cur.id.is_(None),
+        }[status]
+
+    def _paid(self, provider: str | None = None) -> Any:
+        condition = and_(Payment.user_id == User.id, Payment.status == PaymentStatus.SUCCEEDED)
+        if provider is not None:
+            condition = and_(condition, Payment.provider == provider)
+        return exists().where(condition)
+
+    def _segment(self, segment: Segment) -> Any:
+        cur, account, now = self.current, self.account, self.now
+        live = and_(cur.status.in_(LIVE_STATUSES), cur.ends_at > now)
+        match segment:
+            case Segment.EXPIRING:
+                return and_(live, cur.ends_at <= now + timedelta(days=EXPIRING_DAYS))
+            case Segment.NEVER_PAID:
+                return ~self._paid()
+            case Segment.TRIAL_ENDING:
+                return and_(live, cur.is_trial.is_(True), cur.ends_at <= now + timedelta(days=TRIAL_ENDING_DAYS))
+            case Segment.TRAFFIC_HIGH:
+                return and_(
+                    live,
+                    account.traffic_limit_bytes > 0,
+                    account.used_traffic_bytes >= account.traffic_limit_bytes * TRAFFIC_NEARLY_USED,
+                )
+            case Segment.NEVER_CONNECTED:
+                return and_(live, or_(account.id.is_(None), account.online_at.is_(None)))
+            case Segment.BLOCKED:
+                return User.is_blocked.is_(True)
+
+    def _search(self, text: str) -> Any:
+        """One box for everything staff paste: a Telegram id, @username, a name, a referral code, a panel
+        username, a payment's external id (or our payment id)."""
+        if text.startswith("@"):
+            return func.lower(User.username) == text[1:].lower()
+        pattern = f"%{text.lower().replace('%', '').replace('_', '')}%"
+        conditions = [
+            func.lower(User.username) == text.lower(),
+            func.lower(User.first_name).like(pattern),
+            func.lower(User.last_name).like(pattern),
+            User.referral_code == text,
+            exists().where(VpnAccount.user_id == User.id, VpnAccount.panel_username == text),
+            exists().where(Payment.user_id == User.id, or_(Payment.external_id == text, Payment.public_id == text)),
+        ]
+        if text.isdigit() and len(text) <= 18:
+            conditions.append(User.telegram_id == int(text))
+        return or_(*conditions)
+
+    def conditions(self) -> list[Any]:
+        f, cur = self.filters, self.current
+        where: list[Any] = []
+        if f.search:
+            where.append(self._search(f.search))
+        if f.status:
+            where.append(self._status(f.status))
+        if f.plan is not None:
+            where.append(cur.plan_id == f.plan)
+        if f.provider:
+            where.append(self._paid(f.provider))
+        if f.language:
+            where.append(User.language == f.language)
+        where += _between(User.created_at, f.created_from, f.created_to)
+        where += _between(User.last_seen_at, f.seen_from, f.seen_to)
+        where += _between(cur.ends_at, f.ends_from, f.ends_to)
+        for flag, column in ((f.trial, cur.is_trial), (f.auto_renew, cur.auto_renew)):
+            if flag is not None:
+                where.append(and_(cur.id.is_not(None), column.is_(true() if flag else false())))
+        if f.blocked is not None:
+            where.append(User.is_blocked.is_(true() if f.blocked else false()))
+        if f.unreachable is not None:
+            where.append(User.unreachable_since.is_not(None) if f.unreachable else User.unreachable_since.is_(None))
+        if f.segment:
+            where.append(self._segment(f.segment))
+        return where
+
+    def _joined(self, *columns: Any) -> Select[Any]:
+        return (
+            select(*columns)
+            .select_from(User)
+            .outerjoin(self.current, self.current.id == self._current_id())
+            .outerjoin(self.account, self.account.subscription_id == self.current.id)
+            .where(*self.conditions())
+        )
+
+    # --- running it -------------------------------------------------------------------------------------------
+
+    async def page(self, session: AsyncSession, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
+        """One page in the chosen order; `next_cursor` continues after its last row (None at the end)."""
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        descending = self.filters.sort.startswith("-")
+        sort = self._sort_column()
+        statement = self._joined(User, self.current, Plan, self.account, sort.label("sort_value")).outerjoin(
+            Plan, Plan.id == self.current.plan_id
+        )
+        if cursor:
+            value, last_id = decode_cursor(cursor)
+            after = (
+                or_(sort < value, and_(sort == value, User.id < last_id))
+                if descending
+                else or_(sort > value, and_(sort == value, User.id > last_id))
+            )
+            statement = statement.where(after)
+        order = (sort.desc(), User.id.desc()) if descending else (sort.asc(), User.id.asc())
+        result = (await session.execute(statement.order_by(*order).limit(limit + 1))).all()
+        rows = [CustomerRow(user, sub, plan, account) for user, sub, plan, account, _ in result[:limit]]
+        next_cursor = None
+        if len(result) > limit:
+            last = result[limit - 1]
+            next_cursor = encode_cursor(ensure_utc(last.sort_value), last[0].id)
+        return Page(rows, next_cursor)
+
+    async def count(self, session: AsyncSession) -> int:
+        return int(await session.scalar(self._joined(func.count(User.id))) or 0)
+
+    async def ids(self, session: AsyncSession, *, limit: int) -> list[int]:
+        """Every matching customer id (oldest first), at most `limit`: what a bulk action acts on."""
+        return list((await session.scalars(self._joined(User.id).order_by(User.id).limit(limit))).all())
+
+    def rows_statement(self) -> Select[Any]:
+        """Every matching customer with its current subscription and plan, by id (what an export streams)."""
+        return (
+            self._joined(User, self.current, Plan, self.account)
+            .outerjoin(Plan, Plan.id == self.current.plan_id)
+            .order_by(User.id)
+        )
+
+
+def encode_cursor(value: datetime, last_id: int) -> str:
+    raw = json.dumps([value.isoformat(), last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """A cursor this module made; anything else is the client's mistake, said clearly."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, last_id = json.loads(raw)
+        parsed = ensure_utc(datetime.fromisoformat(value))
+        if not isinstance(last_id, int):
+            raise ValueError(last_id)
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise FieldInvalid("cursor", "This page link is damaged; start from the first page.") from exc
+    return parsed, last_id
