@@ -63,8 +63,9 @@ async def block(session: AsyncSession, actor: Actor, user: User, reason: str | N
     return user
 
 
-async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str | None) -> User:
-    text = _reason(reason)
+async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str | None = None) -> User:
+    """Lift a block; a reason is optional here (kept in the audit row when given)."""
+    text = _reason(reason) if reason and reason.strip() else None
     if not user.is_blocked:
         raise Conflict("This customer is not blocked.", code="not_blocked")
     before = _block_state(user)
@@ -76,7 +77,7 @@ async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str |
         entity_type="user",
         entity_id=user.id,
         before=before,
-        after=_block_state(user) | {"reason": text},
+        after=_block_state(user) | ({"reason": text} if text else {}),
     )
     return user
 

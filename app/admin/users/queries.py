@@ -7,9 +7,7 @@ the one ending last, like the subscription a payment extends (app/subscriptions/
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -19,8 +17,8 @@ from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.admin.tables import ListState, Page, keyset_page
 from app.kit.clock import ensure_utc, utcnow
-from app.kit.field_errors import FieldInvalid
 from app.models import (
     LIVE_STATUSES,
     Payment,
@@ -53,8 +51,7 @@ class Segment(enum.StrEnum):
     BLOCKED = "blocked"
 
 
-SORTS = {"created": User.created_at, "seen": User.last_seen_at, "ends": "ends"}
-SortKey = Literal["created", "-created", "seen", "-seen", "ends", "-ends"]
+SORTS = ("created", "seen", "ends")
 
 
 class CustomerFilters(BaseModel):
@@ -78,7 +75,8 @@ class CustomerFilters(BaseModel):
     blocked: bool | None = None
     unreachable: bool | None = None
     segment: Segment | None = None
-    sort: SortKey = "-created"
+    sort: Literal["created", "seen", "ends"] = "created"
+    dir: Literal["asc", "desc"] = "desc"
 
     @field_validator("*", mode="before")
     @classmethod
@@ -100,7 +98,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _between(column: Any, start: date | None, end: date | None) -> list[Any]:
+def between(column: Any, start: date | None, end: date | None) -> list[Any]:
     """Inclusive calendar days (UTC)."""
     conditions = []
     if start is not None:
@@ -132,12 +130,6 @@ def customer_status(subscription: Subscription | None, now: datetime | None = No
     return "expired"
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[CustomerRow]
-    next_cursor: str | None
-
-
 class CustomerQuery:
     """Builds the statement for a `CustomerFilters`; `page()` runs it, `ids()` gives every matching id."""
 
@@ -161,9 +153,13 @@ class CustomerQuery:
         )
 
     def _sort_column(self) -> Any:
-        key = self.filters.sort.lstrip("-")
-        column = self.current.ends_at if key == "ends" else SORTS[key]
-        return func.coalesce(column, literal(NULL_TIME, UTCDateTime()))
+        column = {"created": User.created_at, "seen": User.last_seen_at, "ends": self.current.ends_at}
+        return func.coalesce(column[self.filters.sort], literal(NULL_TIME, UTCDateTime()))
+
+    def list_state(self, path: str, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> ListState:
+        """The shared table state (app/admin/tables.py) of these filters: links, sort headers, segments."""
+        params = {k: v for k, v in self.filters.query_params().items() if k not in ("sort", "dir")}
+        return ListState(path, params, self.filters.sort, self.filters.dir == "desc", cursor, limit)
 
     def _status(self, status: str) -> Any:
         cur, now = self.current, self.now
@@ -234,9 +230,9 @@ class CustomerQuery:
             where.append(self._paid(f.provider))
         if f.language:
             where.append(User.language == f.language)
-        where += _between(User.created_at, f.created_from, f.created_to)
-        where += _between(User.last_seen_at, f.seen_from, f.seen_to)
-        where += _between(cur.ends_at, f.ends_from, f.ends_to)
+        where += between(User.created_at, f.created_from, f.created_to)
+        where += between(User.last_seen_at, f.seen_from, f.seen_to)
+        where += between(cur.ends_at, f.ends_from, f.ends_to)
         for flag, column in ((f.trial, cur.is_trial), (f.auto_renew, cur.auto_renew)):
             if flag is not None:
                 where.append(and_(cur.id.is_not(None), column.is_(true() if flag else false())))
@@ -259,30 +255,24 @@ class CustomerQuery:
 
     # --- running it -------------------------------------------------------------------------------------------
 
-    async def page(self, session: AsyncSession, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
-        """One page in the chosen order; `next_cursor` continues after its last row (None at the end)."""
-        limit = max(1, min(limit, MAX_PAGE_SIZE))
-        descending = self.filters.sort.startswith("-")
+    async def page(self, session: AsyncSession, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page[Any]:
+        """One page in the chosen order (rows: user, current subscription, plan, account, sort value);
+        `next_cursor` continues after its last row (None at the end)."""
         sort = self._sort_column()
         statement = self._joined(User, self.current, Plan, self.account, sort.label("sort_value")).outerjoin(
             Plan, Plan.id == self.current.plan_id
         )
-        if cursor:
-            value, last_id = decode_cursor(cursor)
-            after = (
-                or_(sort < value, and_(sort == value, User.id < last_id))
-                if descending
-                else or_(sort > value, and_(sort == value, User.id > last_id))
-            )
-            statement = statement.where(after)
-        order = (sort.desc(), User.id.desc()) if descending else (sort.asc(), User.id.asc())
-        result = (await session.execute(statement.order_by(*order).limit(limit + 1))).all()
-        rows = [CustomerRow(user, sub, plan, account) for user, sub, plan, account, _ in result[:limit]]
-        next_cursor = None
-        if len(result) > limit:
-            last = result[limit - 1]
-            next_cursor = encode_cursor(ensure_utc(last.sort_value), last[0].id)
-        return Page(rows, next_cursor)
+        state = self.list_state("", cursor=cursor, limit=max(1, min(limit, MAX_PAGE_SIZE)))
+        found = await keyset_page(
+            session,
+            statement,
+            state,
+            sort_column=sort,
+            id_column=User.id,
+            cursor_of=lambda row: (row.sort_value, row[0].id),
+        )
+        rows = [CustomerRow(user, sub, plan, account) for user, sub, plan, account, _ in found.rows]
+        return Page(rows, found.next_cursor)
 
     async def count(self, session: AsyncSession) -> int:
         return int(await session.scalar(self._joined(func.count(User.id))) or 0)
@@ -298,21 +288,3 @@ class CustomerQuery:
             .outerjoin(Plan, Plan.id == self.current.plan_id)
             .order_by(User.id)
         )
-
-
-def encode_cursor(value: datetime, last_id: int) -> str:
-    raw = json.dumps([value.isoformat(), last_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """A cursor this module made; anything else is the client's mistake, said clearly."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, last_id = json.loads(raw)
-        parsed = ensure_utc(datetime.fromisoformat(value))
-        if not isinstance(last_id, int):
-            raise ValueError(last_id)
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise FieldInvalid("cursor", "This page link is damaged; start from the first page.") from exc
-    return parsed, last_id
