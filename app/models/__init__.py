@@ -1,5 +1,6 @@
 """Every model, imported here so Alembic and the app see the whole schema."""
 
+from app.models.admin_jobs import BulkRun, ExportFile, JobState
 from app.models.base import Base
 from app.models.content import FaqCategory, FaqItem, MessageText, SystemSetting
 from app.models.demo_panel import DemoAccountStatus, DemoPanelAccount, DemoPanelDevice, DemoPanelNode
@@ -37,6 +38,7 @@ __all__ = [
     "BroadcastDelivery",
     "BroadcastStatus",
     "BrowserSession",
+    "BulkRun",
     "DeliveryStatus",
     "DemoAccountStatus",
     "DemoInvoice",
@@ -46,9 +48,11 @@ __all__ = [
     "DemoPanelNode",
     "Experiment",
     "ExperimentAssignment",
+    "ExportFile",
     "FaqCategory",
     "FaqItem",
     "JobRun",
+    "JobState",
     "LoginCode",
     "MessageText",
     "Node",
