@@ -11,6 +11,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.kit.money import CURRENCY_EXPONENTS
+
 DEMO_DATABASE_URL = "sqlite+aiosqlite:///./var/vpnshop.sqlite3"
 
 
@@ -31,6 +33,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     timezone: str = "Europe/Moscow"
+    # The admin's revenue figures are also shown in this currency, through the dated exchange rates staff keep.
+    reporting_currency: str = "RUB"
     default_language: Literal["ru", "en"] = "ru"
     sentry_dsn: str = ""
     prometheus_port: int = Field(9090, ge=1, le=65535)
@@ -182,6 +186,13 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError("expected a JSON list of provider objects") from exc
         return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value.upper() not in CURRENCY_EXPONENTS:
+            raise ValueError(f"expected one of {', '.join(sorted(CURRENCY_EXPONENTS))}")
+        return value.upper()
 
     @field_validator("timezone")
     @classmethod

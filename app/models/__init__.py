@@ -26,6 +26,7 @@ from app.models.promo import (
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
 from app.models.staff import ApiToken, Staff, StaffRole
+from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, UserActivityDay
 from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
 
@@ -38,6 +39,8 @@ __all__ = [
     "BroadcastDelivery",
     "BroadcastStatus",
     "BrowserSession",
+    "DailyRevenue",
+    "DailyStats",
     "BulkRun",
     "DeliveryStatus",
     "DemoAccountStatus",
@@ -46,6 +49,7 @@ __all__ = [
     "DemoPanelAccount",
     "DemoPanelDevice",
     "DemoPanelNode",
+    "ExchangeRate",
     "Experiment",
     "ExperimentAssignment",
     "ExportFile",
@@ -82,6 +86,7 @@ __all__ = [
     "TrialGrant",
     "UsageDaily",
     "User",
+    "UserActivityDay",
     "UserIdentity",
     "VpnAccount",
     "promo_code_plans",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from app.auth.telegram import TelegramUser
 from app.kit.clock import utcnow
 from app.kit.i18n import pick_language
 from app.models import User
+from app.stats.activity import is_new_day, record_active_day
 
 REFERRAL_PREFIX = "ref_"
 # last_seen_at is refreshed at most this often, so reading a page does not write on every request.
@@ -48,9 +49,20 @@ async def upsert_from_telegram(
         )
         session.add(user)
         await session.flush()
+        await record_active_day(session, user.id, now)
         return user
     if (user.username, user.first_name, user.last_name) != (tg.username, tg.first_name, tg.last_name):
         user.username, user.first_name, user.last_name = tg.username, tg.first_name, tg.last_name
-    if user.last_seen_at is None or now - user.last_seen_at > SEEN_RESOLUTION:
-        user.last_seen_at = now
+    await mark_seen(session, user, now)
     return user
+
+
+async def mark_seen(session: AsyncSession, user: User, now: datetime) -> None:
+    """Keep last_seen_at current (to SEEN_RESOLUTION) and record the day's activity the first time the customer
+    is seen that day; last_seen_at always moves onto a new day, so its day is the latest active day."""
+    previous = user.last_seen_at
+    new_day = is_new_day(previous, now)
+    if previous is None or new_day or now - previous > SEEN_RESOLUTION:
+        user.last_seen_at = now
+    if new_day:
+        await record_active_day(session, user.id, now)
