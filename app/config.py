@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # (default "openid email profile") and "telegram_id_claim" (e.g. "id" for Log in with Telegram).
     oidc_providers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
 
+    # --- the admin (issue 12) ---
+    # Owners and admins must confirm a TOTP code at every password sign-in (and enrol at the first).
+    admin_require_2fa: bool = False
+    # An admin browser session ends after this long without a request (and after 12 hours regardless).
+    admin_idle_timeout_minutes: int = Field(30, ge=5, le=1440)
+
     # --- backups ---
     backup_enabled: bool = True
     # The backup job runs nightly and makes a backup when the newest one is at least this many days old.

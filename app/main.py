@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.admin.routes import install_admin
 from app.auth.oidc_routes import load_providers
 from app.auth.oidc_routes import router as oidc_router
 from app.auth.routes import router as auth_router
@@ -85,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(demo_pay_router)
     app.include_router(sub_mirror_router)
     app.include_router(demo_panel_router)
+    install_admin(app)
     return app

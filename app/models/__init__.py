@@ -25,7 +25,7 @@ from app.models.promo import (
     promo_code_plans,
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
-from app.models.staff import ApiToken, Staff, StaffRole
+from app.models.staff import ApiToken, Staff, StaffRole, StaffSession
 from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, UserActivityDay
 from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
@@ -39,9 +39,9 @@ __all__ = [
     "BroadcastDelivery",
     "BroadcastStatus",
     "BrowserSession",
+    "BulkRun",
     "DailyRevenue",
     "DailyStats",
-    "BulkRun",
     "DeliveryStatus",
     "DemoAccountStatus",
     "DemoInvoice",
@@ -80,6 +80,7 @@ __all__ = [
     "Server",
     "Staff",
     "StaffRole",
+    "StaffSession",
     "Subscription",
     "SubscriptionStatus",
     "SystemSetting",
