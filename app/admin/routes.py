@@ -14,12 +14,15 @@ from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
 from app.admin.rendering import install_components, render
+from app.admin.subscriptions import api as subscriptions_api
+from app.admin.users import api as users_api
+from app.admin.users import pages as users_pages
 
 # --- HTML pages: /admin/... ---------------------------------------------------------------------------------
 PAGES = APIRouter(prefix="/admin", dependencies=[Depends(authenticated_staff)], include_in_schema=False)
 PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
 # PAGES.include_router(dashboard_pages.router)  # /admin (C)
-# PAGES.include_router(users_pages.router)  # /admin/users (B)
+PAGES.include_router(users_pages.router)  # /admin/users (B)
 # PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 # PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 # PAGES.include_router(staff_pages.router)  # /admin/staff (A)
@@ -27,8 +30,8 @@ PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
 API.include_router(auth_api.me_router)  # /api/admin/me (A)
-# API.include_router(users_api.router)  # /api/admin/users (B)
-# API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
+API.include_router(users_api.router)  # /api/admin/users (B)
+API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 # API.include_router(payments_api.router)  # /api/admin/payments (C)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------

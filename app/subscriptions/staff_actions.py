@@ -55,7 +55,8 @@ def snapshot(subscription: Subscription) -> dict[str, Any]:
     }
 
 
-def _days(days: object) -> int:
+def valid_days(days: object) -> int:
+    """A whole number of days, not zero, within ten years either way."""
     if not isinstance(days, int) or isinstance(days, bool) or days == 0 or abs(days) > MAX_DAYS:
         raise FieldInvalid("days", f"Give a whole number of days between 1 and {MAX_DAYS} (negative to shorten).")
     return days
@@ -77,7 +78,7 @@ async def _set_end(session: AsyncSession, subscription: Subscription, ends_at: d
 
 async def extend(session: AsyncSession, actor: Actor, subscription: Subscription, days: object) -> Subscription:
     """Add days (from the end date, or from now when it has ended) or take them away (negative)."""
-    count, now = _days(days), utcnow()
+    count, now = valid_days(days), utcnow()
     ends_at = ensure_utc(subscription.ends_at)
     base = ends_at if count < 0 or ends_at > now else now
     before = snapshot(subscription)
@@ -143,7 +144,7 @@ async def cancel(session: AsyncSession, actor: Actor, subscription: Subscription
 
 async def grant_bonus_days(session: AsyncSession, actor: Actor, user: User, days: object) -> Subscription:
     """A gift of days to the customer's subscription (one is made if they never had any); they are told."""
-    count, now = _days(days), utcnow()
+    count, now = valid_days(days), utcnow()
     if count < 0:
         raise FieldInvalid("days", "Bonus days are a gift: give a positive number.")
     subscription = await latest_subscription(session, user.id)

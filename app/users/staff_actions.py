@@ -31,8 +31,8 @@ async def get_user(session: AsyncSession, user_id: int, *, for_update: bool = Fa
     return user
 
 
-def _reason(reason: str | None) -> str:
-    text = (reason or "").strip()
+def valid_reason(reason: object) -> str:
+    text = str(reason or "").strip()
     if not text:
         raise FieldInvalid("reason", "Say why: the reason is required.")
     if len(text) > MAX_REASON:
@@ -46,7 +46,7 @@ def _block_state(user: User) -> dict[str, Any]:
 
 async def block(session: AsyncSession, actor: Actor, user: User, reason: str | None) -> User:
     """Block a customer: they can no longer sign in or pay (their current VPN time is left to other actions)."""
-    text = _reason(reason)
+    text = valid_reason(reason)
     if user.is_blocked:
         raise Conflict("This customer is already blocked.", code="already_blocked")
     before = _block_state(user)
@@ -65,7 +65,7 @@ async def block(session: AsyncSession, actor: Actor, user: User, reason: str | N
 
 async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str | None = None) -> User:
     """Lift a block; a reason is optional here (kept in the audit row when given)."""
-    text = _reason(reason) if reason and reason.strip() else None
+    text = valid_reason(reason) if reason and reason.strip() else None
     if not user.is_blocked:
         raise Conflict("This customer is not blocked.", code="not_blocked")
     before = _block_state(user)
@@ -108,13 +108,18 @@ async def update_profile(session: AsyncSession, actor: Actor, user: User, change
     return user
 
 
-async def message(session: AsyncSession, actor: Actor, user: User, text: str | None) -> str:
-    """Queue a message to the customer through the bot (the notifications outbox); returns its dedupe key."""
-    body = (text or "").strip()
+def valid_message(text: object) -> str:
+    body = str(text or "").strip()
     if not body:
         raise FieldInvalid("text", "The message is empty.")
     if len(body) > MAX_MESSAGE:
         raise FieldInvalid("text", f"The message is longer than {MAX_MESSAGE} characters.")
+    return body
+
+
+async def message(session: AsyncSession, actor: Actor, user: User, text: str | None) -> str:
+    """Queue a message to the customer through the bot (the notifications outbox); returns its dedupe key."""
+    body = valid_message(text)
     key = f"{STAFF_MESSAGE_KIND}:{user.id}:{uuid.uuid4().hex}"
     await notifications.notify_user(session, user.id, STAFF_MESSAGE_KIND, {"text": body}, dedupe_key=key)
     record_by(
