@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import httpx
 import pytest
@@ -21,9 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.sessions import ADMIN_COOKIE, csrf_token, issue_tokens, start_session
+from app.auth.passwords import hash_password
 from app.config import Settings
 from app.models import Staff, StaffRole
-from app.staff.service import add_staff
 from tests.conftest import make_settings
 from tests.web import BOT_TOKEN, serve
 
@@ -66,9 +67,17 @@ class AdminHarness:
         return {"authorization": f"Bearer {pair.access_token}"}
 
     async def add_staff(self, username: str, role: str, *, telegram_id: int | None = None) -> Staff:
-        member = await add_staff(self.db, username, PASSWORD, role, telegram_id)
+        """Another staff member with the harness's PASSWORD (its Argon2 hash is computed once per run)."""
+        member = Staff(username=username, password_hash=password_hash(), role=StaffRole(role), telegram_id=telegram_id)
+        self.db.add(member)
         await self.db.commit()
         return member
+
+
+@lru_cache(maxsize=1)
+def password_hash() -> str:
+    # Argon2 is slow on purpose; hashing once per run keeps each test's four staff members cheap.
+    return hash_password(PASSWORD)
 
 
 @pytest.fixture
@@ -82,10 +91,8 @@ async def admin(admin_settings: Settings, db: AsyncSession) -> AsyncIterator[Adm
     async with serve(admin_settings) as (app, client):
         harness = AdminHarness(app, client, db, admin_settings)
         for role in ROLES:
-            harness.staff[role] = await add_staff(
-                db, f"{role}_one", PASSWORD, role, STAFF_TELEGRAM_IDS[role] if role == "owner" else None
-            )
-        await db.commit()
+            telegram_id = STAFF_TELEGRAM_IDS[role] if role == "owner" else None
+            harness.staff[role] = await harness.add_staff(f"{role}_one", role, telegram_id=telegram_id)
         try:
             yield harness
         finally:
