@@ -40,20 +40,19 @@ class AdminRoute:
     path: str
     methods: frozenset[str]
     permissions: tuple[str, ...]  # every require(...) in the route's dependency tree: exactly one is right
-    authenticated: bool  # depends on authenticated_staff (router level or through require)
+    authenticated: bool  # authenticated_staff is a direct (router-level) dependency
 
 
 def _declared(dependant: Any) -> tuple[list[str], bool]:
     permissions: list[str] = []
-    authenticated = False
     stack = [dependant]
     while stack:
         node = stack.pop()
         if (name := getattr(node.call, "permission", None)) is not None:
             permissions.append(name)
-        if getattr(node.call, "__name__", "") == "authenticated_staff":
-            authenticated = True
         stack.extend(node.dependencies)
+    # Router level: a direct dependency of the route, not only one reached through require(...).
+    authenticated = any(getattr(d.call, "__name__", "") == "authenticated_staff" for d in dependant.dependencies)
     return permissions, authenticated
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 
 from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
+from app.admin.dashboard import pages as dashboard_pages
+from app.admin.payments import api as payments_api
+from app.admin.payments import pages as payments_pages
 from app.admin.rendering import install_components, render
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
@@ -21,9 +25,9 @@ from app.admin.users import pages as users_pages
 # --- HTML pages: /admin/... ---------------------------------------------------------------------------------
 PAGES = APIRouter(prefix="/admin", dependencies=[Depends(authenticated_staff)], include_in_schema=False)
 PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
-# PAGES.include_router(dashboard_pages.router)  # /admin (C)
+dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added rather than included
 PAGES.include_router(users_pages.router)  # /admin/users (B)
-# PAGES.include_router(payments_pages.router)  # /admin/payments (C)
+PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 # PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 # PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
@@ -32,12 +36,16 @@ API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)]
 API.include_router(auth_api.me_router)  # /api/admin/me (A)
 API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
-# API.include_router(payments_api.router)  # /api/admin/payments (C)
+API.include_router(payments_api.router)  # /api/admin/payments (C)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()
 PUBLIC.include_router(auth_pages.router)  # /admin/login, /admin/logout, /admin/login/demo
 PUBLIC.include_router(auth_api.router)  # /api/auth/login|refresh|logout
+
+
+# Paths under /admin that answer without a signed-in staff member (the permission-matrix test allows only these).
+PUBLIC_PATHS = frozenset(context.path for context in iter_route_contexts(PUBLIC.routes))
 
 
 def install_admin(app: FastAPI) -> None:

@@ -98,3 +98,11 @@ async def admin(admin_settings: Settings, db: AsyncSession) -> AsyncIterator[Adm
         finally:
             for extra in harness._clients:
                 await extra.aclose()
+
+
+@pytest.fixture
+def admin_app(admin_settings: Settings) -> FastAPI:
+    """The app without its lifespan, for tests that only read its route table."""
+    from app.main import create_app
+
+    return create_app(admin_settings)
