@@ -108,8 +108,9 @@ async def count_rows(session: AsyncSession, statement: Select[Any]) -> int:
     return int(await session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0)
 
 
-async def check_size(session: AsyncSession, statement: Select[Any], *, max_rows: int = MAX_ROWS) -> int:
-    """The number of rows, refused above `max_rows` before anything is sent."""
+async def check_size(session: AsyncSession, statement: Select[Any], *, max_rows: int | None = None) -> int:
+    """The number of rows, refused above `max_rows` (MAX_ROWS by default) before anything is sent."""
+    max_rows = max_rows or MAX_ROWS
     total = await count_rows(session, statement)
     if total > max_rows:
         raise ExportTooLarge(f"{total} rows match; an export takes at most {max_rows}. Narrow the filters.")

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import Actor, record_by
@@ -215,24 +215,33 @@ async def _apply_one(session: AsyncSession, bulk: BulkAction, actor: Actor, user
     return "changed"
 
 
+async def _claim(session: AsyncSession, run_id: int) -> BulkRun:
+    """The run's row, locked for this transaction: a write first, so that on SQLite too (no row locks) a second
+    runner of the same run (a retried job while the first is still alive) waits instead of acting twice."""
+    await session.execute(update(BulkRun).where(BulkRun.id == run_id).values(processed=BulkRun.processed))
+    return await session.get_one(BulkRun, run_id, populate_existing=True, with_for_update=True)
+
+
 async def run(sessionmaker: async_sessionmaker[AsyncSession], run_id: int) -> JobState:
-    """The real run, in batches, each committed with its progress; a repeat (a worker that died) goes on where
-    the report stops."""
+    """The real run, in batches, each committed with its progress and holding the run's row, so a repeat (a
+    worker that died, or a second job) goes on where the report stops and never acts on anyone twice."""
     async with transaction(sessionmaker) as session:
-        bulk_run = await session.get_one(BulkRun, run_id, with_for_update=True)
+        bulk_run = await _claim(session, run_id)
         if bulk_run.state not in (JobState.QUEUED, JobState.RUNNING):
             return bulk_run.state
         bulk_run.state = JobState.RUNNING
         bulk_run.started_at = bulk_run.started_at or utcnow()
-        pending = [uid for uid in bulk_run.user_ids if str(uid) not in bulk_run.report]
         bulk, params = ACTIONS[bulk_run.action], dict(bulk_run.params)
         actor = Actor("staff", bulk_run.staff_id)
-    for start_at in range(0, len(pending), BATCH):
+    while True:
         async with transaction(sessionmaker) as session:
-            outcomes = {
-                uid: await _apply_one(session, bulk, actor, uid, params) for uid in pending[start_at : start_at + BATCH]
-            }
-            bulk_run = await session.get_one(BulkRun, run_id, with_for_update=True)
+            bulk_run = await _claim(session, run_id)
+            batch = [uid for uid in bulk_run.user_ids if str(uid) not in bulk_run.report][:BATCH]
+            if not batch:
+                if bulk_run.state == JobState.RUNNING:
+                    bulk_run.state, bulk_run.finished_at = JobState.DONE, utcnow()
+                return bulk_run.state
+            outcomes = {uid: await _apply_one(session, bulk, actor, uid, params) for uid in batch}
             bulk_run.report = {**bulk_run.report, **{str(uid): outcome for uid, outcome in outcomes.items()}}
             for outcome in outcomes.values():
                 kind = outcome.split(":")[0]
@@ -243,7 +252,3 @@ async def run(sessionmaker: async_sessionmaker[AsyncSession], run_id: int) -> Jo
                 else:
                     bulk_run.failed += 1
             bulk_run.processed += len(outcomes)
-    async with transaction(sessionmaker) as session:
-        bulk_run = await session.get_one(BulkRun, run_id, with_for_update=True)
-        bulk_run.state, bulk_run.finished_at = JobState.DONE, utcnow()
-    return JobState.DONE

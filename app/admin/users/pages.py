@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin import exports
-from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.auth.dependencies import CurrentStaff, StaffViewer, require
 from app.admin.forms import field_errors
 from app.admin.rendering import is_htmx, redirect, render
 from app.admin.users.exports import CUSTOMERS
@@ -41,6 +41,7 @@ router = APIRouter()
 
 # The customers a bulk action's page lists by name (the report counts them all).
 BULK_SHOWN = 500
+
 
 def _t(request: Request, key: str, **params: Any) -> str:
     """A toast in the viewer's language (the same choice the page's templates make)."""
@@ -437,13 +438,19 @@ ACTIONS: dict[str, tuple[str, Action]] = {
 
 
 def _action_route(name: str, permission: str, do: Action) -> None:
-    async def route(
-        request: Request, db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require(permission)]
-    ) -> Response:
+    # The permission goes in `dependencies`: a closure variable inside a string annotation (this module uses
+    # postponed annotations) could not be resolved by FastAPI.
+    async def route(request: Request, db: DbSession, user_id: int, viewer: CurrentStaff) -> Response:
         return await _act(request, db, viewer, user_id, name, do)
 
     route.__name__ = f"customer_{name.replace('-', '_')}"
-    router.add_api_route(f"/users/{{user_id}}/{name}", route, methods=["POST"], response_class=HTMLResponse)
+    router.add_api_route(
+        f"/users/{{user_id}}/{name}",
+        route,
+        methods=["POST"],
+        response_class=HTMLResponse,
+        dependencies=[require(permission)],
+    )
 
 
 for _name, (_permission, _do) in ACTIONS.items():
