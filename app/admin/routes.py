@@ -18,6 +18,7 @@ from app.admin.dashboard import pages as dashboard_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.rendering import install_components, render
+from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
@@ -29,7 +30,7 @@ dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added ra
 PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 # PAGES.include_router(audit_pages.router)  # /admin/audit (A)
-# PAGES.include_router(staff_pages.router)  # /admin/staff (A)
+PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
