@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import iter_route_contexts
 
+from app.admin.audit import pages as audit_pages
 from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
@@ -29,7 +30,7 @@ PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
 dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added rather than included
 PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
-# PAGES.include_router(audit_pages.router)  # /admin/audit (A)
+PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
