@@ -33,6 +33,8 @@ async def get_user(session: AsyncSession, user_id: int, *, for_update: bool = Fa
 
 def valid_reason(reason: object) -> str:
     text = str(reason or "").strip()
+    if "\x00" in text:
+        raise FieldInvalid("reason", "The reason holds a character that cannot be stored.")
     if not text:
         raise FieldInvalid("reason", "Say why: the reason is required.")
     if len(text) > MAX_REASON:
@@ -110,6 +112,8 @@ async def update_profile(session: AsyncSession, actor: Actor, user: User, change
 
 def valid_message(text: object) -> str:
     body = str(text or "").strip()
+    if "\x00" in body:
+        raise FieldInvalid("text", "The message holds a character that cannot be stored.")
     if not body:
         raise FieldInvalid("text", "The message is empty.")
     if len(body) > MAX_MESSAGE:

@@ -170,3 +170,29 @@ async def test_subscriptions_list_read_update_and_cancel(admin: AdminHarness) ->
     assert sorted(actions) == sorted(
         ["subscription.extend", "subscription.change_plan", "subscription.set_end", "subscription.cancel"]
     )
+
+
+async def test_out_of_range_and_unstorable_input_is_refused_not_a_server_error(admin: AdminHarness) -> None:
+    """What a fuzzer sends (ids past BIGINT, NUL characters, forged cursors) is a 4xx, never a 5xx."""
+    (user, sub), *_ = await _customers(admin, 1)
+    headers = await admin.bearer("owner")
+    huge = 2**63
+    for path in (f"/api/admin/users/{huge}", f"/api/admin/subscriptions/{huge}", "/api/admin/users/0"):
+        assert (await admin.client.get(path, headers=headers)).status_code == 422, path
+    for params in (
+        {"plan": huge},
+        {"search": "a\x00b"},
+        {"language": "'; drop"},
+        {"cursor": "W1sxLDJdLDVd"},  # [[1,2],5]: a cursor of the right shape holding the wrong value
+    ):
+        response = await admin.client.get("/api/admin/users", params=params, headers=headers)
+        assert response.status_code == 422, params
+    for params in ({"user_id": huge}, {"cursor": "9" * 30}):
+        response = await admin.client.get("/api/admin/subscriptions", params=params, headers=headers)
+        assert response.status_code == 422, params
+    plan = await admin.client.put(f"/api/admin/subscriptions/{sub.id}", json={"plan_id": huge}, headers=headers)
+    assert plan.status_code == 422
+    nul = await admin.client.post(f"/api/admin/users/{user.id}/block", json={"reason": "a\x00b"}, headers=headers)
+    assert nul.status_code == 422
+    await admin.db.refresh(user)
+    assert not user.is_blocked and await _audit_count(admin) == 0

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.subscriptions.queries import SubscriptionFilters, page
 from app.admin.users.queries import MAX_PAGE_SIZE, PAGE_SIZE
-from app.admin.users.schemas import SubscriptionOut, SubscriptionPage, SubscriptionUpdate
+from app.admin.users.schemas import RowId, SubscriptionOut, SubscriptionPage, SubscriptionUpdate
 from app.deps import DbSession
 from app.kit.field_errors import FieldInvalid
 from app.models import Plan, Subscription
@@ -37,14 +37,14 @@ async def list_subscriptions(
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionOut, dependencies=[require("users:read")])
-async def get_subscription(db: DbSession, subscription_id: int) -> SubscriptionOut:
+async def get_subscription(db: DbSession, subscription_id: RowId) -> SubscriptionOut:
     return await _out(db, await staff_actions.get_subscription(db, subscription_id))
 
 
 @router.put("/{subscription_id}", response_model=SubscriptionOut)
 async def update_subscription(
     db: DbSession,
-    subscription_id: int,
+    subscription_id: RowId,
     body: SubscriptionUpdate,
     viewer: Annotated[StaffViewer, require("users:write")],
 ) -> SubscriptionOut:
@@ -67,7 +67,7 @@ async def update_subscription(
 
 @router.post("/{subscription_id}/cancel", response_model=SubscriptionOut)
 async def cancel_subscription(
-    db: DbSession, subscription_id: int, viewer: Annotated[StaffViewer, require("users:write")]
+    db: DbSession, subscription_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> SubscriptionOut:
     subscription = await staff_actions.get_subscription(db, subscription_id)
     await staff_actions.cancel(db, viewer.actor, subscription)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.users.queries import between
+from app.admin.users.queries import MAX_ID, between
 from app.kit.field_errors import FieldInvalid
 from app.models import Plan, Subscription, SubscriptionStatus
 
@@ -17,9 +17,9 @@ from app.models import Plan, Subscription, SubscriptionStatus
 class SubscriptionFilters(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    user_id: int | None = None
+    user_id: int | None = Field(None, ge=1, le=MAX_ID)
     status: Literal["pending", "trial", "active", "expired", "cancelled"] | None = None
-    plan: int | None = None
+    plan: int | None = Field(None, ge=1, le=MAX_ID)
     trial: bool | None = None
     ends_from: date | None = None
     ends_to: date | None = None
@@ -44,7 +44,7 @@ async def page(
         statement = statement.where(Subscription.is_trial.is_(filters.trial))
     statement = statement.where(*between(Subscription.ends_at, filters.ends_from, filters.ends_to))
     if cursor:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or len(cursor) > 18:
             raise FieldInvalid("cursor", "This page link is damaged; start from the first page.")
         statement = statement.where(Subscription.id < int(cursor))
     rows = (await session.execute(statement.order_by(Subscription.id.desc()).limit(limit + 1))).all()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.users.queries import MAX_PAGE_SIZE, PAGE_SIZE, CustomerFilters, CustomerQuery
-from app.admin.users.schemas import BlockIn, UnblockIn, UserOut, UserPage, UserUpdate
+from app.admin.users.schemas import BlockIn, RowId, UnblockIn, UserOut, UserPage, UserUpdate
 from app.deps import DbSession
 from app.kit.field_errors import FieldInvalid
 from app.models import Plan
@@ -42,13 +42,13 @@ async def _out(db: DbSession, user_id: int) -> UserOut:
 
 
 @router.get("/{user_id}", response_model=UserOut, dependencies=[require("users:read")])
-async def get_user(db: DbSession, user_id: int) -> UserOut:
+async def get_user(db: DbSession, user_id: RowId) -> UserOut:
     return await _out(db, user_id)
 
 
 @router.put("/{user_id}", response_model=UserOut)
 async def update_user(
-    db: DbSession, user_id: int, body: UserUpdate, viewer: Annotated[StaffViewer, require("users:write")]
+    db: DbSession, user_id: RowId, body: UserUpdate, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> UserOut:
     changes = body.model_dump(exclude_unset=True)
     for name in ("language", "marketing_opt_out"):
@@ -61,7 +61,7 @@ async def update_user(
 
 @router.post("/{user_id}/block", response_model=UserOut)
 async def block_user(
-    db: DbSession, user_id: int, body: BlockIn, viewer: Annotated[StaffViewer, require("users:write")]
+    db: DbSession, user_id: RowId, body: BlockIn, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> UserOut:
     user = await staff_actions.get_user(db, user_id, for_update=True)
     await staff_actions.block(db, viewer.actor, user, body.reason)
@@ -70,7 +70,7 @@ async def block_user(
 
 @router.post("/{user_id}/unblock", response_model=UserOut)
 async def unblock_user(
-    db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require("users:write")], body: UnblockIn | None = None
+    db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:write")], body: UnblockIn | None = None
 ) -> UserOut:
     user = await staff_actions.get_user(db, user_id, for_update=True)
     await staff_actions.unblock(db, viewer.actor, user, body.reason if body else None)

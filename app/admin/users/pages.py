@@ -21,6 +21,7 @@ from app.admin.forms import field_errors
 from app.admin.rendering import is_htmx, redirect, render
 from app.admin.users.exports import CUSTOMERS
 from app.admin.users.queries import PAGE_SIZE, STATUSES, CustomerFilters, CustomerQuery, Segment
+from app.admin.users.schemas import RowId
 from app.admin.users.views import load_detail
 from app.checkout.display import money_text
 from app.connect import staff_devices
@@ -149,13 +150,15 @@ async def _own_export(db: AsyncSession, viewer: StaffViewer, export_id: int) -> 
 
 @router.get("/users/exports/{export_id}", response_class=HTMLResponse)
 async def export_status(
-    request: Request, db: DbSession, export_id: int, viewer: Annotated[StaffViewer, require("export")]
+    request: Request, db: DbSession, export_id: RowId, viewer: Annotated[StaffViewer, require("export")]
 ) -> HTMLResponse:
     return _export_status(request, await _own_export(db, viewer, export_id))
 
 
 @router.get("/users/exports/{export_id}/download")
-async def export_download(db: DbSession, export_id: int, viewer: Annotated[StaffViewer, require("export")]) -> Response:
+async def export_download(
+    db: DbSession, export_id: RowId, viewer: Annotated[StaffViewer, require("export")]
+) -> Response:
     export = await _own_export(db, viewer, export_id)
     if export.state != JobState.DONE or export.content is None:
         raise AppError("The file is not ready yet.", code="export_not_ready", status_code=409)
@@ -214,14 +217,14 @@ async def _run(db: AsyncSession, run_id: int) -> BulkRun:
 
 @router.get("/users/bulk/{run_id}", response_class=HTMLResponse)
 async def bulk_status(
-    request: Request, db: DbSession, run_id: int, viewer: Annotated[StaffViewer, require("users:write")]
+    request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> HTMLResponse:
     return await _bulk_page(request, db, await _run(db, run_id))
 
 
 @router.post("/users/bulk/{run_id}/start", response_class=HTMLResponse)
 async def bulk_start(
-    request: Request, db: DbSession, run_id: int, viewer: Annotated[StaffViewer, require("users:write")]
+    request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> Response:
     run = await bulk.start(db, viewer.actor, run_id)
     await db.commit()
@@ -270,14 +273,14 @@ async def _detail(
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
 async def customer(
-    request: Request, db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require("users:read")]
+    request: Request, db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:read")]
 ) -> HTMLResponse:
     return await _detail(request, db, viewer, user_id)
 
 
 @router.get("/users/{user_id}/devices", response_class=HTMLResponse)
 async def devices(
-    request: Request, db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require("users:read")]
+    request: Request, db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:read")]
 ) -> HTMLResponse:
     """The devices block, loaded after the page (it asks the panel, which may be slow or down)."""
     user = await users.get_user(db, user_id)
@@ -440,7 +443,7 @@ ACTIONS: dict[str, tuple[str, Action]] = {
 def _action_route(name: str, permission: str, do: Action) -> None:
     # The permission goes in `dependencies`: a closure variable inside a string annotation (this module uses
     # postponed annotations) could not be resolved by FastAPI.
-    async def route(request: Request, db: DbSession, user_id: int, viewer: CurrentStaff) -> Response:
+    async def route(request: Request, db: DbSession, user_id: RowId, viewer: CurrentStaff) -> Response:
         return await _act(request, db, viewer, user_id, name, do)
 
     route.__name__ = f"customer_{name.replace('-', '_')}"
@@ -459,14 +462,14 @@ for _name, (_permission, _do) in ACTIONS.items():
 
 @router.post("/users/{user_id}/set-end", response_class=HTMLResponse)
 async def customer_set_end(
-    request: Request, db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require("users:write")]
+    request: Request, db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> Response:
     return await _act(request, db, viewer, user_id, "set-end", _set_end(request))
 
 
 @router.post("/users/{user_id}/devices/remove", response_class=HTMLResponse)
 async def customer_remove_devices(
-    request: Request, db: DbSession, user_id: int, viewer: Annotated[StaffViewer, require("users:write")]
+    request: Request, db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> Response:
     return await _act(request, db, viewer, user_id, "devices", _remove_devices(request))
 
@@ -476,8 +479,8 @@ async def customer_refund(
     request: Request,
     db: DbSession,
     settings: AppSettings,
-    user_id: int,
-    payment_id: int,
+    user_id: RowId,
+    payment_id: RowId,
     viewer: Annotated[StaffViewer, require("money:refund")],
 ) -> Response:
     return await _act(request, db, viewer, user_id, f"refund-{payment_id}", _refund(request, payment_id))

@@ -17,8 +17,9 @@ from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.admin.tables import ListState, Page, keyset_page
+from app.admin.tables import ListState, Page, decode_cursor, keyset_page
 from app.kit.clock import ensure_utc, utcnow
+from app.kit.errors import ValidationFailed
 from app.models import (
     LIVE_STATUSES,
     Payment,
@@ -32,6 +33,8 @@ from app.models import (
 from app.models.base import UTCDateTime
 
 PAGE_SIZE = 50
+# BIGINT, as both databases store ids: a larger filter value is refused, never sent to the database.
+MAX_ID = 2**63 - 1
 MAX_PAGE_SIZE = 200
 # Customer statuses: the current subscription's, with "none" for customers who never had one.
 STATUSES = ("active", "trial", "expired", "cancelled", "none")
@@ -59,11 +62,11 @@ class CustomerFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    search: str | None = Field(None, max_length=128)
+    search: str | None = Field(None, max_length=128, pattern=r"^[^\x00]*$")
     status: Literal["active", "trial", "expired", "cancelled", "none"] | None = None
-    plan: int | None = None
-    provider: str | None = Field(None, max_length=32)
-    language: str | None = Field(None, max_length=8)
+    plan: int | None = Field(None, ge=1, le=MAX_ID)
+    provider: str | None = Field(None, max_length=32, pattern=r"^[a-z0-9_]*$")
+    language: str | None = Field(None, max_length=8, pattern=r"^[a-z-]*$")
     created_from: date | None = None
     created_to: date | None = None
     seen_from: date | None = None
@@ -262,6 +265,8 @@ class CustomerQuery:
         statement = self._joined(User, self.current, Plan, self.account, sort.label("sort_value")).outerjoin(
             Plan, Plan.id == self.current.plan_id
         )
+        if cursor is not None and not isinstance(decode_cursor(cursor)[0], datetime):
+            raise ValidationFailed("cursor: not a cursor this list gave out; start again from the first page")
         state = self.list_state("", cursor=cursor, limit=max(1, min(limit, MAX_PAGE_SIZE)))
         found = await keyset_page(
             session,

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.admin.users.queries import customer_status
+from app.admin.users.queries import MAX_ID, customer_status
 from app.models import Plan, Subscription, User
+
+# Row ids as both databases store them: a larger number is refused as input, never sent to the database.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdValue = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class SubscriptionOut(BaseModel):
@@ -122,5 +128,5 @@ class SubscriptionUpdate(BaseModel):
 
     ends_at: datetime | None = None
     extend_days: int | None = None
-    plan_id: int | None = None
+    plan_id: IdValue | None = None
     auto_renew: bool | None = None
