@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="vpnshop",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # app/admin/docs.py serves /api/docs from vendored Swagger UI
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
