@@ -477,7 +477,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None and server.is_alive():
             server.terminate()
             server.join(10)
-        asyncio.run(drop_database(args.database_url, name))
+        if args.keep:
+            print(f"  kept the database: {url}")
+        else:
+            asyncio.run(drop_database(args.database_url, name))
     goals = {name: results[name]["p95_ms"] <= goal for name, goal in GOALS_MS.items()}
     goals["export_first_byte"] = results["export"]["first_byte_s"] <= EXPORT_FIRST_BYTE_GOAL_S
     goals["export_memory"] = results["export"]["extra_mib"] < EXPORT_MEMORY_GOAL_MB
@@ -502,6 +505,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=100, help="measured requests per scenario (default 100)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL for CREATE/DROP DATABASE")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the app (default db 6)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards (to EXPLAIN queries)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = parser.parse_args(argv)
     if args.customers < 1000 or args.requests < 1:

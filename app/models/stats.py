@@ -7,12 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin
 from app.models.panels import UsageDaily, VpnAccount
 from app.models.payments import Payment
+from app.models.subscriptions import Subscription
 from app.models.users import User
 
 
@@ -97,11 +98,27 @@ class ExchangeRate(IdMixin, CreatedMixin, Base):
 
 
 # Indexes the dashboard and the payments list need on other areas' tables, declared here (and created by migration
-# 0010) so that this work stays in its own files: "active in the last 30 days", "online now", VPN users per day,
-# money per day, and the payments list's newest-first keyset order.
+# 0010) so that this work stays in its own files: last seen (the customers table filters and sorts by it),
+# "online now", VPN users per day, failed renewals, money per day, and the payments list's newest-first order.
 Index("ix_users_last_seen_at", User.last_seen_at)
 Index("ix_vpn_accounts_online_at", VpnAccount.online_at)
-Index("ix_usage_daily_day_user_id", UsageDaily.day, UsageDaily.user_id)
+# Partial: only rows with traffic count as VPN use, so DAU and MAU by VPN read this index alone.
+USED_TRAFFIC = text("upload_bytes + download_bytes > 0")
+Index(
+    "ix_usage_daily_day_user_id",
+    UsageDaily.day,
+    UsageDaily.user_id,
+    postgresql_where=USED_TRAFFIC,
+    sqlite_where=USED_TRAFFIC,
+)
+# The few subscriptions whose renewal failed (an alert), found without reading them all.
+FAILED_RENEWAL = text("renewal_failures > 0")
+Index(
+    "ix_subscriptions_failed_renewal",
+    Subscription.ends_at,
+    postgresql_where=FAILED_RENEWAL,
+    sqlite_where=FAILED_RENEWAL,
+)
 Index("ix_payments_paid_at", Payment.paid_at)
 Index("ix_payments_refunded_at", Payment.refunded_at)
 Index("ix_payments_created_at_id", Payment.created_at, Payment.id)

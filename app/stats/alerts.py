@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import OutboxMessage, OutboxStatus, Payment, PaymentStatus, Server, Subscription
@@ -44,7 +44,8 @@ async def current_alerts(session: AsyncSession, now: datetime) -> Alerts:
     failed_renewals = await session.scalar(
         select(func.count())
         .select_from(Subscription)
-        .where(Subscription.renewal_failures > 0, Subscription.ends_at >= now - FAILED_RENEWAL_WINDOW)
+        # A literal zero, so PostgreSQL matches the partial index ix_subscriptions_failed_renewal's condition.
+        .where(Subscription.renewal_failures > literal_column("0"), Subscription.ends_at >= now - FAILED_RENEWAL_WINDOW)
     )
     overdue = await session.scalar(
         select(func.count())

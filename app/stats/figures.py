@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.money import Money
@@ -75,7 +75,8 @@ async def active_by_vpn(session: AsyncSession, first: date, last: date) -> int:
             select(func.count(UsageDaily.user_id.distinct())).where(
                 UsageDaily.day >= first,
                 UsageDaily.day <= last,
-                UsageDaily.upload_bytes + UsageDaily.download_bytes > 0,
+                # A literal zero, so PostgreSQL matches the partial index ix_usage_daily_day_user_id's condition.
+                UsageDaily.upload_bytes + UsageDaily.download_bytes > literal_column("0"),
             )
         )
         or 0

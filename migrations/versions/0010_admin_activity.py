@@ -23,14 +23,16 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-# (name, table, columns) of the indexes on other areas' tables (declared in app/models/stats.py).
+# (name, table, columns, partial-index condition) of the indexes on other areas' tables (declared in
+# app/models/stats.py).
 INDEXES = (
-    ("ix_users_last_seen_at", "users", ["last_seen_at"]),
-    ("ix_vpn_accounts_online_at", "vpn_accounts", ["online_at"]),
-    ("ix_usage_daily_day_user_id", "usage_daily", ["day", "user_id"]),
-    ("ix_payments_paid_at", "payments", ["paid_at"]),
-    ("ix_payments_refunded_at", "payments", ["refunded_at"]),
-    ("ix_payments_created_at_id", "payments", ["created_at", "id"]),
+    ("ix_users_last_seen_at", "users", ["last_seen_at"], None),
+    ("ix_vpn_accounts_online_at", "vpn_accounts", ["online_at"], None),
+    ("ix_usage_daily_day_user_id", "usage_daily", ["day", "user_id"], "upload_bytes + download_bytes > 0"),
+    ("ix_subscriptions_failed_renewal", "subscriptions", ["ends_at"], "renewal_failures > 0"),
+    ("ix_payments_paid_at", "payments", ["paid_at"], None),
+    ("ix_payments_refunded_at", "payments", ["refunded_at"], None),
+    ("ix_payments_created_at_id", "payments", ["created_at", "id"], None),
 )
 
 
@@ -84,12 +86,13 @@ def upgrade() -> None:
             name=op.f("uq_exchange_rates_currency_quote_currency_valid_from"),
         ),
     )
-    for name, table, columns in INDEXES:
-        op.create_index(name, table, columns, unique=False)
+    for name, table, columns, where in INDEXES:
+        condition = {} if where is None else {"postgresql_where": sa.text(where), "sqlite_where": sa.text(where)}
+        op.create_index(name, table, columns, unique=False, **condition)
 
 
 def downgrade() -> None:
-    for name, table, _columns in reversed(INDEXES):
+    for name, table, _columns, _where in reversed(INDEXES):
         op.drop_index(name, table_name=table)
     op.drop_table("exchange_rates")
     op.drop_table("daily_revenue")
