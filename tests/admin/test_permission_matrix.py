@@ -114,7 +114,7 @@ async def test_every_route_refuses_the_anonymous(admin: AdminHarness) -> None:
             response = await call(admin.client, method, path, {"accept": "application/json"})
             if method == "GET" and path.startswith("/admin"):
                 # A first page load gets the shell, which signs in (initData) or goes to /admin/login.
-                assert 'id="shell"' in response.text, path
+                assert 'id="admin-shell"' in response.text, path
                 assert "/admin/login?next=" in response.text, path
             else:
                 assert response.status_code == 401, f"{method} {path}: {response.status_code}"

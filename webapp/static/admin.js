@@ -93,12 +93,37 @@
     input.focus();
   }, true);
 
+  // --- first load inside Telegram: the page again with initData, and its whole layout (sidebar included) -----
+  // swapped in; a refusal (not linked to staff, initData expired) is the site's error page: its message shows.
+  function bootShell() {
+    var shell = document.getElementById("admin-shell");
+    if (!shell) return;
+    var tg = window.Telegram && window.Telegram.WebApp;
+    if (!(tg && tg.initData)) {
+      window.location.replace(shell.dataset.login);
+      return;
+    }
+    fetch(shell.dataset.src, { headers: { Authorization: "tma " + tg.initData }, credentials: "same-origin" })
+      .then(function (response) { return response.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var incoming = doc.querySelector(".admin-layout") || doc.querySelector("main");
+        var layout = document.querySelector(".admin-layout");
+        if (!incoming || !layout) return;
+        var node = document.importNode(incoming, true);
+        layout.replaceWith(node);
+        if (doc.title) document.title = doc.title;
+        window.htmx.process(node);
+        afterSwap(node);
+      });
+  }
+
   function afterSwap(root) {
     highlightNav();
     drawCharts(root);
     ageToasts();
   }
-  document.addEventListener("DOMContentLoaded", function () { afterSwap(document); });
+  document.addEventListener("DOMContentLoaded", function () { bootShell(); afterSwap(document); });
   window.addEventListener("load", function () { drawCharts(document); });
   document.addEventListener("htmx:afterSettle", function (event) { afterSwap(event.detail.elt); });
   document.addEventListener("htmx:pushedIntoHistory", highlightNav);
