@@ -47,6 +47,11 @@ def render(
     return response
 
 
+def translate(request: Request, key: str, **params: Any) -> str:
+    """A message in the viewer's language, for what Python composes (toasts)."""
+    return request.app.state.templates.base_context(request)["_"](key, **params)
+
+
 def toast_html(request: Request, toasts: list[tuple[str, str]]) -> str:
     return str(request.app.state.templates.env.globals["admin_toast"].oob(toasts))
 

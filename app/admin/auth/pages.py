@@ -23,7 +23,7 @@ from app.admin.auth.sessions import (
     revoke_session,
     start_session,
 )
-from app.admin.rendering import redirect, render
+from app.admin.rendering import redirect, render, translate
 from app.audit.service import Actor, record_by
 from app.auth.dependencies import CsrfFailed
 from app.auth.routes import login_csrf, secure_cookies, set_login_csrf
@@ -357,7 +357,9 @@ async def account_2fa_confirm(
         before=before,
         after={"totp": True},
     )
-    return await _account_page(request, db, settings, viewer, toasts=[("success", "Two-factor sign-in is on.")])
+    return await _account_page(
+        request, db, settings, viewer, toasts=[("success", translate(request, "admin.account.toast.2fa_on"))]
+    )
 
 
 @account_router.post("/account/sessions/{session_id}/revoke", response_model=None)

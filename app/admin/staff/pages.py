@@ -15,7 +15,7 @@ from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.auth.sessions import list_sessions
 from app.admin.forms import parse_form
 from app.admin.permissions import PERMISSIONS, ROLE_PRESETS, permissions_of
-from app.admin.rendering import render
+from app.admin.rendering import render, translate
 from app.deps import DbSession
 from app.kit.errors import NotFound
 from app.models import Staff, StaffRole
@@ -111,7 +111,9 @@ async def staff_create(request: Request, db: DbSession, viewer: Annotated[StaffV
         await service.add_staff(db, form.username, form.password, form.role.value, form.telegram_id, actor=viewer.actor)
     except service.StaffError as exc:
         return await _list_page(request, db, form=shown, errors={exc.field: str(exc)}, status=422)
-    return await _list_page(request, db, toasts=[("success", f"{form.username}: created")])
+    return await _list_page(
+        request, db, toasts=[("success", translate(request, "admin.staff.toast.created", name=form.username))]
+    )
 
 
 @router.get("/staff/{staff_id}", response_class=HTMLResponse)
@@ -129,7 +131,7 @@ async def _act(request: Request, db: DbSession, viewer: StaffViewer, staff: Staf
     except service.StaffError as exc:
         field = exc.field if exc.field != "__all__" else "action"
         return await _detail_page(request, db, viewer, staff, errors={field: str(exc)}, status=422)
-    return await _detail_page(request, db, viewer, staff, toasts=[("success", done)])
+    return await _detail_page(request, db, viewer, staff, toasts=[("success", translate(request, done))])
 
 
 @router.post("/staff/{staff_id}/role", response_class=HTMLResponse)
@@ -142,7 +144,7 @@ async def staff_role(
 ) -> Response:
     staff = await _staff(db, staff_id)
     return await _act(
-        request, db, viewer, staff, service.change_role(db, staff, role, actor=viewer.actor), "Role saved"
+        request, db, viewer, staff, service.change_role(db, staff, role, actor=viewer.actor), "admin.staff.toast.role"
     )
 
 
@@ -174,7 +176,7 @@ async def staff_permissions(
             status=422,
         )
     change = service.set_overrides(db, staff, grant, revoke, actor=viewer.actor)
-    return await _act(request, db, viewer, staff, change, "Permissions saved")
+    return await _act(request, db, viewer, staff, change, "admin.staff.toast.permissions")
 
 
 @router.post("/staff/{staff_id}/deactivate", response_class=HTMLResponse)
@@ -183,7 +185,7 @@ async def staff_deactivate(
 ) -> Response:
     staff = await _staff(db, staff_id)
     change = service.deactivate(db, staff, actor=viewer.actor)
-    return await _act(request, db, viewer, staff, change, "Deactivated; every session and token revoked")
+    return await _act(request, db, viewer, staff, change, "admin.staff.toast.deactivated")
 
 
 @router.post("/staff/{staff_id}/activate", response_class=HTMLResponse)
@@ -191,7 +193,9 @@ async def staff_activate(
     request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
-    return await _act(request, db, viewer, staff, service.activate(db, staff, actor=viewer.actor), "Activated")
+    return await _act(
+        request, db, viewer, staff, service.activate(db, staff, actor=viewer.actor), "admin.staff.toast.activated"
+    )
 
 
 @router.post("/staff/{staff_id}/reset-2fa", response_class=HTMLResponse)
@@ -200,7 +204,7 @@ async def staff_reset_2fa(
 ) -> Response:
     staff = await _staff(db, staff_id)
     change = service.reset_two_factor(db, staff, actor=viewer.actor)
-    return await _act(request, db, viewer, staff, change, "Two-factor removed")
+    return await _act(request, db, viewer, staff, change, "admin.staff.toast.2fa_reset")
 
 
 @router.post("/staff/{staff_id}/unlock", response_class=HTMLResponse)
@@ -208,7 +212,9 @@ async def staff_unlock(
     request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
-    return await _act(request, db, viewer, staff, service.unlock(db, staff, actor=viewer.actor), "Unlocked")
+    return await _act(
+        request, db, viewer, staff, service.unlock(db, staff, actor=viewer.actor), "admin.staff.toast.unlocked"
+    )
 
 
 @router.post("/staff/{staff_id}/telegram", response_class=HTMLResponse)
@@ -220,7 +226,7 @@ async def staff_telegram(
     if form is None:
         return await _detail_page(request, db, viewer, staff, errors=errors, status=422)
     change = service.link_telegram(db, staff, form.telegram_id, actor=viewer.actor)
-    return await _act(request, db, viewer, staff, change, "Telegram link saved")
+    return await _act(request, db, viewer, staff, change, "admin.staff.toast.telegram")
 
 
 @router.post("/staff/{staff_id}/sessions/{session_id}/revoke", response_class=HTMLResponse)
@@ -230,4 +236,6 @@ async def staff_end_session(
     staff = await _staff(db, staff_id)
     if not await service.end_session(db, staff, session_id, actor=viewer.actor):
         raise NotFound("No such live session of this staff member.")
-    return await _detail_page(request, db, viewer, staff, toasts=[("success", "Session ended")])
+    return await _detail_page(
+        request, db, viewer, staff, toasts=[("success", translate(request, "admin.staff.toast.session_ended"))]
+    )
