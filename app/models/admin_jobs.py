@@ -11,6 +11,9 @@ from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin, str_enum
+from app.models.panels import VpnAccount
+from app.models.payments import Payment
+from app.models.subscriptions import Subscription
 
 
 class JobState(enum.StrEnum):
@@ -64,3 +67,12 @@ class ExportFile(IdMixin, CreatedMixin, Base):
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_export_files_staff_created", "staff_id", "created_at"),)
+
+
+# The customers table's search box finds a customer by a panel username or a payment's id pasted from the
+# provider's dashboard; the existing unique constraints lead with the server / provider, so they cannot serve it.
+# Declared here, beside the admin's other schema, so the domains' model files stay as they are.
+Index("ix_vpn_accounts_panel_username", VpnAccount.panel_username)
+Index("ix_payments_external_id", Payment.external_id)
+# The customers table sorted by end date walks the subscriptions in that order.
+Index("ix_subscriptions_ends_at", Subscription.ends_at)

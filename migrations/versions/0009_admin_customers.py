@@ -1,7 +1,8 @@
 """admin section: customers, bulk actions, exports (issue 12)
 
 Bulk actions keep the dry run's exact list of customers, progress and a report; Excel exports keep their file
-until downloaded.
+until downloaded; the customers search finds panel usernames and payments' external ids by index, and
+the table sorted by end date walks an index of subscriptions' end dates.
 
 Revision ID: 0009
 Revises: 0008
@@ -83,8 +84,21 @@ def upgrade() -> None:
     with op.batch_alter_table("export_files", schema=None) as batch_op:
         batch_op.create_index("ix_export_files_staff_created", ["staff_id", "created_at"], unique=False)
 
+    with op.batch_alter_table("vpn_accounts", schema=None) as batch_op:
+        batch_op.create_index("ix_vpn_accounts_panel_username", ["panel_username"], unique=False)
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.create_index("ix_payments_external_id", ["external_id"], unique=False)
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index("ix_subscriptions_ends_at", ["ends_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_ends_at")
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index("ix_payments_external_id")
+    with op.batch_alter_table("vpn_accounts", schema=None) as batch_op:
+        batch_op.drop_index("ix_vpn_accounts_panel_username")
     with op.batch_alter_table("export_files", schema=None) as batch_op:
         batch_op.drop_index("ix_export_files_staff_created")
     op.drop_table("export_files")

@@ -45,6 +45,10 @@ TRAFFIC_NEARLY_USED = 0.9
 NULL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# More matches than this for one search box are not a search any more: the first ones are shown.
+SEARCH_CAP = 1000
+
+
 class Segment(enum.StrEnum):
     EXPIRING = "expiring"
     NEVER_PAID = "never_paid"
@@ -140,6 +144,8 @@ class CustomerQuery:
         self.filters = filters
         self.now = now or utcnow()
         self.current = aliased(Subscription, name="current_sub")
+        # The search's matches, resolved once by `prepare` (a plain scan, not one walked in the page's order).
+        self._search_ids: list[int] | None = None
         self.account = aliased(VpnAccount, name="current_account")
 
     # --- the pieces -------------------------------------------------------------------------------------------
@@ -156,8 +162,13 @@ class CustomerQuery:
         )
 
     def _sort_column(self) -> Any:
-        column = {"created": User.created_at, "seen": User.last_seen_at, "ends": self.current.ends_at}
-        return func.coalesce(column[self.filters.sort], literal(NULL_TIME, UTCDateTime()))
+        """Never NULL (the keyset needs a total order); a column that is never NULL is used as it is, so its
+        index serves the order."""
+        if self.filters.sort == "created":
+            return User.created_at
+        if self.filters.sort == "ends":
+            return self.current.ends_at
+        return func.coalesce(User.last_seen_at, literal(NULL_TIME, UTCDateTime()))
 
     def list_state(self, path: str, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> ListState:
         """The shared table state (app/admin/tables.py) of these filters: links, sort headers, segments."""
@@ -204,27 +215,33 @@ class CustomerQuery:
 
     def _search(self, text: str) -> Any:
         """One box for everything staff paste: a Telegram id, @username, a name, a referral code, a panel
-        username, a payment's external id (or our payment id)."""
+        username, a payment's external id (or our payment id). The columns of `users` are matched in one pass;
+        the panel and payment ids by their own indexes, once (never per customer)."""
         if text.startswith("@"):
             return func.lower(User.username) == text[1:].lower()
-        pattern = f"%{text.lower().replace('%', '').replace('_', '')}%"
         conditions = [
+            User.referral_code == text,
+            User.id.in_(select(VpnAccount.user_id).where(VpnAccount.panel_username == text)),
+            User.id.in_(select(Payment.user_id).where(or_(Payment.external_id == text, Payment.public_id == text))),
+        ]
+        if text.isdigit():
+            # A pasted number is an id of some kind: looked up by index, without scanning every name.
+            if len(text) <= 18:
+                conditions.append(User.telegram_id == int(text))
+            return or_(*conditions)
+        pattern = f"%{text.lower().replace('%', '').replace('_', '')}%"
+        conditions += [
             func.lower(User.username) == text.lower(),
             func.lower(User.first_name).like(pattern),
             func.lower(User.last_name).like(pattern),
-            User.referral_code == text,
-            exists().where(VpnAccount.user_id == User.id, VpnAccount.panel_username == text),
-            exists().where(Payment.user_id == User.id, or_(Payment.external_id == text, Payment.public_id == text)),
         ]
-        if text.isdigit() and len(text) <= 18:
-            conditions.append(User.telegram_id == int(text))
         return or_(*conditions)
 
     def conditions(self) -> list[Any]:
         f, cur = self.filters, self.current
         where: list[Any] = []
         if f.search:
-            where.append(self._search(f.search))
+            where.append(User.id.in_(self._search_ids) if self._search_ids is not None else self._search(f.search))
         if f.status:
             where.append(self._status(f.status))
         if f.plan is not None:
@@ -247,20 +264,46 @@ class CustomerQuery:
             where.append(self._segment(f.segment))
         return where
 
-    def _joined(self, *columns: Any) -> Select[Any]:
-        return (
-            select(*columns)
-            .select_from(User)
-            .outerjoin(self.current, self.current.id == self._current_id())
-            .outerjoin(self.account, self.account.subscription_id == self.current.id)
-            .where(*self.conditions())
+    def _is_current(self) -> Any:
+        """The subscription is its customer's current one: none of theirs ends later."""
+        cur, later = self.current, aliased(Subscription)
+        return and_(
+            cur.status != SubscriptionStatus.PENDING,
+            ~exists().where(
+                later.user_id == cur.user_id,
+                later.status != SubscriptionStatus.PENDING,
+                or_(later.ends_at > cur.ends_at, and_(later.ends_at == cur.ends_at, later.id > cur.id)),
+            ),
         )
+
+    def _joined(self, *columns: Any) -> Select[Any]:
+        """Customers with their current subscription. Sorted by the end date, the walk goes down the
+        subscriptions' end-date index (only customers who have a subscription, then, are listed); otherwise down
+        the customers' own order, looking up the current subscription of each row it passes."""
+        if self.filters.sort == "ends":
+            joined = (
+                select(*columns)
+                .select_from(self.current)
+                .join(User, User.id == self.current.user_id)
+                .where(self._is_current())
+            )
+        else:
+            joined = select(*columns).select_from(User).outerjoin(self.current, self.current.id == self._current_id())
+        return joined.outerjoin(self.account, self.account.subscription_id == self.current.id).where(*self.conditions())
+
+    async def prepare(self, session: AsyncSession) -> None:
+        """Resolve the search box into customer ids first: matching it while walking the customers in the page's
+        order would read every customer's row in that order (random reads) instead of one plain scan."""
+        if self.filters.search and self._search_ids is None:
+            matches = select(User.id).where(self._search(self.filters.search)).limit(SEARCH_CAP)
+            self._search_ids = list((await session.scalars(matches)).all())
 
     # --- running it -------------------------------------------------------------------------------------------
 
     async def page(self, session: AsyncSession, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page[Any]:
         """One page in the chosen order (rows: user, current subscription, plan, account, sort value);
         `next_cursor` continues after its last row (None at the end)."""
+        await self.prepare(session)
         sort = self._sort_column()
         statement = self._joined(User, self.current, Plan, self.account, sort.label("sort_value")).outerjoin(
             Plan, Plan.id == self.current.plan_id
@@ -280,10 +323,12 @@ class CustomerQuery:
         return Page(rows, found.next_cursor)
 
     async def count(self, session: AsyncSession) -> int:
+        await self.prepare(session)
         return int(await session.scalar(self._joined(func.count(User.id))) or 0)
 
     async def ids(self, session: AsyncSession, *, limit: int) -> list[int]:
         """Every matching customer id (oldest first), at most `limit`: what a bulk action acts on."""
+        await self.prepare(session)
         return list((await session.scalars(self._joined(User.id).order_by(User.id).limit(limit))).all())
 
     def rows_statement(self) -> Select[Any]:
