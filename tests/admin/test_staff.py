@@ -12,6 +12,13 @@ from tests.admin.conftest import AdminHarness
 from tests.web import htmx, text_of
 
 
+async def english(admin: AdminHarness, role: str):
+    """A signed-in browser that prefers English (the toasts are asserted in English)."""
+    client = await admin.browser(role)
+    client.headers["accept-language"] = "en"
+    return client
+
+
 async def fresh(admin: AdminHarness) -> None:
     """See what the app committed: end the test session's transaction and forget the rows it holds (a
     rollback without a transaction expires nothing)."""
@@ -25,7 +32,7 @@ async def audit_rows(admin: AdminHarness, action: str) -> list[AuditLog]:
 
 
 async def test_the_owner_sees_staff_and_creates_one(admin: AdminHarness) -> None:
-    owner = await admin.browser("owner")
+    owner = await english(admin, "owner")
     owner_id = admin.staff["owner"].id
     page = await owner.get("/admin/staff")
     assert page.status_code == 200
@@ -69,7 +76,7 @@ async def test_bad_new_staff_is_refused_inline_and_nothing_is_created(admin: Adm
 
 
 async def test_deactivation_revokes_sessions_and_tokens_at_once(admin: AdminHarness) -> None:
-    owner = await admin.browser("owner")
+    owner = await english(admin, "owner")
     support = await admin.browser("support")
     token = await admin.bearer("support")
     assert (await support.get("/api/admin/me")).status_code == 200
