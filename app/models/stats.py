@@ -99,7 +99,7 @@ class ExchangeRate(IdMixin, CreatedMixin, Base):
 
 # Indexes the dashboard and the payments list need on other areas' tables, declared here (and created by migration
 # 0010) so that this work stays in its own files: last seen (the customers table filters and sorts by it),
-# "online now", VPN users per day, failed renewals, money per day, and the payments list's newest-first order.
+# "online now", VPN users per day, failed renewals, money per day, and the payments list's sorts and search.
 Index("ix_users_last_seen_at", User.last_seen_at)
 Index("ix_vpn_accounts_online_at", VpnAccount.online_at)
 # Partial: only rows with traffic count as VPN use, so DAU and MAU by VPN read this index alone.
@@ -122,3 +122,4 @@ Index(
 Index("ix_payments_paid_at", Payment.paid_at)
 Index("ix_payments_refunded_at", Payment.refunded_at)
 Index("ix_payments_created_at_id", Payment.created_at, Payment.id)
+Index("ix_payments_amount_minor_id", Payment.amount_minor, Payment.id)

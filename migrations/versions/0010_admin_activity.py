@@ -33,6 +33,7 @@ INDEXES = (
     ("ix_payments_paid_at", "payments", ["paid_at"], None),
     ("ix_payments_refunded_at", "payments", ["refunded_at"], None),
     ("ix_payments_created_at_id", "payments", ["created_at", "id"], None),
+    ("ix_payments_amount_minor_id", "payments", ["amount_minor", "id"], None),
 )
 
 
