@@ -149,8 +149,10 @@ async def test_keyset_pages_cover_everyone_once_in_order(
         cursor = page.next_cursor
         if cursor is None:
             break
-    # Sorted by end date, the customers with a subscription (Fay has none).
-    everyone = [1001, 1002, 1003, 1004, 1005] + ([] if sort == "ends" else [1006])
+    # Sorted by end date, the customers with a subscription (Fay has none); by last seen, those ever seen.
+    everyone = {"created": [1001, 1002, 1003, 1004, 1005, 1006], "ends": [1001, 1002, 1003, 1004, 1005]}.get(
+        sort, [1001]
+    )
     assert sorted(u.telegram_id for u in seen) == everyone
     full = await query.page(db, limit=200)
     assert [u.id for u in seen] == [row.user.id for row in full.rows]

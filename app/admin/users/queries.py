@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -30,7 +30,6 @@ from app.models import (
     User,
     VpnAccount,
 )
-from app.models.base import UTCDateTime
 
 PAGE_SIZE = 50
 # BIGINT, as both databases store ids: a larger filter value is refused, never sent to the database.
@@ -41,8 +40,6 @@ STATUSES = ("active", "trial", "expired", "cancelled", "none")
 EXPIRING_DAYS = 3
 TRIAL_ENDING_DAYS = 1
 TRAFFIC_NEARLY_USED = 0.9
-# Sorting by a nullable column: nulls stand in as the earliest instant, so the keyset stays total.
-NULL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # More matches than this for one search box are not a search any more: the first ones are shown.
@@ -162,13 +159,11 @@ class CustomerQuery:
         )
 
     def _sort_column(self) -> Any:
-        """Never NULL (the keyset needs a total order); a column that is never NULL is used as it is, so its
-        index serves the order."""
+        """The column of the order, never NULL (the keyset needs a total order) and served by an index: sorted
+        by last seen or by end date, the customers who have one are listed."""
         if self.filters.sort == "created":
             return User.created_at
-        if self.filters.sort == "ends":
-            return self.current.ends_at
-        return func.coalesce(User.last_seen_at, literal(NULL_TIME, UTCDateTime()))
+        return self.current.ends_at if self.filters.sort == "ends" else User.last_seen_at
 
     def list_state(self, path: str, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> ListState:
         """The shared table state (app/admin/tables.py) of these filters: links, sort headers, segments."""
@@ -262,6 +257,8 @@ class CustomerQuery:
             where.append(User.unreachable_since.is_not(None) if f.unreachable else User.unreachable_since.is_(None))
         if f.segment:
             where.append(self._segment(f.segment))
+        if f.sort == "seen":
+            where.append(User.last_seen_at.is_not(None))
         return where
 
     def _is_current(self) -> Any:
@@ -276,10 +273,11 @@ class CustomerQuery:
             ),
         )
 
-    def _joined(self, *columns: Any) -> Select[Any]:
-        """Customers with their current subscription. Sorted by the end date, the walk goes down the
-        subscriptions' end-date index (only customers who have a subscription, then, are listed); otherwise down
-        the customers' own order, looking up the current subscription of each row it passes."""
+    def _joined(self, *columns: Any, whole: bool = False) -> Select[Any]:
+        """Customers with their current subscription. A page sorted by end date walks down the subscriptions'
+        end-date index (only customers who have a subscription, then, are listed); other pages walk the
+        customers' own order, looking up the current subscription of each row they pass. A `whole` list (an
+        export, a count, a bulk action's ids) joins every current subscription in one pass instead."""
         if self.filters.sort == "ends":
             joined = (
                 select(*columns)
@@ -287,6 +285,9 @@ class CustomerQuery:
                 .join(User, User.id == self.current.user_id)
                 .where(self._is_current())
             )
+        elif whole:
+            current = and_(self.current.user_id == User.id, self._is_current())
+            joined = select(*columns).select_from(User).outerjoin(self.current, current)
         else:
             joined = select(*columns).select_from(User).outerjoin(self.current, self.current.id == self._current_id())
         return joined.outerjoin(self.account, self.account.subscription_id == self.current.id).where(*self.conditions())
@@ -324,17 +325,17 @@ class CustomerQuery:
 
     async def count(self, session: AsyncSession) -> int:
         await self.prepare(session)
-        return int(await session.scalar(self._joined(func.count(User.id))) or 0)
+        return int(await session.scalar(self._joined(func.count(User.id), whole=True)) or 0)
 
     async def ids(self, session: AsyncSession, *, limit: int) -> list[int]:
         """Every matching customer id (oldest first), at most `limit`: what a bulk action acts on."""
         await self.prepare(session)
-        return list((await session.scalars(self._joined(User.id).order_by(User.id).limit(limit))).all())
+        return list((await session.scalars(self._joined(User.id, whole=True).order_by(User.id).limit(limit))).all())
 
     def rows_statement(self) -> Select[Any]:
         """Every matching customer with its current subscription and plan, by id (what an export streams)."""
         return (
-            self._joined(User, self.current, Plan, self.account)
+            self._joined(User, self.current, Plan, self.account, whole=True)
             .outerjoin(Plan, Plan.id == self.current.plan_id)
             .order_by(User.id)
         )
