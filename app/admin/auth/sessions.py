@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -199,7 +199,3 @@ async def rotate_refresh(db: AsyncSession, token: str) -> TokenPair | None:
     if claimed.rowcount != 1:
         return None
     return await issue_tokens(db, staff, name=record.name)
-
-
-def expiry(value: datetime) -> int:
-    return max(0, int((value - utcnow()).total_seconds()))
