@@ -88,3 +88,19 @@ def test_demo_admin_finds_a_customer_extends_by_7_days_sees_the_audit_and_export
     (customer,) = rows[1:]
     assert customer[1] == str(CUSTOMER_ID) and customer[3] == "'=cmd"
     assert errors == []
+
+
+def test_the_customers_table_fits_a_phone(shop: Shop, browser: Browser) -> None:
+    """Inside Telegram on a 390 px phone the table scrolls sideways instead of widening the page."""
+    _customer_with_trial(shop)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="en-US")
+    context.route("https://telegram.org/**", lambda route: route.abort())
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{shop.base_url}/admin/login")
+    page.get_by_test_id("demo-admin").click()
+    page.goto(f"{shop.base_url}/admin/users")
+    expect(page.locator("#list tbody tr").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shot(page, "admin-04-customers-phone")
+    context.close()
