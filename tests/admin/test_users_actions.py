@@ -14,9 +14,11 @@ from app.audit.service import Actor
 from app.kit.errors import AppError, Conflict
 from app.kit.field_errors import FieldInvalid
 from app.models import AuditLog, OutboxMessage, Plan, Staff, StaffRole, Subscription, SubscriptionStatus, User
+from app.notifications.texts import render
 from app.provisioning.service import RESET_TRAFFIC_TOPIC, REVOKE_TOPIC, SYNC_TOPIC
 from app.subscriptions import staff_actions as subs
 from app.users import staff_actions as users
+from tests.conftest import make_settings
 from tests.factories import add_account, add_server, add_subscriber
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -215,3 +217,18 @@ async def test_reset_traffic_and_reissue_need_an_account(db: AsyncSession, actor
     assert reissue.before == {"token_tail": old_token[-4:]}
     assert await topics(db) == [RESET_TRAFFIC_TOPIC, REVOKE_TOPIC]
     assert await db.scalar(select(func.count()).select_from(Subscription)) == 2
+
+
+async def test_staff_message_and_bonus_days_read_well_in_each_language(db: AsyncSession, actor: Actor) -> None:
+    """The texts the customer receives: a staff message is shown as typed (HTML escaped for Telegram), bonus
+    days with the right plural and the new end date."""
+    settings = make_settings("sqlite+aiosqlite://")
+    user, _ = await add_subscriber(db, 520)
+    user.language = "en"
+    message = await render(db, user, "staff_message", {"text": "Use <b>this</b> & that"}, settings)
+    assert "Use &lt;b&gt;this&lt;/b&gt; &amp; that" in message.text and message.text.startswith("💬")
+    bonus = await render(db, user, "bonus_days", {"days": 1, "ends_at": NOW.isoformat()}, settings)
+    assert "+1 bonus day</b>" in bonus.text and "2026" in bonus.text
+    user.language = "ru"
+    bonus_ru = await render(db, user, "bonus_days", {"days": 5, "ends_at": NOW.isoformat()}, settings)
+    assert "+5 бонусных дней" in bonus_ru.text
