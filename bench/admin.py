@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -50,7 +51,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings, load_settings
 from app.kit.crypto import new_key
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database, throwaway_url
 
 RESULTS = Path(__file__).parent / "results" / "admin.json"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
@@ -210,7 +211,7 @@ async def sign_in(settings: Settings) -> str:
     from app.staff.service import add_staff
 
     async with standalone_transaction(settings) as session:
-        owner = await add_staff(session, "bench_owner", "bench-password-123", "owner")
+        owner = await add_staff(session, f"bench_{uuid.uuid4().hex[:8]}", "bench-password-123", "owner")
         return await start_session(session, owner, method="password", user_agent="bench", ip="127.0.0.1")
 
 
@@ -263,21 +264,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def timed(client: httpx.AsyncClient, pid: int, urls: list[str], requests: int) -> dict[str, Any]:
-    """`requests` GETs cycling through `urls` after WARMUP unmeasured ones: wall times, the server process's CPU
-    per request, and how many answers were not a 200."""
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the bench database (the app's pooled connections) other than ours."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            )
+            return [pid for (pid,) in rows]
+    finally:
+        await engine.dispose()
+
+
+def total_cpu(pids: list[int]) -> float:
+    seconds = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a pooled connection closed meanwhile
+            seconds += cpu_seconds(pid)
+    return seconds
+
+
+async def timed(client: httpx.AsyncClient, pid: int, urls: list[str], requests: int, url: str) -> dict[str, Any]:
+    """`requests` GETs cycling through `urls` after WARMUP unmeasured ones: wall times; the CPU per request of the
+    app's process and of the PostgreSQL backends serving it (their sum is what a request costs on an idle
+    machine, near enough, whatever else runs beside it); and how many answers were not a 200."""
     for i in range(WARMUP):
         await client.get(urls[i % len(urls)])
+    backends = await backend_pids(url)
     times, statuses = [], []
-    cpu = cpu_seconds(pid)
+    cpu, db_cpu = cpu_seconds(pid), total_cpu(backends)
     for i in range(requests):
         started = time.perf_counter()
         response = await client.get(urls[i % len(urls)])
         times.append(time.perf_counter() - started)
         statuses.append(response.status_code)
     cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / requests
+    db_cpu_ms = (total_cpu(backends) - db_cpu) * 1000 / requests
     return summary(times) | {
         "server_cpu_ms_per_request": round(cpu_ms, 1),
+        "postgres_cpu_ms_per_request": round(db_cpu_ms, 1),
         "non_200": sum(1 for status in statuses if status != 200),
     }
 
@@ -388,10 +414,11 @@ async def measure(base_url: str, pid: int, token: str, requests: int, customers:
             "api_payments": ["/api/admin/payments?status=refunded", "/api/admin/payments?currency=USD"],
         }
         for name, urls in scenarios.items():
-            results[name] = await timed(client, pid, urls, requests)
+            results[name] = await timed(client, pid, urls, requests, url)
             failed = results[name]["non_200"]
             print(f"  {name}: p50 {results[name]['p50_ms']} ms, p95 {results[name]['p95_ms']} ms,"
-                  f" server CPU {results[name]['server_cpu_ms_per_request']} ms/request"
+                  f" CPU per request: app {results[name]['server_cpu_ms_per_request']} ms,"
+                  f" PostgreSQL {results[name]['postgres_cpu_ms_per_request']} ms"
                   f"{f', NON-200: {failed}' if failed else ''}")  # fmt: skip
 
         # Live figures move with the clock (a subscription ends, an account leaves the online window): count them
@@ -444,15 +471,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tests.emulators.harness import free_port
 
     now = datetime.now(UTC).replace(microsecond=0)
-    name = f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
+    name = args.reuse or f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
     encryption_key = new_key()
     print(f"admin benchmark: {args.customers:,} customers")
     load = os.getloadavg()
-    url = asyncio.run(create_database(args.database_url, name))
+    url = (
+        throwaway_url(args.database_url, name) if args.reuse else asyncio.run(create_database(args.database_url, name))
+    )
     server = None
     try:
-        seeded = asyncio.run(seed(url, args.customers, now))
-        print(f"  seeded {name} in {seeded['seconds']} s: {seeded['rows']}")
+        if args.reuse:
+            seeded = {"reused": name}
+        else:
+            seeded = asyncio.run(seed(url, args.customers, now))
+            print(f"  seeded {name} in {seeded['seconds']} s: {seeded['rows']}")
         settings = bench_settings(url, args.redis_url, encryption_key)
         rollups = asyncio.run(roll_up_twice(settings, now))
         print(f"  rollup: first run {rollups[0]['days']} days in {rollups[0]['seconds']} s,"
@@ -477,8 +509,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None and server.is_alive():
             server.terminate()
             server.join(10)
-        if args.keep:
-            print(f"  kept the database: {url}")
+        if args.keep or args.reuse:
+            print(f"  kept the database: {name}")
         else:
             asyncio.run(drop_database(args.database_url, name))
     goals = {name: results[name]["p95_ms"] <= goal for name, goal in GOALS_MS.items()}
@@ -506,6 +538,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL for CREATE/DROP DATABASE")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the app (default db 6)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards (to EXPLAIN queries)")
+    parser.add_argument("--reuse", metavar="NAME", help="measure a database kept by --keep instead of seeding one")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = parser.parse_args(argv)
     if args.customers < 1000 or args.requests < 1:
