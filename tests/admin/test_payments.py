@@ -92,6 +92,7 @@ async def test_the_list_shows_every_payment_newest_first_with_the_mismatch_stand
     positions = [page.index(f'href="/admin/payments/{_id}"') for _id in await _ids(admin, keys)]
     assert positions == sorted(positions)
     assert 'data-status="mismatch">⚠ mismatch' in page
+    assert page.count('<tr class="mismatch">') == 1
     text = text_of(page)
     assert "199 ₽" in text and "150 ★" in text and "$2.99" in text
 

@@ -33,9 +33,20 @@ def badge(status: PaymentStatus) -> str:
     return STATUS_BADGES.get(status, "")
 
 
+def row_class(row: Any) -> str:
+    """The list's <tr> class: a mismatch stands out (admin.css marks tr.mismatch red)."""
+    return "mismatch" if row.payment.status == PaymentStatus.MISMATCH else ""
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
 
 
 # Template helpers of the payments pages (passed in the context, so a block rendered alone has them too).
-HELPERS = {"amount_text": amount_text, "minor_text": minor_text, "badge": badge, "pretty_json": pretty_json}
+HELPERS = {
+    "amount_text": amount_text,
+    "minor_text": minor_text,
+    "badge": badge,
+    "pretty_json": pretty_json,
+    "payment_row_class": row_class,
+}
