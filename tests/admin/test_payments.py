@@ -4,17 +4,19 @@ answers only the roles whose permissions cover it."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import FrozenClock
-from app.models import AuditLog, Payment, PaymentEvent, PaymentStatus, User
+from app.models import AuditLog, ExportFile, JobState, Payment, PaymentEvent, PaymentStatus, User
 from tests.admin.conftest import AdminHarness
 from tests.web import text_of
 
@@ -251,3 +253,34 @@ async def test_the_csv_export_streams_the_filtered_payments_neutralised_and_audi
     audit = await admin.db.scalar(select(AuditLog).where(AuditLog.action == "export.csv"))
     assert audit is not None and audit.after == {"kind": "payments", "params": {"currency": "XTR"}, "rows": 1}
     assert (await owner.get("/admin/payments/export.csv?currency=DOGE")).status_code == 422
+
+
+async def test_the_excel_export_of_the_filtered_payments_is_built_by_the_job(admin: AdminHarness) -> None:
+    await _shop(admin.db)
+    owner = await admin.browser("owner")
+    page = await owner.get("/admin/payments?currency=RUB&status=refunded", headers=EN)
+    assert '<input type="hidden" name="currency" value="RUB">' in page.text
+    asked = await owner.post(
+        "/admin/payments/export.xlsx",
+        data={"currency": "RUB", "status": "refunded"},
+        headers={"hx-request": "true", "hx-target": "export-status"},
+    )
+    assert asked.status_code == 202, asked.text
+    export = await admin.db.scalar(select(ExportFile).where(ExportFile.kind == "payments"))
+    assert export is not None and export.row_count == 1
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await admin.db.get_one(ExportFile, export.id, populate_existing=True)).state != JobState.DONE:
+        assert asyncio.get_running_loop().time() < deadline, "the Excel job did not finish"
+        await asyncio.sleep(0.05)
+    download = await owner.get(f"/admin/users/exports/{export.id}/download")
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as book:
+        names = book.namelist()
+        text = "".join(book.read(name).decode() for name in names if name.startswith("xl/") and name.endswith(".xml"))
+    assert "ext-p5" in text and "ext-p1" not in text and "'=cmd" not in text
+    # A contradictory filter is refused before anything is queued; support has no export permission.
+    bad = await owner.post("/admin/payments/export.xlsx", data={"currency": "DOGE"})
+    assert bad.status_code == 422
+    assert await admin.db.scalar(select(func.count()).select_from(ExportFile)) == 1
+    support = await admin.browser("support")
+    assert (await support.post("/admin/payments/export.xlsx", data={})).status_code == 403

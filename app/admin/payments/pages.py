@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.admin.auth.dependencies import StaffViewer, require
-from app.admin.exports import audit_csv, check_size, csv_response
+from app.admin.exports import EXCEL_JOB, audit_csv, check_size, csv_response, request_excel
 from app.admin.forms import parse_form
 from app.admin.payments.exports import PAYMENTS
 from app.admin.payments.queries import PAGE_SIZE, PaymentFilters, PaymentQuery, payment_detail
@@ -18,6 +18,7 @@ from app.admin.rendering import render
 from app.admin.tables import Page
 from app.deps import DbSession
 from app.kit.errors import ValidationFailed
+from app.kit.jobs import enqueue
 from app.kit.money import CURRENCY_EXPONENTS
 from app.models import PaymentStatus
 
@@ -57,6 +58,7 @@ async def payments_page(request: Request, db: DbSession) -> Response:
             "statuses": [status.value for status in PaymentStatus],
             "currencies": sorted(CURRENCY_EXPONENTS),
             "export_url": "/admin/payments/export.csv?" + str(request.url.query) if filters else None,
+            "export_params": filters.query_params() if filters else {},
             **HELPERS,
         },
         status_code=status_code,
@@ -75,6 +77,23 @@ async def export_payments(
     total = await check_size(db, PAYMENTS.statement(params))
     audit_csv(db, viewer.actor, PAYMENTS, params, total)
     return csv_response(request.app.state.resources.sessionmaker, PAYMENTS, params)
+
+
+@router.post("/export.xlsx", response_class=HTMLResponse)
+async def export_payments_excel(
+    request: Request, db: DbSession, viewer: Annotated[StaffViewer, require("export")]
+) -> Response:
+    """The filtered list as an Excel file, built by the export job (an .xlsx is a zip: it cannot be streamed);
+    the answer is the file's status, which polls itself until the download is ready."""
+    form = await request.form()
+    filters, errors = parse_form(PaymentFilters, {k: v for k, v in form.items() if k in FILTER_FIELDS})
+    if filters is None:
+        raise ValidationFailed("; ".join(f"{name}: {message}" for name, message in errors.items()))
+    export = await request_excel(db, viewer.actor, PAYMENTS, filters.query_params())
+    await db.commit()
+    await enqueue(EXCEL_JOB, export_id=export.id, _job_id=f"excel:{export.id}")
+    # The customers section's status block serves any kind of export file (its own download links included).
+    return render(request, "admin/users/export_status.html", {"export": export}, status_code=202)
 
 
 @router.get("/{payment_id}", response_class=HTMLResponse, dependencies=[require("payments:read")])
