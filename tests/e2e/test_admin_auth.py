@@ -49,6 +49,8 @@ def test_a_linked_staff_member_is_signed_in_by_init_data_inside_telegram(shop: S
     page.get_by_label("Telegram id").fill(str(STAFF_TELEGRAM_ID))
     page.get_by_label("Telegram id").press("Enter")
     expect(page.locator(".toast-success")).to_contain_text("Telegram link saved")
+    # The answer replaced the content of the page, not the page's frame.
+    expect(page.locator(".admin-layout > main#content h1")).to_contain_text(DEMO_STAFF_USERNAME)
     shot(page, "admin-auth-01-staff-linked")
     assert errors == []
 
