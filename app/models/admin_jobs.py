@@ -7,7 +7,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin, str_enum
@@ -76,3 +76,15 @@ Index("ix_vpn_accounts_panel_username", VpnAccount.panel_username)
 Index("ix_payments_external_id", Payment.external_id)
 # The customers table sorted by end date walks the subscriptions in that order.
 Index("ix_subscriptions_ends_at", Subscription.ends_at)
+# A customer's current subscription (the one ending last, pending checkouts aside) as a top-1 read of this index,
+# for each row the customers table passes. Partial on a literal condition, which the query repeats literally, so
+# PostgreSQL can prove it even in a generic plan.
+NOT_PENDING = text("status <> 'pending'")
+Index(
+    "ix_subscriptions_user_current",
+    Subscription.user_id,
+    Subscription.ends_at,
+    Subscription.id,
+    postgresql_where=NOT_PENDING,
+    sqlite_where=NOT_PENDING,
+)

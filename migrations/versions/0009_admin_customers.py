@@ -25,6 +25,7 @@ depends_on = None
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 UTC = app.models.base.UTCDateTime(timezone=True)
 STATES = ("previewed", "queued", "running", "done", "failed")
+NOT_PENDING = "status <> 'pending'"
 
 
 def _json() -> sa.types.TypeEngine:
@@ -90,10 +91,18 @@ def upgrade() -> None:
         batch_op.create_index("ix_payments_external_id", ["external_id"], unique=False)
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.create_index("ix_subscriptions_ends_at", ["ends_at"], unique=False)
+        batch_op.create_index(
+            "ix_subscriptions_user_current",
+            ["user_id", "ends_at", "id"],
+            unique=False,
+            postgresql_where=sa.text(NOT_PENDING),
+            sqlite_where=sa.text(NOT_PENDING),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_user_current")
         batch_op.drop_index("ix_subscriptions_ends_at")
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.drop_index("ix_payments_external_id")

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, literal_column, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -149,9 +149,11 @@ class CustomerQuery:
 
     def _current_id(self) -> Any:
         latest = aliased(Subscription)
+        # The literal condition of the partial index ix_subscriptions_user_current (app/models/admin_jobs.py).
+        not_pending = latest.status.op("<>")(literal_column("'pending'"))
         return (
             select(latest.id)
-            .where(latest.user_id == User.id, latest.status != SubscriptionStatus.PENDING)
+            .where(latest.user_id == User.id, not_pending)
             .order_by(latest.ends_at.desc(), latest.id.desc())
             .limit(1)
             .correlate(User)
