@@ -26,7 +26,7 @@ from app.admin.auth.sessions import (
 from app.admin.rendering import redirect, render, translate
 from app.audit.service import Actor, record_by
 from app.auth.dependencies import CsrfFailed
-from app.auth.routes import login_csrf, secure_cookies, set_login_csrf
+from app.auth.routes import LOGIN_CSRF_COOKIE, login_csrf, secure_cookies, set_login_csrf
 from app.config import Settings
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
@@ -35,8 +35,6 @@ from app.models import Staff
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 account_router = APIRouter()
-
-LOGIN_CSRF_COOKIE = "vpnshop_login_csrf"  # the same double-submit cookie as the customers' sign-in forms
 
 
 def safe_admin_next(value: str | None) -> str:
@@ -51,6 +49,7 @@ def _actor(request: Request) -> Actor:
 
 
 def _check_login_csrf(request: Request, submitted: str) -> None:
+    """The double-submit check of the sign-in forms, with the customers' sign-in cookie (one per browser)."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not secrets.compare_digest(expected, submitted):
         raise CsrfFailed()
