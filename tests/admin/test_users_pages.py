@@ -265,3 +265,29 @@ async def test_a_bulk_over_the_filter_acts_on_the_filtered_customers(admin: Admi
     anna_sub = await admin.db.get(Subscription, people["Anna"][1].id)
     await admin.db.refresh(anna_sub)
     assert anna_sub.ends_at > utcnow() + timedelta(days=6)
+
+
+async def test_a_bulk_failure_for_one_customer_rolls_back_only_theirs(admin: AdminHarness) -> None:
+    """Shortening by 35 days: the customer whose subscription would end before it started is refused and left as
+    it was (its savepoint rolled back); the other is shortened; the report says which and why."""
+    people = await _people(admin)
+    anna, anna_sub = people["Anna"]  # ends in 2 days, started 30 days ago: -35 would end before the start
+    other, other_sub = people["=cmd"]  # ends in 40 days
+    anna_ends, other_ends = anna_sub.ends_at, other_sub.ends_at
+    client = await admin.browser("admin")
+    await client.post(
+        "/admin/users/bulk",
+        data={"action": "extend", "days": "-35", "selected": [str(anna.id), str(other.id)]},
+        headers=htmx("content"),
+    )
+    run = await admin.db.scalar(select(BulkRun))
+    await client.post(f"/admin/users/bulk/{run.id}/start", headers=htmx("content"))
+    run = await _finished(admin, run.id)
+    assert run.report[str(other.id)] == "changed"
+    assert run.report[str(anna.id)].startswith("failed: ")
+    assert (run.changed, run.failed) == (1, 1)
+    await admin.db.refresh(anna_sub)
+    await admin.db.refresh(other_sub)
+    assert anna_sub.ends_at == anna_ends and other_sub.ends_at == other_ends - timedelta(days=35)
+    shortened = await _staff_audit(admin, "subscription.shorten")
+    assert [row.entity_id for row in shortened] == [str(other_sub.id)]
