@@ -59,6 +59,8 @@ async def test_the_table_keeps_its_state_in_the_url_and_reports_a_bad_filter(adm
     assert "Anna" in shown and "Vera" in shown and "Boris" not in shown and "=cmd" not in shown
     # The pager and sort headers carry the filters along.
     assert "segment=expiring" in page.text and "sort=ends" in page.text
+    by_end = await client.get("/admin/users", params={"sort": "ends"}, headers=htmx("list"))
+    assert 'id="sort-note"' in by_end.text and "Boris" in text_of(by_end.text)
     found = await client.get("/admin/users", params={"search": "8102"}, headers=htmx("list"))
     assert "Boris" in text_of(found.text) and "Anna" not in text_of(found.text)
     assert "<html" not in found.text  # only the table block
