@@ -12,6 +12,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.kit.money import CURRENCY_EXPONENTS
+
 DEMO_DATABASE_URL = "sqlite+aiosqlite:///./var/vpnshop.sqlite3"
 
 
@@ -35,6 +37,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     timezone: str = "Europe/Moscow"
+    # The admin's revenue figures are also shown in this currency, through the dated exchange rates staff keep.
+    reporting_currency: str = "RUB"
     default_language: Literal["ru", "en"] = "ru"
     sentry_dsn: str = ""
     prometheus_port: int = Field(9090, ge=1, le=65535)
@@ -140,6 +144,12 @@ class Settings(BaseSettings):
     # (default "openid email profile") and "telegram_id_claim" (e.g. "id" for Log in with Telegram).
     oidc_providers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
 
+    # --- the admin (issue 12) ---
+    # Owners and admins must confirm a TOTP code at every password sign-in (and enrol at the first).
+    admin_require_2fa: bool = False
+    # An admin browser session ends after this long without a request (and after 12 hours regardless).
+    admin_idle_timeout_minutes: int = Field(30, ge=5, le=1440)
+
     # --- backups ---
     backup_enabled: bool = True
     # The backup job runs nightly and makes a backup when the newest one is at least this many days old.
@@ -204,6 +214,13 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError("expected a JSON list of provider objects") from exc
         return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value.upper() not in CURRENCY_EXPONENTS:
+            raise ValueError(f"expected one of {', '.join(sorted(CURRENCY_EXPONENTS))}")
+        return value.upper()
 
     @field_validator("timezone")
     @classmethod

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.admin.routes import install_admin
 from app.auth.oidc_pages import load_providers
 from app.auth.oidc_pages import router as oidc_router
 from app.auth.pages import router as auth_router
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="vpnshop",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # app/admin/docs.py serves /api/docs from vendored Swagger UI
         openapi_url="/api/openapi.json",
         redoc_url=None,
         # Every route of every router, now and later ones, is limited per client address.
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(demo_pay_router)
     app.include_router(sub_mirror_router)
     app.include_router(demo_panel_router)
+    install_admin(app)
     return app

@@ -64,12 +64,16 @@ async def browser_session(client: httpx.AsyncClient, db: AsyncSession, user: Use
 
 @contextmanager
 def count_queries(app: FastAPI) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine runs inside the block."""
+    """Every SQL statement the app's engine runs inside the block for the requests this task makes (httpx's ASGI
+    transport runs the app in the caller's task); the in-process jobs' own statements, from their tasks, are not
+    the page's."""
     statements: list[str] = []
     engine = app.state.resources.engine.sync_engine
+    caller = asyncio.current_task()
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
+        if asyncio.current_task() is caller:
+            statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
     try:

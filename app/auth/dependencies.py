@@ -16,7 +16,7 @@ from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
 from app.models import User
 from app.throttle import limit_per_user
-from app.users.service import upsert_from_telegram
+from app.users.service import mark_seen, upsert_from_telegram
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -78,6 +78,8 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
     elif cookie and (active := await resolve_session(db, cookie)) is not None:
         await _check_csrf(request, cookie, settings.secret_key)
         viewer = Viewer(active.user, "session", active)
+        # Telegram sign-ins are marked seen when their user is refreshed; a cookie session is marked here.
+        await mark_seen(db, active.user, utcnow())
         request.state.csrf_token = csrf_token(cookie, settings.secret_key)
     else:
         raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")

@@ -6,8 +6,10 @@ from app import migrate
 from app.config import Settings
 from app.db import standalone_transaction
 from app.demo.seed import seed_demo
+from app.kit.clock import utcnow
 from app.kit.crypto import configure_cipher
 from app.panels.registry import bootstrap_servers
+from app.stats.demo import prepare_demo_stats
 
 
 async def prepare_demo(settings: Settings) -> str:
@@ -16,4 +18,5 @@ async def prepare_demo(settings: Settings) -> str:
     async with standalone_transaction(settings) as session:
         seeded = await seed_demo(session)
         await bootstrap_servers(session, settings)
+        await prepare_demo_stats(session, settings.reporting_currency, utcnow())
     return "database created and seeded with demo data" if seeded else "using the existing demo database"

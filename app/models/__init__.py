@@ -1,5 +1,6 @@
 """Every model, imported here so Alembic and the app see the whole schema."""
 
+from app.models.admin_jobs import BulkRun, ExportFile, JobState
 from app.models.base import Base
 from app.models.content import FaqCategory, FaqItem, MessageText, SystemSetting
 from app.models.demo_panel import DemoAccountStatus, DemoPanelAccount, DemoPanelDevice, DemoPanelNode
@@ -24,7 +25,8 @@ from app.models.promo import (
     promo_code_plans,
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
-from app.models.staff import ApiToken, Staff, StaffRole
+from app.models.staff import ApiToken, Staff, StaffRole, StaffSession
+from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, UserActivityDay
 from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
 
@@ -37,6 +39,9 @@ __all__ = [
     "BroadcastDelivery",
     "BroadcastStatus",
     "BrowserSession",
+    "BulkRun",
+    "DailyRevenue",
+    "DailyStats",
     "DeliveryStatus",
     "DemoAccountStatus",
     "DemoInvoice",
@@ -44,11 +49,14 @@ __all__ = [
     "DemoPanelAccount",
     "DemoPanelDevice",
     "DemoPanelNode",
+    "ExchangeRate",
     "Experiment",
     "ExperimentAssignment",
+    "ExportFile",
     "FaqCategory",
     "FaqItem",
     "JobRun",
+    "JobState",
     "LoginCode",
     "MessageText",
     "Node",
@@ -72,6 +80,7 @@ __all__ = [
     "Server",
     "Staff",
     "StaffRole",
+    "StaffSession",
     "Subscription",
     "SubscriptionStatus",
     "SystemSetting",
@@ -79,6 +88,7 @@ __all__ = [
     "TrialGrant",
     "UsageDaily",
     "User",
+    "UserActivityDay",
     "UserIdentity",
     "VpnAccount",
     "promo_code_plans",

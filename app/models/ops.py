@@ -54,10 +54,14 @@ class AuditLog(IdMixin, CreatedMixin, Base):
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
     ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (
         Index("ix_audit_log_entity", "entity_type", "entity_id"),
         Index("ix_audit_log_created_at", "created_at"),
+        # The admin's audit page filters by staff member and by action (issue 12).
+        Index("ix_audit_log_actor", "actor_type", "actor_id", "created_at"),
+        Index("ix_audit_log_action", "action", "created_at"),
     )
 
 

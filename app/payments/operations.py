@@ -48,7 +48,13 @@ RECONCILE_AFTER = timedelta(minutes=5)
 
 
 async def request_refund(
-    session: AsyncSession, resources: Resources, payment: Payment, *, actor_type: str, actor_id: object
+    session: AsyncSession,
+    resources: Resources,
+    payment: Payment,
+    *,
+    actor_type: str,
+    actor_id: object,
+    ip: str | None = None,
 ) -> None:
     """Queue the refund of a succeeded payment (in the caller's transaction); the outbox runs it."""
     if payment.status != PaymentStatus.SUCCEEDED:
@@ -64,6 +70,9 @@ async def request_refund(
         action="payment.refund_requested",
         entity_type="payment",
         entity_id=payment.public_id,
+        before={"status": payment.status.value, "refund": None},
+        after={"status": payment.status.value, "refund": "requested", "amount_minor": payment.amount_minor},
+        ip=ip,
     )
     await outbox.add(session, REFUND_TOPIC, {"payment_id": payment.id}, dedupe_key=f"{REFUND_TOPIC}:{payment.id}")
 

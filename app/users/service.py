@@ -13,6 +13,7 @@ from app.db import insert_for
 from app.kit.clock import utcnow
 from app.kit.i18n import pick_language
 from app.models import User
+from app.stats.activity import is_new_day, record_active_day
 
 REFERRAL_PREFIX = "ref_"
 # last_seen_at is refreshed at most this often, so reading a page does not write on every request.
@@ -40,8 +41,7 @@ async def upsert_from_telegram(
         return await _create(session, tg, start_param=start_param, default_language=default_language, now=now)
     if (user.username, user.first_name, user.last_name) != (tg.username, tg.first_name, tg.last_name):
         user.username, user.first_name, user.last_name = tg.username, tg.first_name, tg.last_name
-    if user.last_seen_at is None or now - user.last_seen_at > SEEN_RESOLUTION:
-        user.last_seen_at = now
+    await mark_seen(session, user, now)
     return user
 
 
@@ -66,4 +66,16 @@ async def _create(
     )
     user = await session.scalar(select(User).where(User.telegram_id == tg.id).execution_options(populate_existing=True))
     assert user is not None  # inserted here, or committed by the request that won the race
+    await record_active_day(session, user.id, now)  # a first visit is an active day (idempotent per day)
     return user
+
+
+async def mark_seen(session: AsyncSession, user: User, now: datetime) -> None:
+    """Keep last_seen_at current (to SEEN_RESOLUTION) and record the day's activity the first time the customer
+    is seen that day; last_seen_at always moves onto a new day, so its day is the latest active day."""
+    previous = user.last_seen_at
+    new_day = is_new_day(previous, now)
+    if previous is None or new_day or now - previous > SEEN_RESOLUTION:
+        user.last_seen_at = now
+    if new_day:
+        await record_active_day(session, user.id, now)

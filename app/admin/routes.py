@@ -1,0 +1,66 @@
+"""The admin's routers, assembled once. Everything under /admin and /api/admin goes through
+`authenticated_staff` at the router level, so no page or endpoint can forget authentication; each route then
+declares its one permission with `require(...)`. Sign-in pages and /api/auth/* are the only public routes.
+
+Adding a section: one `include_router` line below, in PAGES (HTML, mounted at /admin) or API (JSON, mounted at
+/api/admin); the section's own routers use paths relative to those prefixes ("/users", "/users/{user_id}")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
+
+from app.admin import docs as api_docs
+from app.admin.audit import pages as audit_pages
+from app.admin.auth import api as auth_api
+from app.admin.auth import pages as auth_pages
+from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
+from app.admin.dashboard import pages as dashboard_pages
+from app.admin.payments import api as payments_api
+from app.admin.payments import pages as payments_pages
+from app.admin.rendering import install_components, render
+from app.admin.staff import pages as staff_pages
+from app.admin.subscriptions import api as subscriptions_api
+from app.admin.users import api as users_api
+from app.admin.users import pages as users_pages
+
+# --- HTML pages: /admin/... ---------------------------------------------------------------------------------
+PAGES = APIRouter(prefix="/admin", dependencies=[Depends(authenticated_staff)], include_in_schema=False)
+PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
+dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added rather than included
+PAGES.include_router(users_pages.router)  # /admin/users (B)
+PAGES.include_router(payments_pages.router)  # /admin/payments (C)
+PAGES.include_router(audit_pages.router)  # /admin/audit (A)
+PAGES.include_router(staff_pages.router)  # /admin/staff (A)
+
+# --- JSON API: /api/admin/... -------------------------------------------------------------------------------
+API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
+API.include_router(auth_api.me_router)  # /api/admin/me (A)
+API.include_router(users_api.router)  # /api/admin/users (B)
+API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
+API.include_router(payments_api.router)  # /api/admin/payments (C)
+
+# --- public: sign-in ----------------------------------------------------------------------------------------
+PUBLIC = APIRouter()
+PUBLIC.include_router(auth_pages.router)  # /admin/login, /admin/logout, /admin/login/demo
+PUBLIC.include_router(auth_api.router)  # /api/auth/login|refresh|logout
+PUBLIC.include_router(api_docs.router)  # /api/docs
+
+
+# Paths under /admin that answer without a signed-in staff member (the permission-matrix test allows only these).
+PUBLIC_PATHS = frozenset(context.path for context in iter_route_contexts(PUBLIC.routes))
+
+
+def install_admin(app: FastAPI) -> None:
+    """Mount the admin on the app (create_app calls this once)."""
+    install_components(app.state.templates.env)
+
+    @app.exception_handler(AdminShellRequired)
+    async def _shell(request: Request, exc: AdminShellRequired) -> Response:
+        src = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return render(request, "admin/shell.html", {"src": src})
+
+    app.include_router(PUBLIC)
+    app.include_router(PAGES)
+    app.include_router(API)

@@ -1,0 +1,1 @@
+"""Staff management for owners (/admin/staff)."""

@@ -1,0 +1,77 @@
+"""The daily rollup: one DailyStats row and DailyRevenue rows per day, from the figures in figures.py. The worker
+recomputes today (so far) and yesterday every run, and fills any days it missed, so the history charts and the
+30-day figures never have to count raw rows on a page load. Recomputing a day replaces its rows: runs are
+idempotent and a second worker doing the same day writes the same numbers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import insert_for, transaction
+from app.models import DailyRevenue, DailyStats, User
+from app.stats import figures
+from app.stats.periods import Span, day_of, mau_window
+
+# How far back a first run (or a worker that was down) fills in.
+BACKFILL_DAYS = 365
+
+
+async def rollup_day(session: AsyncSession, day: date, now: datetime) -> DailyStats:
+    """Compute and store one day's figures; for today, as of `now`."""
+    whole_day = Span.of_day(day)
+    span = Span(whole_day.start, min(whole_day.end, now))
+    first, last = mau_window(day)
+    live = await figures.live_subscriptions(session, span.end)
+    values = {
+        "new_users": await figures.new_customers(session, span),
+        "app_dau": await figures.active_by_app(session, day, day),
+        "vpn_dau": await figures.active_by_vpn(session, day, day),
+        "app_mau": await figures.active_by_app(session, first, last),
+        "vpn_mau": await figures.active_by_vpn(session, first, last),
+        "live_trial": live.trial,
+        "live_paid": live.paid,
+        "computed_at": now,
+    }
+    statement = insert_for(session, DailyStats).values(day=day, **values)
+    await session.execute(statement.on_conflict_do_update(index_elements=["day"], set_=values))
+    await session.execute(delete(DailyRevenue).where(DailyRevenue.day == day))
+    rows = [
+        {
+            "day": day,
+            "currency": item.currency,
+            "payments": item.payments,
+            "gross_minor": item.gross_minor,
+            "refunds": item.refunds,
+            "refunded_minor": item.refunded_minor,
+        }
+        for item in (await figures.revenue(session, span)).values()
+    ]
+    if rows:
+        await session.execute(insert_for(session, DailyRevenue), rows)
+    return await session.get(DailyStats, day, populate_existing=True)  # type: ignore[return-value]
+
+
+async def days_to_roll_up(session: AsyncSession, today: date) -> list[date]:
+    """Yesterday and today, plus every day since the last day rolled up (or since the first customer, on a first
+    run), at most BACKFILL_DAYS back."""
+    latest = await session.scalar(select(func.max(DailyStats.day)).where(DailyStats.day < today))
+    if latest is None:
+        first_user = await session.scalar(select(func.min(User.created_at)))
+        start = day_of(first_user) if first_user is not None else today
+    else:
+        start = latest  # it may have been rolled up before it ended
+    start = max(min(start, today - timedelta(days=1)), today - timedelta(days=BACKFILL_DAYS - 1))
+    return [start + timedelta(days=offset) for offset in range((today - start).days + 1)]
+
+
+async def roll_up(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> list[date]:
+    """The worker's run: every pending day, each in its own transaction so a long backfill holds no locks."""
+    async with transaction(sessionmaker) as session:
+        days = await days_to_roll_up(session, day_of(now))
+    for day in days:
+        async with transaction(sessionmaker) as session:
+            await rollup_day(session, day, now)
+    return days
