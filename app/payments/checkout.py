@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -127,6 +127,7 @@ async def start_checkout(
         raise ValidationFailed(f"{provider.name} has no method {request.method!r}.", code="method_not_offered")
     key = _idempotency_key(user, request.client_key)
     currency = await choose_currency(session, plan, provider, request.currency, user.language)
+    await _one_at_a_time(session, user)
     if request.client_key:
         existing = await session.scalar(select(Payment).where(Payment.idempotency_key == key))
         if existing is not None:
@@ -213,6 +214,17 @@ async def start_checkout(
     return payment
 
 
+async def _one_at_a_time(session: AsyncSession, user: User) -> None:
+    """One customer's checkouts take turns from here to their first commit: a parallel one with the same
+    Idempotency-Key then finds the payment (instead of a promo code it holds), and parallel ones cannot all see
+    room for one more open checkout. PostgreSQL locks the customer's row; SQLite, with its one writer, takes the
+    write lock by a no-op write."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    else:
+        await session.execute(update(User).where(User.id == user.id).values(id=User.id))
+
+
 class TooManyOpenCheckouts(RateLimited):
     code = "too_many_open_checkouts"
 
@@ -220,9 +232,6 @@ class TooManyOpenCheckouts(RateLimited):
 async def _ensure_room_for_another(session: AsyncSession, user: User, settings: Settings, now: datetime) -> None:
     """At most `max_open_checkouts` unpaid, unexpired checkouts per customer: each is a call to a provider and a
     held promo code, so one customer must not open them by the hundred."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One customer's checkouts take turns here, so parallel ones cannot all see room for one more.
-        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
     expiries = (
         await session.scalars(
             select(Payment.expires_at)
