@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -132,20 +132,13 @@ async def start_checkout(
         raise ValidationFailed(f"{provider.name} has no method {request.method!r}.", code="method_not_offered")
     key = _idempotency_key(user, request.client_key)
     currency = await choose_currency(session, plan, provider, request.currency, user.language)
+    await _one_at_a_time(session, user)
     existing = await _made_under(session, key) if request.client_key else None
     if existing is not None:
         return _replayed(existing, request, plan, provider, currency)
     now = utcnow()
     await _ensure_room_for_another(session, user, settings, now)
-    try:
-        quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
-    except promo_service.PromoInvalid:
-        # A parallel request with the same key may have committed its payment, and with it this promo code's
-        # hold, since we looked: that request's payment is the answer, not "already used".
-        winner = await _made_under(session, key) if request.client_key else None
-        if winner is None:
-            raise
-        return _replayed(winner, request, plan, provider, currency)
+    quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
     recurring_days = plan.duration_days if provider.supports_recurring else None
     # INSERT … ON CONFLICT on the key: parallel requests with one Idempotency-Key (a double tap, a retry while
     # the first is still running) make one payment; the losers wait for the winner's commit and replay it.
@@ -225,6 +218,17 @@ async def start_checkout(
     return payment
 
 
+async def _one_at_a_time(session: AsyncSession, user: User) -> None:
+    """One customer's checkouts take turns from here to their first commit: a parallel one with the same
+    Idempotency-Key then finds the payment (instead of a promo code it holds), and parallel ones cannot all see
+    room for one more open checkout. PostgreSQL locks the customer's row; SQLite, with its one writer, takes the
+    write lock by a no-op write."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    else:
+        await session.execute(update(User).where(User.id == user.id).values(id=User.id))
+
+
 class TooManyOpenCheckouts(RateLimited):
     code = "too_many_open_checkouts"
 
@@ -232,9 +236,6 @@ class TooManyOpenCheckouts(RateLimited):
 async def _ensure_room_for_another(session: AsyncSession, user: User, settings: Settings, now: datetime) -> None:
     """At most `max_open_checkouts` unpaid, unexpired checkouts per customer: each is a call to a provider and a
     held promo code, so one customer must not open them by the hundred."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One customer's checkouts take turns here, so parallel ones cannot all see room for one more.
-        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
     expiries = (
         await session.scalars(
             select(Payment.expires_at)
