@@ -14,8 +14,9 @@ import pytest
 from jinja2 import Environment, FileSystemLoader
 
 from app.connect import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client, guide_steps
+from app.kit.assets import STATIC_DIR
 from app.kit.i18n import LOCALES_DIR, Translator
-from app.kit.templating import STATIC_DIR, TEMPLATES_DIR
+from app.kit.templating import TEMPLATES_DIR
 
 GUIDES_DIR = STATIC_DIR / "guides"
 # Query characters, an already-encoded octet, "+", a space and Cyrillic: everything a link could trip over.
