@@ -17,6 +17,7 @@ from app.cabinet.pages import router as cabinet_router
 from app.cabinet.settings_pages import router as settings_router
 from app.checkout.api import router as checkout_api_router
 from app.checkout.pages import router as checkout_router
+from app.checkout.result_pages import router as payment_result_router
 from app.config import Settings, get_settings
 from app.connect.pages import router as connect_router
 from app.demo.pages import router as demo_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkout_api_router)
     app.include_router(cabinet_router)
     app.include_router(checkout_router)
+    app.include_router(payment_result_router)
     app.include_router(settings_router)
     app.include_router(connect_router)
     app.include_router(referral_router)

@@ -46,7 +46,7 @@ async def pay_on_demo_page(shop: Shop, payment: Payment, outcome: str = "succeed
     page = await shop.client.get(f"/pay/demo/{payment.external_id}")
     assert page.status_code == 200 and 'value="succeed"' in page.text
     done = await shop.client.post(f"/pay/demo/{payment.external_id}", data={"outcome": outcome, **fields})
-    assert done.status_code == 303 and done.headers["location"] == f"{BASE}/app/payments/{payment.public_id}"
+    assert done.status_code == 303 and done.headers["location"] == f"{BASE}/payments/{payment.public_id}"
     await drain_outbox(shop.app)
 
 
@@ -428,7 +428,7 @@ async def test_the_demo_pay_page_shows_a_closed_invoice(shop: Shop) -> None:
     page = await shop.client.get(f"/pay/demo/{payment.external_id}", headers={"accept-language": "en-GB,en"})
     assert page.status_code == 200 and "DemoPay" in page.text and "not a real payment" in page.text
     assert "This invoice has been paid" in text_of(page.text) and 'name="outcome"' not in page.text
-    assert f'href="{BASE}/app/payments/{payment.public_id}"' in page.text
+    assert f'href="{BASE}/payments/{payment.public_id}"' in page.text
 
 
 async def test_paying_twice_credits_once(shop: Shop) -> None:
