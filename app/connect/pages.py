@@ -97,10 +97,11 @@ async def open_in_app(
         raise NotFound("Unknown app.") from None
     if await db.scalar(select(VpnAccount.id).where(VpnAccount.sub_token == token)) is None:
         raise NotFound("This link has been reset; open the app again for the new one.")
-    deep_link = client.import_link(service.mirror_link(settings.public_base_url, token))
+    link = service.mirror_link(settings.public_base_url, token)
+    deep_link = client.import_link(link)
     if deep_link is None:
         raise NotFound("This app has no import link; copy the subscription link instead.")
-    context = {"client": client, "deep_link": deep_link}
+    context = {"client": client, "deep_link": deep_link, "link": link}
     return render(
         request, "connect/open.html", context, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"}
     )

@@ -121,6 +121,9 @@ async def test_the_bridge_opens_the_app_only_for_a_live_token(
         page.status_code == 200
         and f'href="hiddify://import/http://127.0.0.1:8000/sub/{account.sub_token}"' in page.text
     )
+    # "copy this link" when the app did not open: the link is right there, with its copy button.
+    assert f'data-testid="sub-link">http://127.0.0.1:8000/sub/{account.sub_token}</code>' in page.text
+    assert f'data-copy="http://127.0.0.1:8000/sub/{account.sub_token}"' in page.text
     assert (await client.get("/connect/not-a-token/hiddify")).status_code == 404
     assert (await client.get(f"/connect/{account.sub_token}/no-such-app")).status_code == 404
 

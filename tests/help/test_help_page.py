@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -20,6 +21,7 @@ from app.config import Settings
 from app.demo.seed import FAQ, seed_demo
 from app.help import service as faq
 from app.help.pages import support_link
+from app.kit.i18n import Translator, catalog
 from app.models import FaqCategory, FaqItem, Node, User, VpnAccount
 from app.panels.sync import check_server_health
 from tests.conftest import make_settings
@@ -294,3 +296,11 @@ async def test_diagnostics_from_a_browser_need_the_csrf_token_and_work_without_j
     done = await client.post("/app/help/diagnostics", data={"csrf_token": token})
     assert done.status_code == 200 and "<!doctype html>" in done.text  # the whole page, report included
     assert 'data-outcome="fail"' in done.text and len(shown_slugs(done.text)) == 12
+
+
+def test_diagnostics_say_dates_as_people_write_them() -> None:
+    """Not ISO timestamps (issue 20): "Nov 3, 2026" in English, "03.11.2026" in Russian."""
+    until = datetime(2026, 11, 3, 12, tzinfo=UTC)
+    assert Translator("en")("diag.subscription.expired", until=until) == "Your subscription ended on Nov 3, 2026."
+    assert Translator("ru")("diag.subscription.expired", until=until) == "Подписка закончилась 03.11.2026."
+    assert not [key for key, text in catalog("en").items() if key.startswith("diag.") and "%Y-%m-%d}" in str(text)]

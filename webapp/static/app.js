@@ -243,10 +243,14 @@
   // The waiting page's status block says so (HX-Trigger) when the payment has succeeded.
   document.addEventListener("payment-succeeded", function () { haptic("success"); });
 
-  // Receipts: a print button where printing exists (not inside Telegram's WebView).
+  // Receipts: a print button where printing exists (not inside Telegram's WebView). Inside Telegram, the
+  // "reopen the app" page offers to close it.
   function showPrintButtons() {
-    if (inTelegram || typeof window.print !== "function") return;
-    document.querySelectorAll("[data-print][hidden]").forEach(function (button) { button.hidden = false; });
+    if (inTelegram) {
+      document.querySelectorAll("[data-close-app][hidden]").forEach(function (button) { button.hidden = false; });
+    } else if (typeof window.print === "function") {
+      document.querySelectorAll("[data-print][hidden]").forEach(function (button) { button.hidden = false; });
+    }
   }
 
   // --- links, copy and share ------------------------------------------------------------------------------
@@ -280,9 +284,11 @@
   }
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest("[data-copy], [data-open-link], [data-share-url], [data-open-invoice], [data-print]");
+    var target = event.target.closest("[data-copy], [data-open-link], [data-share-url], [data-open-invoice], [data-print], [data-close-app]");
     if (!target) return;
-    if (target.hasAttribute("data-open-invoice")) {
+    if (target.hasAttribute("data-close-app")) {
+      if (tg && tg.close) tg.close();
+    } else if (target.hasAttribute("data-open-invoice")) {
       if (tg && tg.openInvoice) {
         event.preventDefault();
         openInvoice(target.href);
