@@ -230,7 +230,8 @@ def test_guides_macro_renders_every_platform_with_working_links(language: str) -
 
     details = page.all("details")
     assert [d["id"] for d in details] == [f"platform-{p.code}" for p in PLATFORMS]
-    assert [d["id"] for d in details if "open" in d] == ["platform-ios"]
+    assert [d["id"] for d in details if "data-current" in d] == ["platform-ios"]
+    assert not [d for d in details if "open" in d]  # collapsed: the page leads with the one-tap import
 
     hrefs = [a["href"] for a in page.all("a") if a.get("class") == "button"]
     expected = [client.import_link(AWKWARD_URL) for _, client in ALL_PLATFORM_CLIENTS if client.link]

@@ -108,7 +108,7 @@ def test_mini_app_pays_through_the_providers_page_opened_outside(shop: Shop, bro
     page.get_by_test_id("plan-month").click()
     expect(page.get_by_test_id("amount")).to_have_text("$2.99")
     assert page.evaluate("Telegram.WebApp.BackButton.isVisible") is True
-    main_button(page, "Pay: Demo payment")
+    main_button(page, "Pay $2.99")  # the amount, not the method
     code = page.get_by_label("Promo code")
     code.press_sequentially("welcome7", delay=60)
     code.press("Enter")  # applies the code; it must not pay

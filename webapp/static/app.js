@@ -109,7 +109,13 @@
     if (!tg || !tg.MainButton) return;
     mainButtonTarget = document.querySelector("#content [data-main-button]");
     if (mainButtonTarget) {
-      tg.MainButton.setText(mainButtonTarget.dataset.mainButton);
+      // "Pay 199 ₽" follows the price on the page (a promo code changes it without a new page).
+      var text = mainButtonTarget.dataset.mainButton;
+      var amount = mainButtonTarget.dataset.mainButtonAmount && document.querySelector(mainButtonTarget.dataset.mainButtonAmount);
+      if (amount && mainButtonTarget.dataset.mainButtonTemplate) {
+        text = mainButtonTarget.dataset.mainButtonTemplate.replace("{amount}", amount.textContent.trim());
+      }
+      tg.MainButton.setText(text);
       tg.MainButton.show();
     } else {
       tg.MainButton.hide();
