@@ -45,9 +45,9 @@ async def renews_by_itself(request: Request, db: AsyncSession, subscription: Sub
 async def _home(
     request: Request, viewer: Viewer, db: AsyncSession, settings: Settings, **kwargs: object
 ) -> HTMLResponse:
-    ov = await overview(db, viewer.user, trial_days=settings.trial_days)
-    renews = await renews_by_itself(request, db, ov.subscription)
-    return render(request, "cabinet/home.html", {"ov": ov, "renews": renews}, **kwargs)
+    payments = request.app.state.resources.payments
+    ov = await overview(db, viewer.user, trial_days=settings.trial_days, payments=payments)
+    return render(request, "cabinet/home.html", {"ov": ov}, **kwargs)
 
 
 @router.get("", response_class=HTMLResponse)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.sessions import start_session
 from app.config import Settings
+from app.models import SavedPaymentMethod
 from tests.conftest import make_settings
 from tests.factories import add_subscriber
 from tests.web import BOT_TOKEN, browser_session, htmx, serve, text_of, tma
@@ -27,7 +28,7 @@ CHROME_ON_WINDOWS = (
 
 @pytest.fixture
 def web_settings(database_url: str) -> Settings:
-    return make_settings(database_url, bot_token=BOT_TOKEN, demo_mode=True)
+    return make_settings(database_url, bot_token=BOT_TOKEN, demo_mode=True, demo_payments_enabled=True)
 
 
 @pytest.fixture
@@ -77,7 +78,22 @@ async def test_auto_renewal_without_a_saved_method_says_what_will_happen(
     settings = await client.get("/app/settings", headers=tma() | htmx())
     assert "Способ оплаты не сохранён, поэтому ничего не спишется" in text_of(settings.text)
 
-    user.language, subscription.auto_renew = "en", False
+    db.add(
+        SavedPaymentMethod(
+            user_id=user.id,
+            provider="demo",
+            method_type="card",
+            title="Demo card",
+            secret_encrypted="-",
+            fingerprint="f",
+        )
+    )
+    user.language = "en"
+    await db.commit()
+    home = (await client.get("/app", headers=tma() | htmx())).text
+    assert re.search(r'data-testid="auto-renew">on<', home)  # a saved card renews it: plainly "on"
+
+    subscription.auto_renew = False
     await db.commit()
     home = (await client.get("/app", headers=tma() | htmx())).text
     assert re.search(r'data-testid="auto-renew">off<', home) and "no payment method" not in home
