@@ -202,17 +202,18 @@
   function startedByMainButton(detail) {
     return !!(mainButtonTarget && detail.elt && (detail.elt === mainButtonTarget || detail.elt.contains(mainButtonTarget)));
   }
-  document.addEventListener("htmx:beforeRequest", function (event) {
-    if (!showsProgress(event.detail)) return;
-    event.detail.elt.__vpnshopLoading = true;
+  // Counted per request (its XMLHttpRequest), since one element may have two requests out at once; an aborted
+  // request ends with loadend too.
+  document.addEventListener("htmx:beforeSend", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || !showsProgress(event.detail)) return;
+    var byMainButton = startedByMainButton(event.detail);
     loading(1);
-    if (tg && tg.MainButton && tg.MainButton.showProgress && startedByMainButton(event.detail)) tg.MainButton.showProgress(false);
-  });
-  document.addEventListener("htmx:afterRequest", function (event) {
-    if (!event.detail.elt || !event.detail.elt.__vpnshopLoading) return;
-    event.detail.elt.__vpnshopLoading = false;
-    loading(-1);
-    if (tg && tg.MainButton && tg.MainButton.hideProgress) tg.MainButton.hideProgress();
+    if (byMainButton && tg && tg.MainButton && tg.MainButton.showProgress) tg.MainButton.showProgress(false);
+    xhr.addEventListener("loadend", function () {
+      loading(-1);
+      if (byMainButton && tg && tg.MainButton && tg.MainButton.hideProgress) tg.MainButton.hideProgress();
+    });
   });
   document.addEventListener("htmx:historyCacheMiss", function () { loading(1); });
   document.addEventListener("htmx:historyRestore", function (event) { if (event.detail.cacheMiss) loading(-1); });
