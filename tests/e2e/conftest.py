@@ -165,10 +165,16 @@ def telegram_page(
     return page, watch(page)
 
 
-def browser_page(browser: Browser, locale: str = "en-US") -> tuple[Page, PageErrors]:
-    """A plain desktop browser where telegram.org does not load (as when Telegram is blocked)."""
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale=locale)
-    context.route("https://telegram.org/**", lambda route: route.abort())
+def browser_page(
+    browser: Browser, locale: str = "en-US", *, telegram_org: str = "refused", width: int = 1100
+) -> tuple[Page, PageErrors]:
+    """A plain browser where telegram.org does not load, as when Telegram is blocked: the connection is
+    refused, or (`telegram_org="hang"`) never answered, as many blocks behave."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale)
+    if telegram_org == "hang":
+        context.route("https://telegram.org/**", lambda route: None)  # never answered
+    else:
+        context.route("https://telegram.org/**", lambda route: route.abort())
     page = context.new_page()
     errors = watch(page)
     return page, errors

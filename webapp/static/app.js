@@ -327,6 +327,21 @@
     }
   });
 
+  // The Telegram Login Widget on the sign-in page, loaded after everything else (see auth/login.html).
+  function loadLoginWidget() {
+    document.querySelectorAll("[data-telegram-widget]").forEach(function (slot) {
+      var script = document.createElement("script");
+      script.async = true;
+      script.src = slot.dataset.telegramWidget;
+      ["telegramLogin", "size", "authUrl", "requestAccess"].forEach(function (key) {
+        if (slot.dataset[key]) script.dataset[key] = slot.dataset[key];
+      });
+      slot.appendChild(script);
+    });
+  }
+  if (document.readyState === "complete") loadLoginWidget();
+  else window.addEventListener("load", loadLoginWidget);
+
   function start() {
     if (inTelegram) loadTelegram();
     bootShell();
