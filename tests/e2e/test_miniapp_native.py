@@ -140,3 +140,40 @@ def test_the_search_boxs_russian_examples_find_their_answers(
     shot(page, f"43-miniapp-search-{word}")
     assert errors == []
     page.context.close()
+
+
+LIGHT = 40 * 1024  # bytes on the wire for a first visit, htmx included (issue 20)
+
+
+def bytes_on_the_wire(page: Page) -> tuple[int, dict[str, int]]:
+    """What the page cost over the network so far (compressed, headers included), per resource."""
+    entries = page.evaluate(
+        """() => [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+            .map((e) => [e.name, e.transferSize])"""
+    )
+    return sum(size for _, size in entries), {name.rsplit("/", 1)[-1][:40]: size for name, size in entries}
+
+
+def test_a_first_visit_is_light_and_the_second_comes_from_the_cache(shop: Shop, browser: Browser) -> None:
+    page, errors = telegram_page(browser, init_data(5550204))
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{shop.base_url}/app")
+    expect(page.get_by_role("heading", name="Hello, Mia!")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    total, parts = bytes_on_the_wire(page)
+    print(f"first visit: {total} bytes on the wire: {parts}")
+    assert 0 < total < LIGHT, parts
+    assert any(name.startswith("htmx-2.0.11.min.") for name in parts)  # htmx is in the count
+
+    page.context.close()
+
+    # Fingerprinted files are cached for good. (Playwright's request routing switches the HTTP cache off, so
+    # this runs in a context without it, on a page every visitor can open.)
+    context = browser.new_context()
+    plain = context.new_page()
+    plain.goto(f"{shop.base_url}/no-such-page")
+    plain.goto(f"{shop.base_url}/no-such-page-either")
+    static = {name: size for name, size in bytes_on_the_wire(plain)[1].items() if re.search(r"\.[0-9a-f]{8}\.", name)}
+    assert len(static) >= 3 and all(size == 0 for size in static.values()), static
+    context.close()
+    assert errors == []
