@@ -88,6 +88,20 @@ def test_every_page_fits_every_phone(shop: Shop, browser: Browser, language: str
                 found[f"{path} at {width} px"] = problems
                 shot(page, f"size-{language}-{width}-{path.strip('/').replace('/', '-')}")
         page.set_viewport_size({"width": 390, "height": 844})
+
+    # A payment: the waiting page, the demo provider's page (its save-card checkbox) and the public result.
+    open_page(page, shop, "/app/checkout/month")
+    page.get_by_test_id("pay-demo").click()
+    expect(page.get_by_test_id("payment-status")).to_be_visible()
+    pay_page = page.get_by_test_id("pay-link").get_attribute("href") or ""
+    payment_id = page.url.rsplit("/", 1)[-1]
+    for url in (page.url, pay_page, f"{shop.base_url}/payments/{payment_id}"):
+        page.goto(url)
+        expect(page.locator("h1, h2").first).to_be_visible()
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 844})
+            if problems := page.evaluate(MEASURE):
+                found[f"{url} at {width} px"] = problems
     assert found == {}
     assert errors == []
 
