@@ -6,17 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 
 from app.admin.routes import install_admin
 from app.auth.oidc_pages import load_providers
 from app.auth.oidc_pages import router as oidc_router
 from app.auth.pages import router as auth_router
 from app.cabinet.api import router as customer_api_router
+from app.cabinet.assets_api import router as assets_router
 from app.cabinet.pages import router as cabinet_router
 from app.cabinet.settings_pages import router as settings_router
 from app.checkout.api import router as checkout_api_router
 from app.checkout.pages import router as checkout_router
+from app.checkout.result_pages import router as payment_result_router
 from app.config import Settings, get_settings
 from app.connect.pages import router as connect_router
 from app.demo.pages import router as demo_router
@@ -24,7 +26,7 @@ from app.error_handlers import install_error_handlers
 from app.health.api import router as health_router
 from app.help.pages import router as help_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
-from app.kit.templating import STATIC_DIR, Templates
+from app.kit.templating import Templates
 from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_api import router as demo_panel_router
 from app.panels.mirror_api import router as sub_mirror_router
@@ -71,12 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Pages and JSON compressed on the way out; static files come gzipped already (app/kit/assets.py).
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.include_router(assets_router)
     app.include_router(health_router)
     app.include_router(customer_api_router)
     app.include_router(checkout_api_router)
     app.include_router(cabinet_router)
     app.include_router(checkout_router)
+    app.include_router(payment_result_router)
     app.include_router(settings_router)
     app.include_router(connect_router)
     app.include_router(referral_router)

@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 
 from app.auth.sessions import SESSION_COOKIE, ActiveSession, csrf_token, csrf_valid, resolve_session
-from app.auth.telegram import InitDataInvalid, verify_init_data
+from app.auth.telegram import InitDataExpired, InitDataInvalid, verify_init_data
 from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
+from app.kit.i18n import pick_language
 from app.models import User
 from app.throttle import limit_per_user
 from app.users.service import mark_seen, upsert_from_telegram
@@ -46,12 +47,16 @@ class Viewer:
     session: ActiveSession | None = None
 
 
-async def _from_telegram(credentials: str, db: DbSession, settings: AppSettings) -> Viewer:
+async def _from_telegram(request: Request, credentials: str, db: DbSession, settings: AppSettings) -> Viewer:
     if not settings.bot_token:
         raise InitDataInvalid("Telegram sign-in is not configured on this server (BOT_TOKEN).")
-    data = verify_init_data(
-        credentials, settings.bot_token, max_age_seconds=settings.init_data_max_age_seconds, now=utcnow()
-    )
+    try:
+        data = verify_init_data(
+            credentials, settings.bot_token, max_age_seconds=settings.init_data_max_age_seconds, now=utcnow()
+        )
+    except InitDataExpired as expired:  # "reopen the app" in the customer's own language
+        request.state.language = pick_language(expired.language_code, settings.default_language)
+        raise
     user = await upsert_from_telegram(
         db, data.user, start_param=data.start_param, default_language=settings.default_language
     )
@@ -74,7 +79,7 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     cookie = request.cookies.get(SESSION_COOKIE)
     if scheme.lower() == "tma" and credentials:
-        viewer = await _from_telegram(credentials, db, settings)
+        viewer = await _from_telegram(request, credentials, db, settings)
     elif cookie and (active := await resolve_session(db, cookie)) is not None:
         await _check_csrf(request, cookie, settings.secret_key)
         viewer = Viewer(active.user, "session", active)

@@ -33,6 +33,8 @@ class InitDataExpired(NotAuthenticated):
     """The Telegram sign-in data is too old; reopen the app from Telegram."""
 
     code = "init_data_expired"
+    # The language of the (genuine, only old) data's user: the page asking them to reopen the app speaks it.
+    language_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ def verify_init_data(raw: str, bot_token: str, *, max_age_seconds: int, now: dat
         raise InitDataInvalid() from None
     age = (now - auth_date).total_seconds()
     if age > max_age_seconds or age < -MAX_CLOCK_SKEW_SECONDS:
-        raise InitDataExpired()
+        expired = InitDataExpired()
+        expired.language_code = _parse_user(fields.get("user")).language_code if fields.get("user") else None
+        raise expired
     return InitData(
         user=_parse_user(fields.get("user")),
         auth_date=auth_date,

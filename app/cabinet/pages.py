@@ -7,11 +7,15 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.dependencies import PageViewer
+from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.service import overview
 from app.cabinet.usage import usage_report
+from app.config import Settings
 from app.deps import AppSettings, DbSession, client_ip
+from app.models import Subscription
+from app.subscriptions.renewal_methods import renewal_of
 from app.subscriptions.trial import activate_trial
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -30,10 +34,25 @@ def see_other(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
+async def renews_by_itself(request: Request, db: AsyncSession, subscription: Subscription | None) -> bool:
+    """Auto-renewal is on and something can actually renew it (a saved method); "on" alone would promise a
+    renewal that cannot happen."""
+    if subscription is None or not subscription.auto_renew or subscription.is_trial:
+        return False
+    return await renewal_of(db, request.app.state.resources.payments, subscription.user_id) is not None
+
+
+async def _home(
+    request: Request, viewer: Viewer, db: AsyncSession, settings: Settings, **kwargs: object
+) -> HTMLResponse:
+    payments = request.app.state.resources.payments
+    ov = await overview(db, viewer.user, trial_days=settings.trial_days, payments=payments)
+    return render(request, "cabinet/home.html", {"ov": ov}, **kwargs)
+
+
 @router.get("", response_class=HTMLResponse)
 async def home(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
-    ov = await overview(db, viewer.user, trial_days=settings.trial_days)
-    return render(request, "cabinet/home.html", {"ov": ov})
+    return await _home(request, viewer, db, settings)
 
 
 @router.post("/trial", response_model=None)
@@ -43,8 +62,7 @@ async def start_trial(
     await activate_trial(db, viewer.user, trial_days=settings.trial_days, ip=client_ip(request))
     if not is_htmx(request):
         return see_other("/app")
-    ov = await overview(db, viewer.user, trial_days=settings.trial_days)
-    return render(request, "cabinet/home.html", {"ov": ov}, block="status_card")
+    return await _home(request, viewer, db, settings, block="status_card")
 
 
 @router.get("/usage", response_class=HTMLResponse)

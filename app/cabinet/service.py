@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
 from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus, User, VpnAccount
+from app.payments.registry import PaymentRegistry
+from app.subscriptions.renewal_methods import charged_providers, has_method, self_renewing_providers
 from app.subscriptions.trial import trial_available
 
 # Within this many days of the end the home page suggests extending.
@@ -35,6 +37,14 @@ class Overview:
     account: VpnAccount | None
     trial_available: bool
     now: datetime
+    has_renewal_method: bool = False  # an active saved method of a provider that can renew
+
+    @property
+    def renews(self) -> bool:
+        """Auto-renewal is on and something can actually renew it; "on" alone would promise a renewal that
+        cannot happen."""
+        sub = self.subscription
+        return sub is not None and sub.auto_renew and not sub.is_trial and self.has_renewal_method
 
     @property
     def is_live(self) -> bool:
@@ -56,6 +66,29 @@ class Overview:
         # The nearest whole day (a fresh 7-day trial shows 7, not 6 and 23 hours), and never "0 days left"
         # while access still works.
         return max(1, round((self.subscription.ends_at - self.now) / timedelta(days=1)))
+
+    @property
+    def left_percent(self) -> int:
+        """How much of the current term is left, 0–100: the ring on the home page."""
+        sub = self.subscription
+        if not self.is_live or sub is None:
+            return 0
+        total = (sub.ends_at - sub.starts_at).total_seconds()
+        left = (sub.ends_at - self.now).total_seconds()
+        return max(0, min(100, round(100 * left / total))) if total > 0 else 0
+
+    @property
+    def tone(self) -> str:
+        """The status colour: good while it runs, warn near the end or while setting up, bad when it stopped."""
+        if not self.is_live:
+            return "bad"
+        if self.next_action in {NextAction.FIX_PROBLEM}:
+            return "bad"
+        if self.next_action == NextAction.WAIT_PROVISIONING or (
+            self.subscription and self.subscription.ends_at - self.now <= EXTEND_SOON
+        ):
+            return "warn"
+        return "good"
 
     @property
     def ready(self) -> bool:
@@ -84,11 +117,15 @@ class Overview:
         return NextAction.CONNECT if account is not None and account.sub_updated_at is None else NextAction.EXTEND
 
 
-async def overview(session: AsyncSession, user: User, *, trial_days: int) -> Overview:
-    """The user's current subscription (the one ending last) with its plan and account."""
+async def overview(
+    session: AsyncSession, user: User, *, trial_days: int, payments: PaymentRegistry | None = None
+) -> Overview:
+    """The user's current subscription (the one ending last) with its plan and account, and (given the
+    payment providers) whether a saved method can renew it — all in one query."""
+    renewing = (charged_providers(payments) | self_renewing_providers(payments)) if payments else frozenset()
     row = (
         await session.execute(
-            select(Subscription, Plan, VpnAccount)
+            select(Subscription, Plan, VpnAccount, has_method(renewing).label("has_renewal_method"))
             .outerjoin(Plan, Plan.id == Subscription.plan_id)
             .outerjoin(VpnAccount, VpnAccount.subscription_id == Subscription.id)
             .where(Subscription.user_id == user.id)
@@ -96,6 +133,6 @@ async def overview(session: AsyncSession, user: User, *, trial_days: int) -> Ove
             .limit(1)
         )
     ).first()
-    subscription, plan, account = row if row is not None else (None, None, None)
+    subscription, plan, account, can_renew = row if row is not None else (None, None, None, False)
     can_trial = subscription is None and await trial_available(session, user, trial_days=trial_days)
-    return Overview(user, subscription, plan, account, can_trial, utcnow())
+    return Overview(user, subscription, plan, account, can_trial, utcnow(), bool(can_renew))

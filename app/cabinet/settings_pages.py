@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.dependencies import PageViewer, Viewer
 from app.auth.login_codes import issue_login
 from app.auth.sessions import list_sessions, revoke_session
-from app.cabinet.pages import is_htmx, render, see_other
+from app.cabinet.pages import is_htmx, render, renews_by_itself, see_other
+from app.cabinet.views import device_of
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.inbound import RowId
@@ -28,13 +29,17 @@ async def _page(
     request: Request, viewer: Viewer, db: DbSession, settings: AppSettings, **extra: object
 ) -> HTMLResponse:
     user = viewer.user
+    subscription = await preferences.current_paid_subscription(db, user)
+    sessions = await list_sessions(db, user.id)
     context = {
         "user": user,
         "languages": available_languages(),
-        "subscription": await preferences.current_paid_subscription(db, user),
+        "subscription": subscription,
+        "renews": subscription is not None and await renews_by_itself(request, db, subscription),
         "methods": await preferences.payment_methods(db, user),
         "identities": await preferences.identities(db, user),
-        "sessions": await list_sessions(db, user.id),
+        "sessions": sessions,
+        "session_devices": {item.id: device_of(item.user_agent) for item in sessions},
         "current_session_id": viewer.session.record.id if viewer.session else None,
         "providers": list(request.app.state.oidc_providers.values()),
         **extra,

@@ -79,10 +79,27 @@ def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
 
 
 @router.get("/checkout", response_class=HTMLResponse)
-async def choose_plan(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
+async def choose_plan(
+    request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, currency: str | None = None
+) -> HTMLResponse:
+    """Every plan priced in one currency: the customer's usual one, or the one they switched to (each plan
+    falls back to its own first price when it has none in that currency)."""
     offers = await orders.offers(db, _providers(request), viewer.user.language)
     devices = await provisioning.device_limits_enforced(db, viewer.user.id)
-    context = {"offers": offers, "devices_enforced": devices, **_helpers(viewer, settings)}
+    currencies = list(dict.fromkeys(price.currency for offer in offers for price, _ in offer.prices))
+    if currency is not None and currency.upper() not in currencies:
+        raise ValidationFailed(
+            translate(viewer.user.language, "checkout.currency.unknown", currencies=", ".join(currencies)),
+            code="currency_not_offered",
+        )
+    shown = currency.upper() if currency else (currencies[0] if currencies else None)
+    context = {
+        "offers": offers,
+        "devices_enforced": devices,
+        "currencies": currencies,
+        "shown_currency": shown,
+        **_helpers(viewer, settings),
+    }
     return render(request, "checkout/plans.html", context)
 
 

@@ -131,8 +131,9 @@ async def plan_choice(
 
 
 def return_url(settings: Settings) -> str:
-    """Where a provider sends the customer back: our waiting page ({payment} is filled in by start_checkout)."""
-    return f"{settings.public_base_url}/app/payments/{{payment}}"
+    """Where a provider sends the customer back ({payment} is filled in by start_checkout): the public result
+    page, since that is often the system browser, without the customer's session (app/checkout/result_pages.py)."""
+    return f"{settings.public_base_url}/payments/{{payment}}"
 
 
 def sends_to_provider_page(payment: Payment) -> bool:

@@ -13,7 +13,7 @@ from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.pages import is_htmx, render, see_other
 from app.config import Settings
 from app.connect import service
-from app.connect.clients import CLIENTS, PLATFORMS, detect_platform, get_client
+from app.connect.clients import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
@@ -34,12 +34,15 @@ async def _page(
     context: dict[str, object] = {"connection": connection, **extra}
     if connection is not None:
         link = connection.link(settings.public_base_url)
+        platform = detect_platform(request.headers.get("user-agent"))
         context |= {
             "link": link,
             "qr": qr_svg(link, title=link),
             "platforms": PLATFORMS,
             "clients": CLIENTS,
-            "current_platform": detect_platform(request.headers.get("user-agent")),
+            "current_platform": platform,
+            # The one-tap import shown first: the recommended app of the visitor's platform that can take it.
+            "first_choice": next((client for client in clients_for(platform) if client.link), None),
             "bridge": f"{settings.public_base_url}/connect/{connection.account.sub_token}/",
         }
     return render(request, "connect/index.html", context)
@@ -97,10 +100,11 @@ async def open_in_app(
         raise NotFound("Unknown app.") from None
     if await db.scalar(select(VpnAccount.id).where(VpnAccount.sub_token == token)) is None:
         raise NotFound("This link has been reset; open the app again for the new one.")
-    deep_link = client.import_link(service.mirror_link(settings.public_base_url, token))
+    link = service.mirror_link(settings.public_base_url, token)
+    deep_link = client.import_link(link)
     if deep_link is None:
         raise NotFound("This app has no import link; copy the subscription link instead.")
-    context = {"client": client, "deep_link": deep_link}
+    context = {"client": client, "deep_link": deep_link, "link": link}
     return render(
         request, "connect/open.html", context, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"}
     )

@@ -65,6 +65,15 @@ FAQ = {
                 "Open “Connect”, install the app for your system and import the link.",
             ),
             (
+                "devices",
+                "Как подключить iPhone, Android или компьютер?",
+                "Откройте «Подключение»: ваша система уже выбрана. Нажмите «Добавить в …» — приложение само получит"
+                " подписку. Для другого устройства там же есть ссылка и QR-код.",
+                "How do I connect an iPhone, Android or a computer?",
+                "Open “Connect”: your system is already picked. Tap “Add to …” and the app receives the subscription"
+                " itself. For another device, the link and a QR code are there too.",
+            ),
+            (
                 "import-link",
                 "Как добавить ссылку в приложение?",
                 "Откройте «Подключение», нажмите «Скопировать ссылку», затем в приложении выберите «Добавить из буфера»"

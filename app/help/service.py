@@ -1,14 +1,18 @@
 """The FAQ as customers read it (SPEC §3.6): entries by category in their language, and search.
 
 Search runs in Python over one language's entries rather than in SQL: SQLite's lower() folds ASCII only, so
-"ССЫЛКУ" would not find "ссылку" there, and the FAQ is a few dozen rows, read in one query.
+"ССЫЛКУ" would not find "ссылку" there, and the FAQ is a few dozen rows, read in one query. Words are compared
+by their Snowball stems (Russian for Cyrillic words, English for Latin ones), so «оплата» finds «оплатить»
+and "paid" finds "pay"; platform names match their other spellings (айфон = iPhone = iOS).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
+import snowballstemmer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +21,17 @@ from app.kit.i18n import DEFAULT_LANGUAGE, translate
 from app.models import FaqCategory, FaqItem
 
 MAX_QUERY_LENGTH = 100
+
+# What customers call their device, in either language: any one spelling finds an answer naming another.
+PLATFORM_SYNONYMS = (
+    ("iphone", "айфон", "ios", "ipad", "айпад", "apple", "эпл"),
+    ("android", "андроид", "андроед", "samsung", "самсунг", "xiaomi", "сяоми"),
+    ("windows", "виндовс", "винда", "пк", "компьютер", "computer", "pc"),
+    ("macos", "mac", "мак", "макбук", "macbook"),
+    ("linux", "линукс", "ubuntu", "убунту"),
+)
+_STEMMERS = {"ru": snowballstemmer.stemmer("russian"), "en": snowballstemmer.stemmer("english")}
+_WORD = re.compile(r"\w+")
 
 
 class QueryTooLong(ValidationFailed):
@@ -66,18 +81,19 @@ async def search(
     *,
     default_language: str = DEFAULT_LANGUAGE,
 ) -> list[Entry]:
-    """Entries containing every word of `query` (in the question or the answer, any case), those matching in
-    the question first. A blank query finds nothing; one over MAX_QUERY_LENGTH characters is refused."""
+    """Entries matching every word of `query` (in the question or the answer, any case, any word form), those
+    matching in the question first. A blank query finds nothing; one over MAX_QUERY_LENGTH characters is
+    refused."""
     if len(query) > MAX_QUERY_LENGTH:
         raise QueryTooLong(translate(language, "help.search.too_long", limit=MAX_QUERY_LENGTH))
-    words = normalize(query).split()
+    words = _WORD.findall(normalize(query))
     if not words:
         return []
     ranked: list[tuple[int, int, Entry]] = []
     for position, entry in enumerate(await entries(session, language, default_language=default_language)):
-        question, answer = normalize(entry.question), normalize(entry.answer)
-        if all(word in question or word in answer for word in words):
-            in_question = sum(word in question for word in words)
+        question, answer = _indexed(entry.question), _indexed(entry.answer)
+        if all(_matches(word, question) or _matches(word, answer) for word in words):
+            in_question = sum(_matches(word, question) for word in words)
             ranked.append((-in_question, position, entry))
     ranked.sort(key=lambda found: found[:2])
     return [entry for *_, entry in ranked[:limit]]
@@ -86,6 +102,42 @@ async def search(
 def normalize(text: str) -> str:
     """Case-folded, "ё" read as "е" (Russian readers type either), whitespace collapsed."""
     return re.sub(r"\s+", " ", text.casefold().replace("ё", "е")).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    text: str  # normalized
+    stems: frozenset[str]
+
+
+@lru_cache(maxsize=1024)
+def _indexed(text: str) -> _Indexed:
+    normalized = normalize(text)
+    return _Indexed(normalized, frozenset(stem(word) for word in _WORD.findall(normalized)))
+
+
+def stem(word: str) -> str:
+    """The Snowball stem of a normalized word, by the script it is written in."""
+    language = "ru" if re.search("[а-я]", word) else "en"
+    return _STEMMERS[language].stemWord(word)
+
+
+@lru_cache(maxsize=256)
+def _alternatives(word: str) -> tuple[str, ...]:
+    """The stems a query word may match: its own, and every spelling of the platform it names."""
+    own = stem(word)
+    for group in PLATFORM_SYNONYMS:
+        if word in group or own in {stem(name) for name in group}:
+            return tuple({own, *(stem(name) for name in group)})
+    return (own,)
+
+
+def _matches(word: str, text: _Indexed) -> bool:
+    """A word matches another form of itself (the same stem), or, while it is still being typed, the start of
+    a word in the text ("ссыл" → «ссылку»)."""
+    if word in text.text:
+        return True
+    return any(alternative in text.stems for alternative in _alternatives(word))
 
 
 async def _load(session: AsyncSession, language: str, default_language: str) -> list[tuple[FaqCategory, Entry]]:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Template, nodes, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from app.kit.assets import asset_url
 from app.kit.formatting import format_bytes, format_date, format_date_only
 from app.kit.i18n import Translator, pick_language
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES_DIR = ROOT / "webapp" / "templates"
-STATIC_DIR = ROOT / "webapp" / "static"
 HTMX_FILE = "htmx-2.0.11.min.js"
 
 
@@ -30,6 +30,7 @@ def create_environment(*, auto_reload: bool = False) -> Environment:
         lstrip_blocks=True,
     )
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["asset"] = asset_url
     env.globals["format_date"] = format_date
     env.globals["format_bytes"] = format_bytes
     env.globals["format_date_only"] = format_date_only
@@ -43,6 +44,7 @@ def create_environment(*, auto_reload: bool = False) -> Environment:
 class Templates:
     def __init__(self, env: Environment | None = None, *, auto_reload: bool = False) -> None:
         self.env = env or create_environment(auto_reload=auto_reload)
+        self._layouts: dict[str | None, str | None] = {}
 
     def render_block(self, template_name: str, block: str, context: dict[str, Any]) -> str:
         return self._render_block(self.env.get_template(template_name), block, context)
@@ -52,6 +54,22 @@ class Templates:
         if block not in template.blocks:
             raise LookupError(f"{template.name} has no block {block!r}")
         return "".join(template.blocks[block](template.new_context(context)))
+
+    def layout_of(self, name: str | None) -> str | None:
+        """The layout a template finally extends (the admin's pages have their own, without the frame)."""
+        if name not in self._layouts:
+            source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+            parent = next(self.env.parse(source).find_all(nodes.Extends), None)
+            extends = parent.template.value if parent and isinstance(parent.template, nodes.Const) else None
+            self._layouts[name] = self.layout_of(extends) if extends else name
+        return self._layouts[name]
+
+    def render_frame(self, page: Template, context: dict[str, Any]) -> str:
+        """base.html's frame for a page swapped in by HTMX (out of band): the page's title, language and the
+        demo badge, so they follow the customer's language from the first page on and right after a switch."""
+        base = self.env.get_template("base.html")
+        title = self._render_block(page if "title" in page.blocks else base, "title", context)
+        return self._render_block(base, "frame", context | {"page_title": title})
 
     def render(self, template_name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(template_name).render(context)
@@ -74,6 +92,8 @@ class Templates:
             if target and target in template.blocks:
                 block = target
         body = self._render_block(template, block, full_context) if block else template.render(full_context)
+        if block == "content" and self.layout_of(template.name) == "base.html":
+            body += self.render_frame(template, full_context)
         return HTMLResponse(body, status_code=status_code, headers=headers)
 
     @staticmethod

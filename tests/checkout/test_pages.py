@@ -46,7 +46,7 @@ async def pay_on_demo_page(shop: Shop, payment: Payment, outcome: str = "succeed
     page = await shop.client.get(f"/pay/demo/{payment.external_id}")
     assert page.status_code == 200 and 'value="succeed"' in page.text
     done = await shop.client.post(f"/pay/demo/{payment.external_id}", data={"outcome": outcome, **fields})
-    assert done.status_code == 303 and done.headers["location"] == f"{BASE}/app/payments/{payment.public_id}"
+    assert done.status_code == 303 and done.headers["location"] == f"{BASE}/payments/{payment.public_id}"
     await drain_outbox(shop.app)
 
 
@@ -63,10 +63,11 @@ async def start_in_telegram(shop: Shop, plan: str = "month", **data: str) -> Pay
 
 
 @pytest.mark.parametrize(
-    ("language", "first", "others"), [("ru", "199 ₽", "2,99 $ · 150 ★"), ("en", "$2.99", "199 ₽ · 150 ★")]
+    ("language", "first", "currencies"),
+    [("ru", "199 ₽", ["RUB", "USD", "XTR"]), ("en", "$2.99", ["USD", "RUB", "XTR"])],
 )
-async def test_the_plan_list_shows_active_plans_with_the_customers_currency_first(
-    shop: Shop, language: str, first: str, others: str
+async def test_the_plan_list_shows_active_plans_in_the_customers_currency(
+    shop: Shop, language: str, first: str, currencies: list[str]
 ) -> None:
     response = await shop.client.get("/app/checkout", headers=tma(language=language) | htmx())
     assert response.status_code == 200 and "<html" not in response.text
@@ -74,10 +75,21 @@ async def test_the_plan_list_shows_active_plans_with_the_customers_currency_firs
     assert "Retired" not in page and "Старый" not in page
     assert re.findall(r'href="/app/checkout/(\w+)"', response.text) == ["month", "year", "dollar"]
     month = text_of(response.text.split('data-testid="plan-month"')[1].split("</a>")[0])
-    assert f"{first} {others}" in month
+    assert first in month and not {"₽", "$", "★"} - {first[0], first[-1]} & set(month)  # one currency, not five
     year = text_of(response.text.split('data-testid="plan-year"')[1].split("</a>")[0])
     assert "−25%" in year and "−25%" not in month
     assert ("365 days" if language == "en" else "365 дней") in year
+    assert re.findall(r'data-testid="currency-(\w+)"', response.text) == currencies
+
+
+async def test_the_plan_list_switches_currency_and_refuses_an_unknown_one(shop: Shop) -> None:
+    stars = await shop.client.get("/app/checkout", params={"currency": "xtr"}, headers=tma(language="en") | htmx())
+    prices = [text_of(found) for found in re.findall(r'data-testid="price">([^<]+)<', stars.text)]
+    assert prices == ["150 ★", "$26.99", "$5"]  # plans without a Stars price keep the customer's usual one
+    assert 'data-testid="currency-XTR" aria-current="true"' in stars.text
+
+    refused = await shop.client.get("/app/checkout", params={"currency": "EUR"}, headers=tma(language="en") | htmx())
+    assert refused.status_code == 422 and "Prices are shown in USD, RUB, XTR only." in text_of(refused.text)
 
 
 async def test_a_plain_browser_load_gets_the_whole_page(shop: Shop) -> None:
@@ -428,7 +440,7 @@ async def test_the_demo_pay_page_shows_a_closed_invoice(shop: Shop) -> None:
     page = await shop.client.get(f"/pay/demo/{payment.external_id}", headers={"accept-language": "en-GB,en"})
     assert page.status_code == 200 and "DemoPay" in page.text and "not a real payment" in page.text
     assert "This invoice has been paid" in text_of(page.text) and 'name="outcome"' not in page.text
-    assert f'href="{BASE}/app/payments/{payment.public_id}"' in page.text
+    assert f'href="{BASE}/payments/{payment.public_id}"' in page.text
 
 
 async def test_paying_twice_credits_once(shop: Shop) -> None:

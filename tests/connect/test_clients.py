@@ -14,8 +14,9 @@ import pytest
 from jinja2 import Environment, FileSystemLoader
 
 from app.connect import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client, guide_steps
+from app.kit.assets import STATIC_DIR
 from app.kit.i18n import LOCALES_DIR, Translator
-from app.kit.templating import STATIC_DIR, TEMPLATES_DIR
+from app.kit.templating import TEMPLATES_DIR
 
 GUIDES_DIR = STATIC_DIR / "guides"
 # Query characters, an already-encoded octet, "+", a space and Cyrillic: everything a link could trip over.
@@ -229,7 +230,8 @@ def test_guides_macro_renders_every_platform_with_working_links(language: str) -
 
     details = page.all("details")
     assert [d["id"] for d in details] == [f"platform-{p.code}" for p in PLATFORMS]
-    assert [d["id"] for d in details if "open" in d] == ["platform-ios"]
+    assert [d["id"] for d in details if "data-current" in d] == ["platform-ios"]
+    assert not [d for d in details if "open" in d]  # collapsed: the page leads with the one-tap import
 
     hrefs = [a["href"] for a in page.all("a") if a.get("class") == "button"]
     expected = [client.import_link(AWKWARD_URL) for _, client in ALL_PLATFORM_CLIENTS if client.link]

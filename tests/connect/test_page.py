@@ -61,9 +61,15 @@ async def test_the_page_shows_link_qr_and_the_visitors_platform(
     link = f"http://127.0.0.1:8000/sub/{account.sub_token}"
     assert f'data-testid="sub-link">{link}<' in response.text
     assert f'data-copy="{link}"' in response.text
-    assert re.search(r'data-testid="qr">\s*<svg', response.text)
-    assert re.search(r'<details class="card platform" name="connect-platform" id="platform-ios"\s+open>', response.text)
-    assert f"/connect/{account.sub_token}/v2raytun" in response.text
+    assert re.search(r'data-testid="qr" role="img" aria-label="[^"]+">\s*<svg', response.text)
+    # Connect first: this iPhone's one-tap import leads the page, the link and QR wait behind a tap, and the
+    # guides are collapsed.
+    first = re.search(r'data-testid="connect-first">(.*?)</section>', response.text, re.S)
+    assert first and f'href="http://127.0.0.1:8000/connect/{account.sub_token}/v2raytun" data-open-link' in first[1]
+    assert "Add to v2RayTun" in text_of(first[1]) and "apps.apple.com" in first[1]
+    assert response.text.index('data-testid="one-tap-import"') < response.text.index('data-testid="sub-link"')
+    assert re.search(r'<details class="other-device" data-testid="link-and-qr">', response.text)
+    assert re.search(r'id="platform-ios" data-current>', response.text) and " open>" not in response.text
 
 
 async def test_reissue_kills_the_old_link_and_is_rate_limited(
@@ -121,6 +127,9 @@ async def test_the_bridge_opens_the_app_only_for_a_live_token(
         page.status_code == 200
         and f'href="hiddify://import/http://127.0.0.1:8000/sub/{account.sub_token}"' in page.text
     )
+    # "copy this link" when the app did not open: the link is right there, with its copy button.
+    assert f'data-testid="sub-link">http://127.0.0.1:8000/sub/{account.sub_token}</code>' in page.text
+    assert f'data-copy="http://127.0.0.1:8000/sub/{account.sub_token}"' in page.text
     assert (await client.get("/connect/not-a-token/hiddify")).status_code == 404
     assert (await client.get(f"/connect/{account.sub_token}/no-such-app")).status_code == 404
 

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -108,22 +109,72 @@ def watch(page: Page) -> PageErrors:
     return errors
 
 
-def telegram_page(browser: Browser, init_data: str) -> tuple[Page, PageErrors]:
-    """A phone-sized page inside a simulated Telegram client: telegram-web-app.js is answered by our stub."""
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="en-US")
-    script = f"window.__initData = {json.dumps(init_data)};\n{STUB}"
-    context.route(
-        "https://telegram.org/**",
-        lambda route: route.fulfill(status=200, content_type="application/javascript", body=script),
+THEMES = {
+    "dark": {"bg_color": "#17212b", "text_color": "#f5f5f5", "hint_color": "#708499", "link_color": "#6ab3f3",
+             "button_color": "#5288c1", "button_text_color": "#ffffff", "secondary_bg_color": "#232e3c",
+             "section_bg_color": "#17212b"},
+    "light": {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#707579", "link_color": "#2481cc",
+              "button_color": "#2481cc", "button_text_color": "#ffffff", "secondary_bg_color": "#f1f1f1",
+              "section_bg_color": "#ffffff"},
+}  # fmt: skip
+
+
+def launch_hash(init_data: str, theme: str = "dark") -> str:
+    """The launch parameters a Telegram client puts in the Mini App's address (docs: "Launch Parameters")."""
+    params = {
+        "tgWebAppData": init_data,
+        "tgWebAppVersion": "8.0",
+        "tgWebAppPlatform": "android",
+        "tgWebAppThemeParams": json.dumps(THEMES[theme]),
+    }
+    return urlencode(params, quote_via=quote)
+
+
+def telegram_page(
+    browser: Browser,
+    init_data: str,
+    *,
+    width: int = 390,
+    locale: str = "en-US",
+    theme: str = "dark",
+    telegram_js: str = "stub",
+) -> tuple[Page, PageErrors]:
+    """A phone-sized page inside a simulated Telegram client. The first page the tab opens gets the launch
+    parameters in its hash, as Telegram opens a Mini App; telegram-web-app.js is answered by our stub, or
+    (`telegram_js="hang"`) never answered, as where telegram.org is blocked."""
+    context = browser.new_context(
+        viewport={"width": width, "height": 844},
+        device_scale_factor=2,
+        locale=locale,
+        color_scheme="dark" if theme == "dark" else "light",
     )
+    fragment = launch_hash(init_data, theme)
+    context.add_init_script(
+        "if (location.protocol.startsWith('http') && !sessionStorage.getItem('vpnshop.initData')"
+        " && !sessionStorage.getItem('__telegram__initParams') && location.hash.indexOf('tgWebAppData') < 0)"
+        f" history.replaceState(history.state, '', location.pathname + location.search + '#' + {json.dumps(fragment)});"
+    )
+    if telegram_js == "hang":
+        context.route("https://telegram.org/**", lambda route: None)  # never answered
+    else:
+        context.route(
+            "https://telegram.org/**",
+            lambda route: route.fulfill(status=200, content_type="application/javascript", body=STUB),
+        )
     page = context.new_page()
     return page, watch(page)
 
 
-def browser_page(browser: Browser, locale: str = "en-US") -> tuple[Page, PageErrors]:
-    """A plain desktop browser where telegram.org does not load (as when Telegram is blocked)."""
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale=locale)
-    context.route("https://telegram.org/**", lambda route: route.abort())
+def browser_page(
+    browser: Browser, locale: str = "en-US", *, telegram_org: str = "refused", width: int = 1100
+) -> tuple[Page, PageErrors]:
+    """A plain browser where telegram.org does not load, as when Telegram is blocked: the connection is
+    refused, or (`telegram_org="hang"`) never answered, as many blocks behave."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale)
+    if telegram_org == "hang":
+        context.route("https://telegram.org/**", lambda route: None)  # never answered
+    else:
+        context.route("https://telegram.org/**", lambda route: route.abort())
     page = context.new_page()
     errors = watch(page)
     return page, errors

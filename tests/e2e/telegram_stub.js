@@ -1,6 +1,8 @@
 // A stand-in for https://telegram.org/js/telegram-web-app.js: the WebApp object a Telegram client gives the
-// Mini App, carrying really signed initData (injected as window.__initData before this runs). Every call the
-// app makes is recorded in window.__tg so tests can check BackButton, MainButton, haptics, popups and links.
+// Mini App. Like the real script it reads the launch parameters (really signed initData among them) from the
+// address's hash, which the Telegram client puts there, and keeps them in sessionStorage for the session's
+// later pages. Every call the app makes is recorded in window.__tg so tests can check BackButton, MainButton,
+// haptics, popups and links.
 (function () {
   "use strict";
   var calls = (window.__tg = []);
@@ -9,27 +11,35 @@
     var handlers = [];
     var button = {
       isVisible: false,
+      isProgressVisible: false,
       text: "",
       show: function () { button.isVisible = true; record(name + ".show"); return button; },
       hide: function () { button.isVisible = false; record(name + ".hide"); return button; },
       setText: function (text) { button.text = text; record(name + ".setText", text); return button; },
+      showProgress: function () { button.isProgressVisible = true; record(name + ".showProgress"); return button; },
+      hideProgress: function () { button.isProgressVisible = false; record(name + ".hideProgress"); return button; },
       onClick: function (fn) { handlers.push(fn); return button; },
       click: function () { handlers.forEach(function (fn) { fn(); }); },
     };
     return button;
   }
-  var theme = { bg_color: "#17212b", text_color: "#f5f5f5", hint_color: "#708499", link_color: "#6ab3f3",
-                button_color: "#5288c1", button_text_color: "#ffffff", secondary_bg_color: "#232e3c",
-                section_bg_color: "#17212b" };
+  var params = {};
+  try { params = JSON.parse(sessionStorage.getItem("__telegram__initParams") || "{}"); } catch (e) { params = {}; }
+  new URLSearchParams(location.hash.slice(1)).forEach(function (value, key) {
+    if (key.indexOf("tgWebApp") === 0) params[key] = value;
+  });
+  sessionStorage.setItem("__telegram__initParams", JSON.stringify(params));
+  var theme = {};
+  try { theme = JSON.parse(params.tgWebAppThemeParams || "{}"); } catch (e) { theme = {}; }
   Object.keys(theme).forEach(function (key) {
     document.documentElement.style.setProperty("--tg-theme-" + key.replace(/_/g, "-"), theme[key]);
   });
   window.Telegram = {
     WebApp: {
-      initData: window.__initData || "",
-      version: "8.0",
-      platform: "android",
-      colorScheme: "dark",
+      initData: params.tgWebAppData || "",
+      version: params.tgWebAppVersion || "8.0",
+      platform: params.tgWebAppPlatform || "android",
+      colorScheme: theme.bg_color === "#ffffff" ? "light" : "dark",
       themeParams: theme,
       isVersionAtLeast: function () { return true; },
       ready: function () { record("ready"); },

@@ -108,7 +108,7 @@ def test_mini_app_pays_through_the_providers_page_opened_outside(shop: Shop, bro
     page.get_by_test_id("plan-month").click()
     expect(page.get_by_test_id("amount")).to_have_text("$2.99")
     assert page.evaluate("Telegram.WebApp.BackButton.isVisible") is True
-    main_button(page, "Pay: Demo payment")
+    main_button(page, "Pay $2.99")  # the amount, not the method
     code = page.get_by_label("Promo code")
     code.press_sequentially("welcome7", delay=60)
     code.press("Enter")  # applies the code; it must not pay
@@ -145,3 +145,18 @@ def test_mini_app_pays_through_the_providers_page_opened_outside(shop: Shop, bro
     main_button(page, "Get config")
     shot(page, "31-miniapp-success")
     assert errors == []
+
+    # The provider sent that other browser back to a public page: the outcome and the way back to Telegram.
+    returned, returned_errors = browser_page(browser)
+    returned.set_default_timeout(TIMEOUT)
+    returned.goto(paid.headers["location"])
+    result = returned.get_by_test_id("payment-result")
+    expect(result).to_have_attribute("data-status", "succeeded")
+    expect(result).to_contain_text("Payment received")
+    expect(returned.get_by_role("link", name="Back to Telegram")).to_have_attribute(
+        "href", "https://t.me/vpnshop_demo_bot"
+    )
+    expect(result).not_to_contain_text("2.99")  # nothing private: the address is all it takes to see it
+    shot(returned, "32-browser-payment-result")
+    assert returned_errors == []
+    returned.context.close()

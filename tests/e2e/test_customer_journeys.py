@@ -43,9 +43,10 @@ def test_mini_app_from_trial_to_every_page(shop: Shop, browser: Browser) -> None
     page.set_default_timeout(TIMEOUT)
     page.goto(f"{shop.base_url}/app")
     expect(page.get_by_role("heading", name="Hello, Mia!")).to_be_visible()
+    # Telegram's script loads alongside the page (nothing waits for it); its controls follow once it is there.
+    page.wait_for_function("() => Telegram.WebApp.MainButton.text === 'Start free trial'")
     assert tg_calls(page, "ready") == [None] and "BackButton.hide" in [c for c, _ in page.evaluate("window.__tg")]
     expect(page.get_by_role("button", name="Start free trial")).to_be_visible()
-    assert page.evaluate("Telegram.WebApp.MainButton.text") == "Start free trial"
     shot(page, "01-miniapp-home-trial-offer")
 
     page.get_by_role("button", name="Start free trial").click()
@@ -59,6 +60,10 @@ def test_mini_app_from_trial_to_every_page(shop: Shop, browser: Browser) -> None
 
     tab(page, "Connect")
     expect(page).to_have_url(re.compile(r"/app/connect$"))
+    # This phone's one-tap import comes first; the link and QR for another device are a tap away.
+    expect(page.get_by_test_id("one-tap-import")).to_be_visible()
+    expect(page.get_by_test_id("qr")).to_be_hidden()
+    page.get_by_test_id("link-and-qr").locator("summary").click()
     link = page.get_by_test_id("sub-link").inner_text()
     assert link.startswith(f"{shop.base_url}/sub/")
     expect(page.get_by_test_id("qr").locator("svg")).to_be_visible()
@@ -68,6 +73,7 @@ def test_mini_app_from_trial_to_every_page(shop: Shop, browser: Browser) -> None
 
     page.get_by_test_id("reissue").click()
     expect(page.get_by_text("here is your new link")).to_be_visible()
+    page.get_by_test_id("link-and-qr").locator("summary").click()
     new_link = page.get_by_test_id("sub-link").inner_text()
     assert new_link != link and tg_calls(page, "showConfirm")
     shot(page, "05-miniapp-config-reissued")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -20,6 +21,7 @@ from app.config import Settings
 from app.demo.seed import FAQ, seed_demo
 from app.help import service as faq
 from app.help.pages import support_link
+from app.kit.i18n import Translator, catalog
 from app.models import FaqCategory, FaqItem, Node, User, VpnAccount
 from app.panels.sync import check_server_health
 from tests.conftest import make_settings
@@ -89,7 +91,7 @@ async def test_categories_render_in_russian_and_in_english(web: tuple[FastAPI, h
     assert 'hx-get="/app/help/search"' in page.text and 'hx-target="#faq_results"' in page.text
     assert 'href="https://t.me/help_desk" data-open-link' in page.text and "Написать @help_desk" in text
     assert 'hx-post="/app/help/diagnostics"' in page.text and '<div id="diagnostics"' in page.text
-    assert 'aria-current="page">Помощь</a>' in page.text
+    assert re.search(r'aria-current="page">(?:(?!</a>).)*<span>Помощь</span></a>', page.text)  # the tab is marked
 
     english = await client.get("/app/help", headers=en() | htmx())
     assert english.status_code == 200 and "<html" not in english.text  # the content block only
@@ -124,12 +126,25 @@ async def test_search_folds_cyrillic_case(web: tuple[FastAPI, httpx.AsyncClient]
     found = await find(client, "ССЫЛКУ", ru())
     assert found.status_code == 200 and "<html" not in found.text and "<h1" not in found.text
     # The question match first, then the answers that mention the word, in FAQ order.
-    assert shown_slugs(found.text) == ["import-link", "how-connect", "refresh-subscription"]
-    assert "Нашлось 3 ответа" in text_of(found.text)
+    assert shown_slugs(found.text) == ["import-link", "how-connect", "devices", "refresh-subscription"]
+    assert "Нашлось 4 ответа" in text_of(found.text)
     traffic = await find(client, "ЗАКОНЧИЛСЯ ТРАФИК", ru())
     assert shown_slugs(traffic.text) == ["traffic-limit"] and 'id="traffic-limit" open>' in traffic.text
     assert shown_slugs((await find(client, "перестает", ru())).text) == ["traffic-limit"]  # ё typed as е
     assert shown_slugs((await find(client, "  LiNk  ", en())).text)[0] == "import-link"
+
+
+async def test_the_search_boxs_own_examples_find_other_word_forms(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """«оплата», «ссылка», «айфон» are what the placeholder suggests; the FAQ says «оплатить», «ссылку», iPhone."""
+    _, client = web
+    assert shown_slugs((await find(client, "оплата", ru())).text) == ["how-pay", "after-payment"]
+    assert shown_slugs((await find(client, "ссылка", ru())).text)[0] == "import-link"
+    assert shown_slugs((await find(client, "айфон", ru())).text) == ["devices"]
+    assert shown_slugs((await find(client, "андроид", ru())).text) == ["devices"]
+    assert shown_slugs((await find(client, "ios", en())).text) == ["devices"]
+    assert shown_slugs((await find(client, "paying", en())).text) == ["how-pay"]
+    assert shown_slugs((await find(client, "ссыл", ru())).text)[0] == "import-link"  # still being typed
+    assert shown_slugs((await find(client, "оплата телепорт", ru())).text) == []  # every word still counts
 
 
 async def test_every_word_of_a_query_must_match(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
@@ -153,7 +168,7 @@ async def test_nothing_found_says_so_and_offers_support(web: tuple[FastAPI, http
 async def test_a_blank_query_shows_every_category_again(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
     _, client = web
     found = await find(client, "   ", en())
-    assert found.status_code == 200 and "Getting started" in found.text and len(shown_slugs(found.text)) == 11
+    assert found.status_code == 200 and "Getting started" in found.text and len(shown_slugs(found.text)) == 12
 
 
 async def test_a_query_over_100_characters_is_refused(web: tuple[FastAPI, httpx.AsyncClient], db: AsyncSession) -> None:
@@ -280,4 +295,12 @@ async def test_diagnostics_from_a_browser_need_the_csrf_token_and_work_without_j
     assert (await client.post("/app/help/diagnostics")).status_code == 403
     done = await client.post("/app/help/diagnostics", data={"csrf_token": token})
     assert done.status_code == 200 and "<!doctype html>" in done.text  # the whole page, report included
-    assert 'data-outcome="fail"' in done.text and len(shown_slugs(done.text)) == 11
+    assert 'data-outcome="fail"' in done.text and len(shown_slugs(done.text)) == 12
+
+
+def test_diagnostics_say_dates_as_people_write_them() -> None:
+    """Not ISO timestamps (issue 20): "Nov 3, 2026" in English, "03.11.2026" in Russian."""
+    until = datetime(2026, 11, 3, 12, tzinfo=UTC)
+    assert Translator("en")("diag.subscription.expired", until=until) == "Your subscription ended on Nov 3, 2026."
+    assert Translator("ru")("diag.subscription.expired", until=until) == "Подписка закончилась 03.11.2026."
+    assert not [key for key, text in catalog("en").items() if key.startswith("diag.") and "%Y-%m-%d}" in str(text)]
