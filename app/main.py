@@ -24,7 +24,7 @@ from app.health.api import router as health_router
 from app.help.pages import router as help_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
 from app.kit.templating import STATIC_DIR, Templates
-from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
+from app.middleware import MetricsMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_api import router as demo_panel_router
 from app.panels.mirror_api import router as sub_mirror_router
 from app.panels.webhook_api import router as panel_webhooks_router
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_base_url.startswith("https://"))
     app.add_middleware(MetricsMiddleware)
+    # Added last, so outermost: the request id is bound before anything else logs.
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     install_error_handlers(app)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
