@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.apidocs.pages import mount_assets as mount_api_docs_assets
+from app.apidocs.pages import router as api_docs_router
 from app.auth.oidc_pages import load_providers
 from app.auth.oidc_pages import router as oidc_router
 from app.auth.pages import router as auth_router
@@ -55,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="vpnshop",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # our own /api/docs (app/apidocs), which works under the CSP
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    mount_api_docs_assets(app)
+    app.include_router(api_docs_router)
     app.include_router(health_router)
     app.include_router(customer_api_router)
     app.include_router(checkout_api_router)
