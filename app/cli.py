@@ -99,6 +99,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             # Each worker process configures its logging from this, uvicorn's loggers included.
             log_config=logging_config(settings.log_level, json_lines=settings.log_json),
             access_log=False,
+            # uvicorn kills a worker that does not answer its supervisor's ping within this; importing the app
+            # takes longer than the default 5 s on a busy 2-core host, and workers were then killed in a loop.
+            timeout_worker_healthcheck=60,
         )
 
 
