@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,14 +44,23 @@ def test_bound_context_is_on_every_line_inside_the_block() -> None:
     assert "request_id" not in outside and "job" not in outside
 
 
-def test_uvicorn_and_the_app_log_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """configure_logging changes process-wide loggers; put them back for the tests that follow."""
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "aiohttp.access"]
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate) for name in names for lg in [logging.getLogger(name)]}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
+def test_uvicorn_and_the_app_log_json_lines(capsys: pytest.CaptureFixture[str], restored_logging: None) -> None:
     configure_logging("INFO", json_lines=True)
-    try:
-        logging.getLogger("uvicorn.error").info("Started server process [%d]", 7, extra={"color_message": "x"})
-        logging.getLogger("app.something").info("the app's own line")
-        logging.getLogger("uvicorn.access").info("access lines come from our middleware instead")
-    finally:
-        logging.getLogger().handlers.clear()
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 7, extra={"color_message": "x"})
+    logging.getLogger("app.something").info("the app's own line")
+    logging.getLogger("uvicorn.access").info("access lines come from our middleware instead")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [(line["logger"], line["msg"]) for line in lines] == [
         ("uvicorn.error", "Started server process [7]"),
