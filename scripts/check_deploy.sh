@@ -19,7 +19,28 @@ fi
 "$BIN/check-jsonschema" --builtin-schema vendor.compose-spec compose.yml
 
 DOMAIN=localhost CADDY_TLS=internal caddy validate --config deploy/caddy/Caddyfile --adapter caddyfile 2>/dev/null
-DOMAIN=shop.example.com CADDY_TLS=ops@example.com caddy adapt --config deploy/caddy/Caddyfile --adapter caddyfile >/dev/null
+# What Caddy makes of it in production mode: /metrics answered 404 before anything reaches the app, the bot's
+# webhook path to the bot, the rest to web, and secret paths filtered out of its access log.
+DOMAIN=shop.example.com CADDY_TLS=ops@example.com caddy adapt --config deploy/caddy/Caddyfile --adapter caddyfile \
+  | "$BIN/python" -c '
+import json, sys
+config = json.load(sys.stdin)
+[site] = config["apps"]["http"]["servers"]["srv0"]["routes"]
+routes = site["handle"][0]["routes"]
+def route_for(path):
+    return next(r for r in routes if any(path in m.get("path", []) for m in r.get("match", [{}])))
+def handlers(route):
+    return [h for sub in route["handle"] for r in sub.get("routes", [sub]) for h in r.get("handle", [r])]
+metrics = handlers(route_for("/metrics"))
+assert any(h.get("handler") == "static_response" and h.get("status_code") == 404 for h in metrics), metrics
+webhook = handlers(route_for("/telegram/webhook"))
+assert any(u["dial"] == "bot:8081" for h in webhook for u in h.get("upstreams", [])), webhook
+assert routes.index(route_for("/metrics")) < len(routes) - 1, "the catch-all must come after /metrics"
+fields = json.dumps(config["logging"]["logs"])
+assert "request>uri" in fields and "Authorization" in fields, fields
+assert site["match"] == [{"host": ["shop.example.com"]}], site["match"]
+print("Caddy: /metrics closed, webhook to the bot, secrets filtered from its log")
+'
 
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
