@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -95,15 +95,13 @@ def render_latest(extra: Iterable[Metric] = ()) -> tuple[bytes, str]:
     return payload + generate_latest(_Families(extra)), CONTENT_TYPE_LATEST
 
 
-@contextmanager
-def shared_metrics_dir(processes: int) -> Iterator[None]:
+def share_metrics_between_workers(processes: int) -> None:
     """For several uvicorn workers: a directory their metrics are written to (PROMETHEUS_MULTIPROC_DIR, set
     before they start, since prometheus_client reads it on import) and summed from on every scrape. Started
     empty (an operator-given one is emptied: a dead process's counters would otherwise add up forever); a
-    directory made here is removed afterwards. One process keeps its metrics in memory."""
+    directory made here is removed when the server exits. One process keeps its metrics in memory."""
     if processes < 2:
         os.environ.pop(MULTIPROC_DIR_ENV, None)
-        yield
         return
     configured = os.environ.get(MULTIPROC_DIR_ENV)
     path = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="vpnshop-metrics-"))
@@ -111,11 +109,8 @@ def shared_metrics_dir(processes: int) -> Iterator[None]:
     for stale in path.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROC_DIR_ENV] = str(path)
-    try:
-        yield
-    finally:
-        if not configured:
-            shutil.rmtree(path, ignore_errors=True)
+    if not configured:
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
 async def serve_metrics(host: str, port: int) -> web.AppRunner | None:
