@@ -13,7 +13,8 @@ import click
 
 from app.config import DEMO_DATABASE_URL, ConfigError, Settings, load_settings
 from app.kit.crypto import new_key
-from app.kit.logging import configure_logging
+from app.kit.logging import configure_logging, logging_config
+from app.kit.metrics import share_metrics_between_workers
 from app.kit.sentry import init_sentry
 
 DEMO_SECRETS_FILE = Path("var/demo-secrets.json")
@@ -84,6 +85,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings = _settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     init_sentry(settings, component="web")
+    share_metrics_between_workers(workers or settings.serve_workers)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -95,6 +97,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Each worker process configures its logging from this, uvicorn's loggers included.
+        log_config=logging_config(settings.log_level, json_lines=settings.log_json),
+        # uvicorn kills a worker that does not answer its supervisor's ping within this; importing the app
+        # takes longer than the default 5 s on a busy 2-core host, and workers were then killed in a loop.
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -36,12 +36,17 @@ class Settings(BaseSettings):
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    # One JSON line per request (method, path with secrets masked, status, duration, request id).
+    access_log: bool = False
     timezone: str = "Europe/Moscow"
     # The admin's revenue figures are also shown in this currency, through the dated exchange rates staff keep.
     reporting_currency: str = "RUB"
     default_language: Literal["ru", "en"] = "ru"
     sentry_dsn: str = ""
-    prometheus_port: int = Field(9090, ge=1, le=65535)
+    # Where `vpnshop worker` and `vpnshop bot` serve /metrics and /healthz (the web app serves them itself); 0: off.
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(9101, ge=0, le=65535)
+    bot_metrics_port: int = Field(9102, ge=0, le=65535)
 
     # --- security ---
     secret_key: str = ""

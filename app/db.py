@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.config import Settings
+from app.kit.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -24,8 +25,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
             connect_args={"timeout": 30},
         )
         _tune_sqlite(engine)
+        _count_connections(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
         hide_parameters=True,
@@ -34,6 +36,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+    DB_CONNECTIONS_LIMIT.set(settings.db_pool_size + settings.db_max_overflow)
+    _count_connections(engine)
+    return engine
+
+
+def _count_connections(engine: AsyncEngine) -> None:
+    """Connections in use, for the dashboard's pool panel: a pool that stays full makes requests wait."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(*_args: Any) -> None:
+        DB_CONNECTIONS_IN_USE.inc()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(*_args: Any) -> None:
+        DB_CONNECTIONS_IN_USE.dec()
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -9,6 +9,8 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from app.admin.routes import install_admin
+from app.apidocs.pages import mount_assets as mount_api_docs_assets
+from app.apidocs.pages import router as api_docs_router
 from app.auth.oidc_pages import load_providers
 from app.auth.oidc_pages import router as oidc_router
 from app.auth.pages import router as auth_router
@@ -27,7 +29,7 @@ from app.health.api import router as health_router
 from app.help.pages import router as help_router
 from app.kit.jobs import ArqRunner, configure_jobs, registry
 from app.kit.templating import Templates
-from app.middleware import MetricsMiddleware, SecurityHeadersMiddleware
+from app.middleware import MetricsMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.panels.demo_api import router as demo_panel_router
 from app.panels.mirror_api import router as sub_mirror_router
 from app.panels.webhook_api import router as panel_webhooks_router
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="vpnshop",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,  # app/admin/docs.py serves /api/docs from vendored Swagger UI
+        docs_url=None,  # our own /api/docs (app/apidocs), which works under the CSP
         openapi_url="/api/openapi.json",
         redoc_url=None,
         # Every route of every router, now and later ones, is limited per client address.
@@ -71,11 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_base_url.startswith("https://"))
     app.add_middleware(MetricsMiddleware)
+    # Added last, so outermost: the request id is bound before anything else logs.
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     install_error_handlers(app)
 
     # Pages and JSON compressed on the way out; static files come gzipped already (app/kit/assets.py).
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(assets_router)
+    mount_api_docs_assets(app)
+    app.include_router(api_docs_router)
     app.include_router(health_router)
     app.include_router(customer_api_router)
     app.include_router(checkout_api_router)

@@ -1,17 +1,71 @@
-"""Pure-ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): security headers, metrics."""
+"""Pure-ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request id and access log, security
+headers, metrics."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.inbound import loggable_path
+from app.kit.logging import log_context, redact_path
 from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("vpnshop.http")
+access_log = logging.getLogger("vpnshop.access")
+
+# A request id from the proxy (or a client) is kept when it looks like one; anything else gets a fresh one,
+# so a header cannot inject text into the logs.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (X-Request-ID, kept from the proxy when sane), puts it on every log line
+    written while the request is handled and in the jobs it enqueues, answers it in the response, and with
+    ACCESS_LOG writes one access line (method, path with secrets masked, status, duration, request id)."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with log_context(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if self.access_log:
+                    access_log.info(
+                        "%s %s %d",
+                        scope["method"],
+                        redact_path(scope["path"]),
+                        status,
+                        extra={
+                            "method": scope["method"],
+                            "path": redact_path(scope["path"]),
+                            "status": status,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        },
+                    )
+
 
 # Telegram's web clients embed the Mini App in an iframe; nobody else may frame it.
 TELEGRAM_FRAME_ANCESTORS = "'self' https://web.telegram.org https://webk.telegram.org https://webz.telegram.org"

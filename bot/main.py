@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.kit.i18n import available_languages, translate
+from app.kit.metrics import BOT_UPDATE_LATENCY, BOT_UPDATES, serve_metrics
 from app.resources import Resources, open_resources
 from bot import commands, payments
 from bot.throttling import Throttle
@@ -56,8 +58,23 @@ def build_bot(settings: Settings) -> Bot:
     return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
+async def observe_update(handler: Any, update: Any, data: dict[str, Any]) -> Any:
+    """Counts and times every update (the dashboard's bot panel); a failure is counted and passed on."""
+    started = time.perf_counter()
+    try:
+        result = await handler(update, data)
+    except Exception:
+        BOT_UPDATES.labels("failed").inc()
+        raise
+    finally:
+        BOT_UPDATE_LATENCY.observe(time.perf_counter() - started)
+    BOT_UPDATES.labels("ok").inc()
+    return result
+
+
 def build_dispatcher(resources: Resources) -> Dispatcher:
     dispatcher = Dispatcher(resources=resources)
+    dispatcher.update.outer_middleware(observe_update)
     throttle = Throttle(resources)
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)
@@ -103,6 +120,7 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings, s
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Until `stop` is set (by SIGTERM/SIGINT when not given)."""
     resources = open_resources(settings)
+    metrics_server = await serve_metrics(settings.metrics_host, settings.bot_metrics_port)
     bot = build_bot(settings)
     dispatcher = build_dispatcher(resources)
     if stop is None:
@@ -125,3 +143,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         await bot.session.close()
         await resources.aclose()
+        if metrics_server is not None:
+            await metrics_server.cleanup()

@@ -24,6 +24,8 @@ fi
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache  # the layer contract in .importlinter (docs/ARCHITECTURE.md)
+bash scripts/check_deploy.sh   # compose schema, Caddyfile, Prometheus config and rules, dashboard queries
+bash scripts/check_package.sh  # the wheel alone runs the product (fresh venv, demo from another folder)
 
 mkdir -p test-output
 "$BIN/pytest" -p no:cacheprovider --durations=15 "$@"

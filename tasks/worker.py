@@ -5,6 +5,7 @@ from __future__ import annotations
 import tasks  # noqa: F401  (registers the jobs)
 from app.config import Settings
 from app.kit.jobs import InProcessRunner, JobContext, JobEventHook, JobPhase, registry, worker_settings
+from app.kit.metrics import serve_metrics
 from app.resources import Resources, open_resources
 from tasks.runs import job_run_recorder
 
@@ -17,8 +18,11 @@ def build_worker_settings(settings: Settings) -> type:
         ctx["resources"] = open_resources(settings)
         ctx["settings"] = settings
         recorder["hook"] = job_run_recorder(ctx["resources"])
+        ctx["metrics_server"] = await serve_metrics(settings.metrics_host, settings.worker_metrics_port)
 
     async def on_shutdown(ctx: JobContext) -> None:
+        if ctx.get("metrics_server") is not None:
+            await ctx["metrics_server"].cleanup()
         await ctx["resources"].aclose()
 
     async def on_job_event(name: str, phase: JobPhase, error: BaseException | None) -> None:

@@ -81,6 +81,9 @@ async def production_stack(**env: str) -> AsyncIterator[Stack]:
             "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
             "LOG_JSON": "false",
             "PUBLIC_BASE_URL": "https://shop.example",
+            # Off unless a test asks: several workers and bots of one test would want the same port.
+            "WORKER_METRICS_PORT": "0",
+            "BOT_METRICS_PORT": "0",
         }
         with tempfile.TemporaryDirectory(prefix="vpnshop-proc-") as logs:
             stack = Stack(url, base | env, Path(logs))

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import iter_route_contexts
 
-from app.admin import docs as api_docs
 from app.admin.audit import pages as audit_pages
 from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
@@ -45,7 +44,6 @@ API.include_router(payments_api.router)  # /api/admin/payments (C)
 PUBLIC = APIRouter()
 PUBLIC.include_router(auth_pages.router)  # /admin/login, /admin/logout, /admin/login/demo
 PUBLIC.include_router(auth_api.router)  # /api/auth/login|refresh|logout
-PUBLIC.include_router(api_docs.router)  # /api/docs
 
 
 # Paths under /admin that answer without a signed-in staff member (the permission-matrix test allows only these).

@@ -39,6 +39,7 @@ from app.broadcasts.segments import reachable
 from app.broadcasts.service import skip_waiting
 from app.db import transaction
 from app.kit.clock import utcnow
+from app.kit.metrics import BROADCAST_MESSAGES
 from app.models import Broadcast, BroadcastDelivery, BroadcastStatus, DeliveryStatus, User
 from app.resources import Resources
 from app.telegram.api import NotSent, OutcomeUnknown, RecipientUnreachable, Undeliverable
@@ -449,6 +450,8 @@ class _Sender:
                 )
             await self._add_counts(session, **counts)
         self.sent += counts["sent"]
+        for outcome_name, number in counts.items():
+            BROADCAST_MESSAGES.labels(outcome_name).inc(number)
 
     async def _add_counts(self, session: AsyncSession, **counts: int) -> None:
         increments = {name: getattr(Broadcast, name) + number for name, number in counts.items() if number}

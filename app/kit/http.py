@@ -19,6 +19,7 @@ import httpx
 
 from app.kit.errors import ExternalServiceError
 from app.kit.logging import redact_path
+from app.kit.metrics import EXTERNAL_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class HttpClient:
             base_url=base_url, timeout=httpx.Timeout(timeout), headers=headers, transport=transport
         )
         # Keyed by host and port: two services on one machine (two panels on one VPS) fail independently.
-        self.breaker = breaker or breaker_for(self._client.base_url.netloc.decode() or base_url)
+        self._host = self._client.base_url.netloc.decode() or base_url
+        self.breaker = breaker or breaker_for(self._host)
         self._sleep = sleep
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -150,9 +152,11 @@ class HttpClient:
             if not self.breaker.allow():
                 raise CircuitOpenError(self.service, f"circuit open after {self.breaker.failures} failures")
             retry_after = None
+            started = time.perf_counter()
             try:
                 response = await self._client.request(method, url, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self._observe(started, "unreachable")
                 self.breaker.record_failure()
                 failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
             except BaseException:
@@ -161,6 +165,7 @@ class HttpClient:
                 self.breaker.release_trial()
                 raise
             else:
+                self._observe(started, "ok" if response.status_code < 500 else "error")
                 if response.status_code not in self.retry.statuses:
                     self.breaker.record_success()
                     return response
@@ -182,6 +187,10 @@ class HttpClient:
         raise ExternalServiceError(
             self.service, f"{method} {redact_path(url)} failed: {failure}", retry_after=retry_after
         )
+
+    def _observe(self, started: float, outcome: str) -> None:
+        # By host only: a path may carry a token (the Bot API's does).
+        EXTERNAL_REQUESTS.labels(self.service, self._host, outcome).observe(time.perf_counter() - started)
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", url, **kwargs)

@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 import pickle
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,8 +36,13 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.kit.clock import ensure_utc, utcnow
+from app.kit.logging import context_value, log_context
+from app.kit.metrics import JOB_DURATION
 
 log = logging.getLogger(__name__)
+
+# The keyword a job's request id travels under; the runners take it off before calling the job.
+REQUEST_ID_KWARG = "_request_id"
 
 JobContext = dict[str, Any]
 JobFunc = Callable[..., Awaitable[Any]]
@@ -225,17 +231,25 @@ async def _emit(hook: JobEventHook | None, name: str, phase: JobPhase, error: Ba
         log.exception("on_job_event hook failed for job %s (%s)", name, phase)
 
 
-async def run_observed(name: str, call: Callable[[], Awaitable[Any]], hook: JobEventHook | None) -> Any:
-    """Run one job attempt between "started" and "finished"/"failed" events; re-raises the job's error."""
-    await _emit(hook, name, "started", None)
-    try:
-        result = await call()
-    except (Exception, asyncio.CancelledError) as exc:
-        # Cancellation (shutdown, arq timeout) is reported too, so no recorded run stays "started" forever.
-        await _emit(hook, name, "failed", exc)
-        raise
-    await _emit(hook, name, "finished", None)
-    return result
+async def run_observed(
+    name: str, call: Callable[[], Awaitable[Any]], hook: JobEventHook | None, *, request_id: str | None = None
+) -> Any:
+    """Run one job attempt between "started" and "finished"/"failed" events; re-raises the job's error. Its log
+    lines name the job, and the request that enqueued it when there was one."""
+    fields = {"job": name} | ({"request_id": request_id} if request_id else {})
+    with log_context(**fields):
+        await _emit(hook, name, "started", None)
+        started = time.perf_counter()
+        try:
+            result = await call()
+        except (Exception, asyncio.CancelledError) as exc:
+            JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            # Cancellation (shutdown, arq timeout) is reported too, so no recorded run stays "started" forever.
+            await _emit(hook, name, "failed", exc)
+            raise
+        JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+        await _emit(hook, name, "finished", None)
+        return result
 
 
 # --- runners ------------------------------------------------------------------------------------------------
@@ -412,6 +426,8 @@ class InProcessRunner:
 
     async def _execute(self, job: _QueuedJob) -> None:
         func = self.registry.get(job.name)
+        kwargs = dict(job.kwargs)
+        request_id = kwargs.pop(REQUEST_ID_KWARG, None)
 
         async def call() -> Any:
             ctx = self._ctx_factory()
@@ -419,10 +435,10 @@ class InProcessRunner:
                 ctx = await ctx
             # The same per-run keys an arq worker puts in ctx, so jobs can rely on them under both runners.
             ctx = {**ctx, "job_id": job.job_id, "job_try": 1, "enqueue_time": job.enqueue_time}
-            return await func(ctx, **job.kwargs)
+            return await func(ctx, **kwargs)
 
         try:
-            await run_observed(job.name, call, self.on_job_event)
+            await run_observed(job.name, call, self.on_job_event, request_id=request_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -557,7 +573,8 @@ async def renewed(renew: Callable[[], Awaitable[bool]], *, every: float, what: s
 
 def _arq_job(name: str, func: JobFunc, hook: JobEventHook | None) -> JobFunc:
     async def job(ctx: JobContext, **kwargs: Any) -> Any:
-        return await run_observed(name, lambda: func(ctx, **kwargs), hook)
+        request_id = kwargs.pop(REQUEST_ID_KWARG, None)
+        return await run_observed(name, lambda: func(ctx, **kwargs), hook, request_id=request_id)
 
     job.__qualname__ = job.__name__ = name
     return job
@@ -733,7 +750,12 @@ async def enqueue(
     **kwargs: Any,
 ) -> bool:
     """Enqueue a registered job on the active runner. Pass plain values (ids, strings), not ORM objects:
-    arguments are serialized. False when a job with the same `_job_id` is already queued or running."""
+    arguments are serialized. False when a job with the same `_job_id` is already queued or running.
+
+    A job enqueued while a request is handled carries the request's id into its own log lines."""
+    request_id = context_value("request_id")
+    if request_id:
+        kwargs[REQUEST_ID_KWARG] = request_id
     return await current_runner().enqueue(
         name, _job_id=_job_id, _defer_by=_defer_by, _defer_until=_defer_until, **kwargs
     )

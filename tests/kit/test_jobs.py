@@ -29,6 +29,7 @@ from app.kit.jobs import (
     enqueue,
     worker_settings,
 )
+from app.kit.logging import context_value, log_context
 
 # arq's own Worker.close() still calls redis' deprecated close().
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
@@ -57,6 +58,11 @@ async def stamp(ctx: dict[str, Any], *, tag: str) -> None:
 @reg.job
 async def whoami(ctx: dict[str, Any]) -> None:
     ctx["results"].append(("whoami", ctx["job_id"], ctx["job_try"]))
+
+
+@reg.job
+async def note_log_context(ctx: dict[str, Any], *, note: str) -> None:
+    ctx["results"].append((note, context_value("request_id"), context_value("job")))
 
 
 Event = tuple[str, str, BaseException | None]
@@ -131,6 +137,18 @@ async def test_runs_a_job_with_its_kwargs(setup: Setup) -> None:
     await setup.drain()
     assert setup.results == [("add", 5)]
     assert setup.events == [("add", "started", None), ("add", "finished", None)]
+
+
+async def test_a_job_started_by_a_request_logs_with_its_request_id(setup: Setup) -> None:
+    with log_context(request_id="req-42"):
+        await enqueue("note_log_context", note="from a request")
+    await enqueue("note_log_context", note="on its own")
+    await setup.drain()
+    # The id travels with the job (through Redis under arq) and never reaches the job's own arguments.
+    assert sorted(setup.results) == [
+        ("from a request", "req-42", "note_log_context"),
+        ("on its own", None, "note_log_context"),
+    ]
 
 
 async def test_ctx_carries_job_id_and_try(setup: Setup) -> None:

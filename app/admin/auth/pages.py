@@ -21,6 +21,7 @@ from app.auth.pages import LOGIN_CSRF_COOKIE, login_csrf, secure_cookies, set_lo
 from app.config import Settings
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
+from app.inbound import RowId
 from app.kit.errors import AppError, NotFound
 from app.models import Staff
 from app.staff.sessions import (
@@ -364,7 +365,7 @@ async def account_2fa_confirm(
 @account_router.post("/account/sessions/{session_id}/revoke", response_model=None)
 async def account_revoke_session(
     request: Request,
-    session_id: int,
+    session_id: RowId,
     db: DbSession,
     settings: AppSettings,
     viewer: Annotated[StaffViewer, require("account:self")],

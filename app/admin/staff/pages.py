@@ -15,6 +15,7 @@ from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.forms import parse_form
 from app.admin.rendering import render, translate
 from app.deps import DbSession
+from app.inbound import RowId
 from app.kit.errors import NotFound
 from app.models import Staff, StaffRole
 from app.staff import service
@@ -41,7 +42,7 @@ class TelegramLink(BaseModel):
         return None if value in ("", None) else value
 
 
-async def _staff(db: DbSession, staff_id: int) -> Staff:
+async def _staff(db: DbSession, staff_id: RowId) -> Staff:
     staff = await db.get(Staff, staff_id)
     if staff is None:
         raise NotFound("No such staff member.")
@@ -118,7 +119,7 @@ async def staff_create(request: Request, db: DbSession, viewer: Annotated[StaffV
 
 @router.get("/staff/{staff_id}", response_class=HTMLResponse)
 async def staff_detail(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     return await _detail_page(request, db, viewer, await _staff(db, staff_id))
 
@@ -137,7 +138,7 @@ async def _act(request: Request, db: DbSession, viewer: StaffViewer, staff: Staf
 @router.post("/staff/{staff_id}/role", response_class=HTMLResponse)
 async def staff_role(
     request: Request,
-    staff_id: int,
+    staff_id: RowId,
     db: DbSession,
     viewer: Annotated[StaffViewer, require(MANAGE)],
     role: Annotated[str, Form(max_length=32)] = "",
@@ -150,7 +151,7 @@ async def staff_role(
 
 @router.post("/staff/{staff_id}/permissions", response_class=HTMLResponse)
 async def staff_permissions(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     """The form has one select per permission: "" (as the role), "grant" or "revoke"."""
     staff = await _staff(db, staff_id)
@@ -181,7 +182,7 @@ async def staff_permissions(
 
 @router.post("/staff/{staff_id}/deactivate", response_class=HTMLResponse)
 async def staff_deactivate(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     change = service.deactivate(db, staff, actor=viewer.actor)
@@ -190,7 +191,7 @@ async def staff_deactivate(
 
 @router.post("/staff/{staff_id}/activate", response_class=HTMLResponse)
 async def staff_activate(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     return await _act(
@@ -200,7 +201,7 @@ async def staff_activate(
 
 @router.post("/staff/{staff_id}/reset-2fa", response_class=HTMLResponse)
 async def staff_reset_2fa(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     change = service.reset_two_factor(db, staff, actor=viewer.actor)
@@ -209,7 +210,7 @@ async def staff_reset_2fa(
 
 @router.post("/staff/{staff_id}/unlock", response_class=HTMLResponse)
 async def staff_unlock(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     return await _act(
@@ -219,7 +220,7 @@ async def staff_unlock(
 
 @router.post("/staff/{staff_id}/telegram", response_class=HTMLResponse)
 async def staff_telegram(
-    request: Request, staff_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     form, errors = parse_form(TelegramLink, dict(await request.form()))
@@ -231,7 +232,7 @@ async def staff_telegram(
 
 @router.post("/staff/{staff_id}/sessions/{session_id}/revoke", response_class=HTMLResponse)
 async def staff_end_session(
-    request: Request, staff_id: int, session_id: int, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
+    request: Request, staff_id: RowId, session_id: RowId, db: DbSession, viewer: Annotated[StaffViewer, require(MANAGE)]
 ) -> Response:
     staff = await _staff(db, staff_id)
     if not await service.end_session(db, staff, session_id, actor=viewer.actor):

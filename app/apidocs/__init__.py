@@ -1,0 +1,1 @@
+"""The API's own documentation page (Swagger UI) at /api/docs."""
