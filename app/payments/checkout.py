@@ -32,6 +32,7 @@ from app.payments.providers.base import (
 from app.payments.registry import PaymentRegistry
 from app.payments.service import close_unpaid
 from app.promo import service as promo_service
+from app.subscriptions.renewal_methods import keeps_auto_renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class CheckoutRequest:
     currency: str | None = None
     # A client's retry key (the Idempotency-Key header): the same key returns the same payment.
     client_key: str | None = None
+    # Pay once instead of starting a provider-managed subscription (a Razorpay e-mandate, a Star subscription)
+    # or saving the method for renewals.
+    one_off: bool = False
 
 
 async def offers(session: AsyncSession, providers: PaymentRegistry, language: str) -> list[Offer]:
@@ -133,7 +137,10 @@ async def start_checkout(
     currency = await choose_currency(session, plan, provider, request.currency, user.language)
     now = utcnow()
     quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
-    recurring_days = plan.duration_days if provider.supports_recurring else None
+    # SPEC §4.3: renewal is set up wherever the method allows it, unless the customer turned auto-renewal off
+    # or chose to pay once.
+    renewing = not request.one_off and await keeps_auto_renewal(session, user)
+    recurring_days = plan.duration_days if provider.supports_recurring and renewing else None
     payment = Payment(
         public_id=str(uuid.uuid4()),
         user_id=user.id,
@@ -178,7 +185,7 @@ async def start_checkout(
         return_url=return_url.format(payment=payment.public_id),
         expires_at=payment.expires_at,
         method=request.method,
-        save_method=provider.supports_saved_methods,
+        save_method=provider.supports_saved_methods and renewing,
         recurring_days=recurring_days,
     )
     try:

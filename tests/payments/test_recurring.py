@@ -77,6 +77,22 @@ async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness
     assert [p.is_renewal for p in payments] == [False, True, True]
 
 
+async def test_a_razorpay_customer_may_pay_once_instead_of_an_e_mandate(razorpay: Harness) -> None:
+    subscription = await razorpay.checkout()
+    assert subscription.external_id.startswith("sub_")
+    # A subscription needs a recurring mandate: a customer paying from a wallet cannot take it.
+    with pytest.raises(ValueError, match="mandate"):
+        razorpay.emulator.charge_subscription(subscription.external_id, method="wallet")
+
+    once = await razorpay.checkout(one_off=True)
+    assert once.external_id.startswith("plink_")
+    assert (await razorpay.post(razorpay.emulator.pay_link(once.external_id, method="wallet"))).status_code == 200
+    [paid] = await _succeeded(razorpay)
+    assert paid.id == once.id and not paid.is_renewal
+    async with razorpay.app.state.resources.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(SavedPaymentMethod)) == 0  # nothing renews
+
+
 async def test_removing_a_star_subscription_method_cancels_it_at_telegram(stars: Harness) -> None:
     payment = await stars.checkout()
     paid = stars.emulator.pay(payment.public_id, user_id=stars.user.telegram_id)
