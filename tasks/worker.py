@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
+from arq.worker import run_worker
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 import tasks  # noqa: F401  (registers the jobs)
 from app.config import Settings
 from app.kit.jobs import InProcessRunner, JobContext, JobEventHook, JobPhase, registry, worker_settings
@@ -28,6 +37,40 @@ def build_worker_settings(settings: Settings) -> type:
     return worker_settings(
         registry, settings.redis_url, on_startup=on_startup, on_shutdown=on_shutdown, on_job_event=on_job_event
     )
+
+
+log = logging.getLogger(__name__)
+
+MAX_REDIS_WAIT = 30.0  # seconds between two tries at most
+
+
+def run_until_stopped(settings: Settings) -> None:
+    """`vpnshop worker`: arq's worker, started once Redis answers and started again whenever arq gives up on a
+    lost connection. Redis restarting (or starting after us) is no reason for the job runner to exit: it waits,
+    says so in one line per try, and carries on."""
+    while True:
+        wait_for_redis(settings.redis_url)
+        try:
+            run_worker(build_worker_settings(settings))
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("worker: lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
+
+
+def wait_for_redis(redis_url: str) -> None:
+    """Return once Redis at `redis_url` answers a PING, trying again with backoff (1 s doubling to 30 s)."""
+    delay = 1.0
+    while True:
+        client = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker: Redis (REDIS_URL) is unreachable (%s); trying again in %.0f s", exc, delay)
+        finally:
+            client.close()
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_REDIS_WAIT)
 
 
 def build_in_process_runner(resources: Resources) -> InProcessRunner:
