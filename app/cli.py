@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return f"error: the database refused: {reason} (DATABASE_URL)", 1
     if isinstance(exc, RedisError):
         return f"error: Redis (REDIS_URL): {_first_line(exc)}", 1
-    if isinstance(exc, OSError | TimeoutError):
+    # Refused, unresolvable or timed out; a bare OSError is asyncio's "Multiple exceptions" of a failed connect.
+    # Other OSErrors (a missing file, a permission) are not the database and keep their traceback.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or type(exc) is OSError:
         return f"error: cannot connect to the database (DATABASE_URL): {_first_line(exc) or 'timed out'}", 1
     return None
 
@@ -79,6 +82,9 @@ class _Commands(click.Group):
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `vpnshop` alone: the help, as click shows it
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:
             hint = f" (see: {exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
             click.echo(f"error: {exc.format_message()}{hint}", err=True)
