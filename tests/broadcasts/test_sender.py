@@ -225,7 +225,7 @@ async def test_a_shutdown_records_what_was_on_its_way_and_the_next_run_finishes(
     assert stored.sent == len(slow_bot.emulator.messages) < COUNT  # every message that went out is recorded
 
     assert (await run_broadcast(slow_bot.resources, broadcast_id)).outcome == "done"
-    assert slow_bot.per_chat() == dict.fromkeys((user.telegram_id for user in users), 1)
+    assert slow_bot.per_chat() == dict.fromkeys((user.telegram_id for user in users), 1), await _not_sent(db, slow_bot)
 
 
 async def test_a_dead_workers_messages_in_flight_become_unknown_and_are_not_resent(
@@ -269,7 +269,7 @@ async def test_slices_hand_the_lease_to_their_continuation(db: AsyncSession, slo
     # Nobody else may take it meanwhile; the continuation does.
     assert (await run_broadcast(slow_bot.resources, broadcast_id)).outcome == "busy"
     assert (await run_broadcast(slow_bot.resources, broadcast_id, owner=first.successor)).outcome == "done"
-    assert slow_bot.per_chat() == dict.fromkeys((user.telegram_id for user in users), 1)
+    assert slow_bot.per_chat() == dict.fromkeys((user.telegram_id for user in users), 1), await _not_sent(db, slow_bot)
 
 
 async def _no_sending_rows(db: AsyncSession) -> None:
