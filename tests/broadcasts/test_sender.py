@@ -29,7 +29,9 @@ CLI = Actor("cli")
 COUNT = 250  # recipients of the interrupted runs
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 120.0) -> None:
+    """Poll `check` until it holds; the bound is generous because a loaded CI machine is slow, and costs nothing
+    when it is not."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
