@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription
+from app.db import transaction
+from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription, User
+from app.subscriptions.trial import activate_trial
 from app.users.preferences import remove_payment_method
 from tests.payments.test_webhooks import CASE_BY_PROVIDER, Harness, running
 from tests.web import drain_outbox
@@ -63,6 +65,18 @@ async def test_a_star_subscription_renewal_is_a_new_payment(stars: Harness) -> N
     payments = await _succeeded(stars)
     assert len(payments) == 2 and payments[1].is_renewal and payments[1].external_id != charge_id
     assert await _ends(stars) - end == timedelta(days=30)
+
+
+async def test_a_trial_then_a_star_subscription_keeps_auto_renewal_on(stars: Harness) -> None:
+    # The probe's case: trial first, then Stars; auto-renewal showed "off" and the renewal was never expected.
+    async with transaction(stars.app.state.resources.sessionmaker) as session:
+        await activate_trial(session, await session.get_one(User, stars.user.id), trial_days=7)
+    payment = await stars.checkout()
+    assert (await stars.post(stars.emulator.pay(payment.public_id))).status_code == 200
+
+    async with stars.app.state.resources.sessionmaker() as session:
+        subscription = await session.scalar(select(Subscription))
+    assert subscription is not None and (subscription.is_trial, subscription.auto_renew) == (False, True)
 
 
 async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness) -> None:
