@@ -181,7 +181,10 @@ def _check_production(settings: Settings) -> None:
         providers_from_settings(settings)
     except ValueError as exc:
         raise ConfigError(f"config error: {exc}") from None
-    registry = PaymentRegistry.from_settings(settings)
+    try:
+        registry = PaymentRegistry.from_settings(settings)
+    except ValueError as exc:  # e.g. YOOKASSA_TRUSTED_PROXIES with something that is not an address
+        raise ConfigError(f"config error: a payment provider's settings: {exc}") from None
     enabled = [provider.name for provider in registry]
     asyncio.run(registry.aclose())
     if not enabled and not settings.demo_payments_enabled:

@@ -56,6 +56,12 @@ CASES: list[tuple[str, list[str], dict[str, str], str]] = [
     ("serve with a malformed OIDC provider", ["serve"], {"OIDC_PROVIDERS": '[{"name": "corp"}]'}, "OIDC_PROVIDERS[0]"),
     ("serve with OIDC_PROVIDERS not JSON", ["serve"], {"OIDC_PROVIDERS": "[{name: corp}"}, "OIDC_PROVIDERS"),
     ("serve in production without Redis", ["serve"], {"REDIS_URL": ""}, "REDIS_URL"),
+    (
+        "serve with a proxy that is no address",
+        ["serve"],
+        {"YOOKASSA_SHOP_ID": "1", "YOOKASSA_SECRET_KEY": "s", "YOOKASSA_TRUSTED_PROXIES": "10.0.0.0/8,proxy"},
+        "'proxy' does not appear to be an IPv4 or IPv6",
+    ),
     ("worker without Redis", ["worker"], {"REDIS_URL": ""}, "REDIS_URL"),
     ("bot with a malformed token", ["bot"], {"BOT_TOKEN": "not-a-token"}, "BOT_TOKEN"),
     ("bot without a token", ["bot"], {"BOT_TOKEN": ""}, "BOT_TOKEN"),
