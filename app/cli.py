@@ -1,15 +1,23 @@
-"""The `vpnshop` command: demo, serve, worker, bot, migrate, staff."""
+"""The `vpnshop` command: demo, serve, worker, bot, migrate, staff.
+
+A mistake of whoever runs it (a bad option, a wrong setting, a database that is down, missing or not migrated, an
+unknown revision) is one line on stderr and a non-zero exit code, never a traceback: tracebacks are for our bugs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from alembic.util.exc import CommandError as AlembicCommandError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from app.config import DEMO_DATABASE_URL, ConfigError, Settings, load_settings
 from app.kit.crypto import new_key
@@ -39,7 +47,65 @@ def _demo_secrets() -> dict[str, Any]:
     return values
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _first_line(error: object) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def explain(exc: BaseException) -> tuple[str, int] | None:
+    """The one line (and exit code) for a failure that is the operator's to fix; None for our own bugs. A
+    database error is told by the driver's first line only: the SQL and its parameters (customers' data) never
+    reach the terminal."""
+    if isinstance(exc, ConfigError):
+        return str(exc), 2
+    if isinstance(exc, AlembicCommandError):
+        return f"error: {_first_line(exc)}", 2
+    if isinstance(exc, DBAPIError):
+        reason = _first_line(exc.orig)
+        lowered = reason.lower()
+        if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+            return "error: the database has no tables yet: run `vpnshop migrate` first", 1
+        if "database" in lowered and "does not exist" in lowered:
+            return f"error: {reason} (DATABASE_URL): create the database first", 1
+        return f"error: the database refused: {reason} (DATABASE_URL)", 1
+    if isinstance(exc, RedisError):
+        return f"error: Redis (REDIS_URL): {_first_line(exc)}", 1
+    # Refused, unresolvable or timed out; a bare OSError is asyncio's "Multiple exceptions" of a failed connect.
+    # Other OSErrors (a missing file, a permission) are not the database and keep their traceback.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or type(exc) is OSError:
+        return f"error: cannot connect to the database (DATABASE_URL): {_first_line(exc) or 'timed out'}", 1
+    return None
+
+
+class _Commands(click.Group):
+    """The top-level group: usage errors and the operator's mistakes (`explain`) as one line on stderr."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `vpnshop` alone: the help, as click shows it
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            hint = f" (see: {exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            explained = explain(exc)
+            if explained is None:
+                raise
+            click.echo(explained[0], err=True)
+            sys.exit(explained[1])
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """vpnshop: a VPN-subscription business in a box."""
 
@@ -83,6 +149,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     settings = _settings()
+    _check_production(settings)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     init_sentry(settings, component="web")
     share_metrics_between_workers(workers or settings.serve_workers)
@@ -105,6 +172,46 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+def _check_production(settings: Settings) -> None:
+    """Refuse what would make production misbehave, before any worker process starts (each would fail on its
+    own, with a traceback); say plainly what is missing but may be added later."""
+    from app.auth.oidc import providers_from_settings
+    from app.payments.registry import PaymentRegistry
+
+    if settings.demo_mode:
+        return
+    if not settings.redis_url:
+        raise ConfigError(
+            "config error: REDIS_URL: expected redis://host:port/db (production: without it every web worker "
+            "runs every scheduled job itself, so each runs several times; run `vpnshop worker` beside it)"
+        )
+    try:
+        providers_from_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(f"config error: {exc}") from None
+    try:
+        registry = PaymentRegistry.from_settings(settings)
+    except ValueError as exc:  # e.g. YOOKASSA_TRUSTED_PROXIES with something that is not an address
+        raise ConfigError(f"config error: a payment provider's settings: {exc}") from None
+    enabled = [provider.name for provider in registry]
+    asyncio.run(registry.aclose())
+    if not enabled and not settings.demo_payments_enabled:
+        click.echo(
+            "warning: no payment provider is configured (YOOKASSA_*, WATA_*, STARS_ENABLED, …): nobody can pay",
+            err=True,
+        )
+    if not (settings.marzban_api_url or settings.remnawave_api_url):
+        click.echo(
+            "warning: no VPN panel in the environment (MARZBAN_* / REMNAWAVE_*): add a server in the admin, "
+            "else paying customers get no VPN",
+            err=True,
+        )
+    if not settings.bot_token:
+        click.echo(
+            "warning: no bot token (BOT_TOKEN): Telegram sign-in, Stars, notifications and broadcasts are off", err=True
+        )
+
+
 @main.command()
 def worker() -> None:
     """Run the ARQ worker: outbox dispatch, sync, reminders, renewals, broadcasts, backups."""
@@ -123,11 +230,15 @@ def worker() -> None:
 @main.command()
 def bot() -> None:
     """Run the Telegram bot (webhook or long polling)."""
+    from aiogram.utils.token import TokenValidationError, validate_token
+
     from bot.main import run
 
     settings = _settings()
-    if not settings.bot_token:
-        click.echo("config error: BOT_TOKEN: expected the token from @BotFather", err=True)
+    try:
+        validate_token(settings.bot_token)
+    except TokenValidationError:
+        click.echo("config error: BOT_TOKEN: expected the token from @BotFather (123456:ABC-DEF…)", err=True)
         sys.exit(2)
     if settings.bot_webhook_url and not settings.bot_webhook_secret:
         click.echo("config error: BOT_WEBHOOK_SECRET: required with BOT_WEBHOOK_URL (the secret_token)", err=True)

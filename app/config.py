@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # (addresses or CIDRs). Every notification is re-fetched from the API before money moves regardless.
     yookassa_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     yookassa_receipts_enabled: bool = False
+    # Autopayments (saving a card or SBP method for renewals): YooKassa's manager enables them per shop on
+    # request, and asking to save on a shop without them refuses the payment; leave off until they are on.
+    yookassa_recurring_enabled: bool = False
     # 54-FZ receipt fields: VAT code (1 = без НДС … 11 = 22 %), tax system (1–6, empty = shop default),
     # and the e-mail used when the customer gave none.
     yookassa_vat_code: int = Field(1, ge=1, le=12)

@@ -15,13 +15,13 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError, TelegramUnauthorizedError
 from aiogram.methods import TelegramMethod
 from aiogram.types import BotCommand, MenuButtonWebApp, WebAppInfo
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.kit.i18n import available_languages, translate
 from app.kit.metrics import BOT_UPDATE_LATENCY, BOT_UPDATES, serve_metrics
 from app.resources import Resources, open_resources
@@ -34,6 +34,7 @@ COMMANDS = ("start", "help", "support", "login")
 UPDATES = ["message", "callback_query", "pre_checkout_query", "my_chat_member"]
 REPLY_ATTEMPTS = 3
 MAX_REPLY_WAIT = 10  # seconds; Telegram waits up to 60 s for a webhook answer
+MAX_CONNECT_WAIT = 60.0  # seconds between two tries at reaching Telegram at start-up, at most
 
 
 class WaitOutFloodControl(BaseRequestMiddleware):
@@ -97,6 +98,26 @@ async def set_up_profile(bot: Bot, settings: Settings) -> None:
         await bot.set_chat_menu_button(menu_button=MenuButtonWebApp(text=text, web_app=WebAppInfo(url=app_url)))
 
 
+async def wait_for_telegram(bot: Bot, stop: asyncio.Event) -> bool:
+    """Until Telegram answers getMe, trying again with backoff (1 s doubling to a minute) and one line per try:
+    Telegram (or the network to it) being down at start-up is no reason to exit. False if stopped meanwhile; a
+    token Telegram refuses is the operator's to fix (ConfigError)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await bot.get_me()
+            return True
+        except TelegramUnauthorizedError:
+            raise ConfigError("config error: BOT_TOKEN: Telegram refused this token (revoked or mistyped?)") from None
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            log.warning("bot: Telegram (TELEGRAM_API_URL) is unreachable (%s); trying again in %.0f s", exc, delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            delay = min(delay * 2, MAX_CONNECT_WAIT)
+    return False
+
+
 async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings, stop: asyncio.Event) -> None:
     app = web.Application()
     handler = SimpleRequestHandler(
@@ -129,6 +150,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     try:
+        if not await wait_for_telegram(bot, stop):
+            return
         await set_up_profile(bot, settings)
         if settings.bot_webhook_url:
             await _serve_webhook(bot, dispatcher, settings, stop)

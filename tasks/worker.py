@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import tasks  # noqa: F401  (registers the jobs)
 from app.config import Settings
 from app.kit.jobs import InProcessRunner, JobContext, JobEventHook, JobPhase, registry, worker_settings
@@ -32,6 +34,9 @@ def build_worker_settings(settings: Settings) -> type:
     return worker_settings(
         registry, settings.redis_url, on_startup=on_startup, on_shutdown=on_shutdown, on_job_event=on_job_event
     )
+
+
+log = logging.getLogger(__name__)
 
 
 def build_in_process_runner(resources: Resources) -> InProcessRunner:

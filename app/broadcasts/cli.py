@@ -240,6 +240,8 @@ def test_command(broadcast_id: int, telegram_id: int, language: str | None) -> N
     from app.resources import open_resources
 
     settings = _settings()
+    if not settings.encryption_key:  # DEMO_MODE outside `vpnshop demo` has none, and the resources need one
+        _fail("config error: ENCRYPTION_KEY: expected a Fernet key (the one the shop runs with)")
 
     async def main() -> None:
         resources = open_resources(settings)
@@ -266,6 +268,9 @@ def start_command(broadcast_id: int, at: str | None, now: bool) -> None:
     if at and now:
         _fail("give either --at or --now")
     settings = _settings()
+    if not settings.bot_token:
+        # As `broadcast test` does: a started broadcast would wait forever for a sender that cannot send.
+        _fail("no bot is configured (BOT_TOKEN), so nothing can be sent")
     when = _parse_time(at, settings)
 
     async def work(session: AsyncSession, settings: Settings) -> str:

@@ -162,7 +162,9 @@ class _Sender:
                 if self.lost:
                     stop: SliceOutcome = "lost"
                     break
-                if time.monotonic() >= self.deadline:
+                if time.monotonic() >= self.deadline and self.cursor is not None:
+                    # Only after a first group: a slice whose start was slow (a busy database) still makes
+                    # progress instead of handing over, again and again, having sent nothing.
                     stop = "handover"
                     break
                 if self.retry_streak:

@@ -84,6 +84,10 @@ class CheckoutIn(BaseModel):
         None, max_length=8, description="Default: the user's usual currency among those the provider takes."
     )
     promo_code: str | None = Field(None, max_length=64)
+    one_off: bool = Field(
+        False,
+        description="Pay once: no provider subscription (a Razorpay e-mandate, a Star subscription), no saved method.",
+    )
 
 
 class CheckoutOut(MoneyOut):
@@ -263,6 +267,7 @@ async def start(
             method=body.method,
             currency=body.currency,
             client_key=idempotency_key,
+            one_off=body.one_off,
         ),
         return_url=return_url(settings),
         ip=client_ip(request),

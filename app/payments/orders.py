@@ -34,6 +34,7 @@ from app.payments.providers.base import (
 from app.payments.registry import PaymentRegistry
 from app.payments.service import close_unpaid
 from app.promo import service as promo_service
+from app.subscriptions.renewal_methods import keeps_auto_renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class CheckoutRequest:
     currency: str | None = None
     # A client's retry key (the Idempotency-Key header): the same key returns the same payment.
     client_key: str | None = None
+    # Pay once instead of starting a provider-managed subscription (a Razorpay e-mandate, a Star subscription)
+    # or saving the method for renewals.
+    one_off: bool = False
 
 
 async def offers(session: AsyncSession, providers: PaymentRegistry, language: str) -> list[Offer]:
@@ -139,7 +143,10 @@ async def start_checkout(
     now = utcnow()
     await _ensure_room_for_another(session, user, settings, now)
     quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
-    recurring_days = plan.duration_days if provider.supports_recurring else None
+    # SPEC §4.3: renewal is set up wherever the method allows it, unless the customer turned auto-renewal off
+    # or chose to pay once.
+    renewing = not request.one_off and await keeps_auto_renewal(session, user)
+    recurring_days = plan.duration_days if provider.supports_recurring and renewing else None
     # INSERT … ON CONFLICT on the key: parallel requests with one Idempotency-Key (a double tap, a retry while
     # the first is still running) make one payment; the losers wait for the winner's commit and replay it.
     inserted = await session.scalar(
@@ -194,7 +201,7 @@ async def start_checkout(
         return_url=return_url.format(payment=payment.public_id),
         expires_at=payment.expires_at,
         method=request.method,
-        save_method=provider.supports_saved_methods,
+        save_method=provider.supports_saved_methods and renewing,
         recurring_days=recurring_days,
     )
     try:

@@ -44,6 +44,10 @@ async def add_days(session: AsyncSession, user_id: int, days: int, *, plan: Plan
         live = subscription.status in LIVE_STATUSES and subscription.ends_at > now
         subscription.ends_at = (subscription.ends_at if live else now) + timedelta(days=days)
         subscription.status = SubscriptionStatus.ACTIVE
+        if subscription.is_trial:
+            # A trial starts with auto-renewal off because there is nothing to renew with, not because the
+            # customer chose so (they cannot change it during a trial): the first payment turns it on (SPEC §4.3).
+            subscription.auto_renew = True
         subscription.is_trial = False
         subscription.renewal_failures = 0
         subscription.next_renewal_attempt_at = None

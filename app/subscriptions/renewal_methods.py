@@ -13,8 +13,9 @@ import enum
 from sqlalchemy import ColumnElement, exists, false, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import SavedPaymentMethod, Subscription
+from app.models import SavedPaymentMethod, Subscription, User
 from app.payments.registry import PaymentRegistry
+from app.users.preferences import current_paid_subscription
 
 
 class Renewal(enum.StrEnum):
@@ -36,6 +37,13 @@ def renewal_by(*, self_renewing: bool, charged: bool) -> Renewal | None:
     if self_renewing:
         return Renewal.PROVIDER
     return Renewal.CHARGE if charged else None
+
+
+async def keeps_auto_renewal(session: AsyncSession, user: User) -> bool:
+    """Whether a new payment should set up renewal: on unless the customer turned it off on their paid
+    subscription (a trial's flag is not their choice: they cannot change it, and paying turns it on)."""
+    subscription = await current_paid_subscription(session, user)
+    return subscription is None or subscription.auto_renew
 
 
 async def renewal_of(session: AsyncSession, payments: PaymentRegistry, user_id: int) -> Renewal | None:

@@ -5,7 +5,7 @@ emulator's API."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,14 +62,17 @@ class RunningBot:
         return await self.db.scalar(select(User).where(User.telegram_id == telegram_id))
 
 
-async def _wait_until_listening(port: int) -> None:
-    for _ in range(200):
-        with contextlib.suppress(OSError):
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
+async def _wait_until_ready(emulator: TelegramBotApiEmulator, url: str, task: asyncio.Task[None]) -> None:
+    """Until the bot has registered its webhook, which it does once its server listens (a busy machine may take
+    a while; a bot that died says why at once)."""
+    deadline = time.monotonic() + 60
+    while emulator.webhook_url != url:
+        if task.done():
+            task.result()
+            raise RuntimeError("the bot stopped before setting its webhook")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bot did not set its webhook within 60 s")
         await asyncio.sleep(0.02)
-    raise RuntimeError("the bot's webhook server did not start")
 
 
 @pytest.fixture
@@ -89,7 +92,7 @@ async def running_bot(database_url: str, db: AsyncSession, emulator_url: str) ->
     stop = asyncio.Event()
     task = asyncio.create_task(run(settings, stop))
     try:
-        await _wait_until_listening(port)
+        await _wait_until_ready(emulator, settings.bot_webhook_url, task)
         yield RunningBot(emulator, settings, db)
     finally:
         stop.set()

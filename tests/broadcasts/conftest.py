@@ -1,5 +1,7 @@
 """`bot`: the Telegram Bot API emulator served over HTTP and the app's resources pointed at it (memory pacer at
-a high rate so runs stay short, a short read timeout for the "no answer" cases)."""
+a high rate so runs stay short). Telegram's answers are waited for as long as in production, so a busy machine
+never turns a slow answer into "no answer"; the "no answer" cases shorten the wait with `Bot.impatient` and have
+the emulator hold the answer far longer than that."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from tests.emulators.harness import serve
 from tests.emulators.telegram import TelegramBotApiEmulator
 
 RATE = 200
-READ_TIMEOUT = 0.5
+READ_TIMEOUT = 15.0  # BotApi's own default
+IMPATIENT_TIMEOUT = 2.0
+NO_ANSWER_SECONDS = 60.0  # how long the emulator holds an answer the client must give up on
 
 
 @dataclass
@@ -42,6 +46,14 @@ class Bot:
 
     def params(self) -> dict[int | str, dict[str, Any]]:
         return {message.chat_id: message.params for message in self.emulator.messages}
+
+    async def impatient(self, seconds: float = IMPATIENT_TIMEOUT) -> None:
+        """Stop waiting for an answer after `seconds` (the "no answer" cases, with the emulator holding one for
+        NO_ANSWER_SECONDS); every other answer still has `seconds` to come back, plenty on a busy machine."""
+        telegram = self.resources.telegram
+        assert telegram is not None
+        await telegram.api.aclose()
+        telegram.api = BotApi(self.emulator.token, self.settings.telegram_api_url, timeout=seconds)
 
     async def running(self, db: AsyncSession, **fields: Any) -> int:
         """A broadcast created and started now (the dispatcher's part is the test's)."""

@@ -29,7 +29,7 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
         "SECRET_KEY": TEST_SECRET,
         "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "REDIS_URL": "",
-        "BOT_TOKEN": "",
+        "BOT_TOKEN": "4242:broadcast-cli-test-token",  # never called: only `test` sends, with its own emulator
         "DEMO_MODE": "false",
         "TIMEZONE": "Europe/Moscow",
         **extra,
@@ -168,5 +168,16 @@ async def test_test_send_reaches_the_given_account_only(db: AsyncSession, databa
         assert refused.exit_code == 2
         assert refused.stderr.startswith("error: Telegram did not take the test message: Forbidden: bot was blocked")
 
-    no_bot = await _run(database_url, "test", broadcast_id, "--telegram-id", "5551234")
+    no_bot = await _run(database_url, "test", broadcast_id, "--telegram-id", "5551234", BOT_TOKEN="")
     assert no_bot.exit_code == 2 and "no bot is configured" in no_bot.stderr
+
+
+async def test_start_without_a_bot_refuses_and_changes_nothing(db: AsyncSession, database_url: str) -> None:
+    created = await _run(database_url, "create", "--title", "T", "--text-ru", "Привет")
+    broadcast_id = int(created.stdout.split("#")[1].split(" ")[0])
+
+    refused = await _run(database_url, "start", str(broadcast_id), BOT_TOKEN="")
+
+    assert refused.exit_code == 2
+    assert refused.stderr == "error: no bot is configured (BOT_TOKEN), so nothing can be sent\n"
+    assert (await reload(db, broadcast_id)).status == BroadcastStatus.DRAFT

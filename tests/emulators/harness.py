@@ -23,11 +23,16 @@ def free_port() -> int:
 def serve(app, *, port: int | None = None) -> Iterator[str]:
     """Run `app` with uvicorn on 127.0.0.1 until the block ends; yields its base URL (no trailing slash)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    # Idle connections are kept 75 s, as nginx in front of the real APIs does. uvicorn's 5 s default equals
+    # httpx's keep-alive expiry, so a client reusing a connection idle for about 5 s (a busy machine, a pause in
+    # a test) raced the server closing it and got no answer: a message that was never sent became "unknown".
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_keep_alive=75
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"emulator:{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: a loaded CI machine starts threads late
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"emulator on port {port} did not start")

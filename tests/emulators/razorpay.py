@@ -8,7 +8,8 @@ payments, refunds and subscription invoices in memory.
 Tests play the customer and the dashboard through Python methods that change the stored objects and return the
 webhook `Delivery` Razorpay would send (signed, with a fresh `X-Razorpay-Event-Id`), without sending it:
 `pay_link`/`pay`, `fail`, `expire_link`/`expire`, `cancel_link`, `charge_subscription`, `halt_subscription`,
-`cancel_subscription`, `refund`, `refund_delivery`. `forged` and `signed_with_old_secret` re-sign a delivery;
+`cancel_subscription`, `refund`, `refund_delivery` (a subscription's first charge needs a mandate-capable method:
+card, UPI AutoPay, e-mandate). `forged` and `signed_with_old_secret` re-sign a delivery;
 `fail_next`/`delay_next` break the next API answers; `requests` counts calls per route and `log` keeps them.
 The same actions are HTTP endpoints under `/_emu/razorpay/...`, which also POST the delivery to `webhook_url`
 (retrying non-2xx `webhook_attempts` times; a delivery that never succeeds "disables" the webhook, as 24 h of
@@ -52,6 +53,10 @@ PLAN_PERIODS = ("daily", "weekly", "monthly", "yearly")
 PERIOD_SECONDS = {"daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400, "yearly": 365 * 86400}
 CURRENCIES = ("INR",)
 SUBSCRIPTION_CHARGEABLE = ("created", "authenticated", "active", "pending")
+# A subscription is paid through a recurring mandate (§6.4): cards, UPI AutoPay and bank e-mandates can
+# authorise one; wallets and plain netbanking cannot, so a customer with only those cannot pay a subscription
+# at all (a payment link takes them).
+MANDATE_METHODS = frozenset({"card", "upi", "emandate", "nach"})
 ALPHABET = string.ascii_letters + string.digits
 
 
@@ -395,6 +400,8 @@ class RazorpayEmulator:
                 return self.event("subscription.cancelled", {"subscription": sub})
             if sub["status"] not in SUBSCRIPTION_CHARGEABLE:
                 raise ValueError(f"subscription {sub['id']} is {sub['status']}, not chargeable")
+            if sub["paid_count"] == 0 and method not in MANDATE_METHODS:
+                raise ValueError(f"subscription {sub['id']}: {method} cannot authorise a recurring mandate")
             item = self.plans[sub["plan_id"]]["item"]
             paid = item["amount"] if amount is None else to_paise(amount)
             now = self.now()

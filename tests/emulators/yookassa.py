@@ -3,7 +3,9 @@
 What it enforces: Basic auth (401 `invalid_credentials`), an `Idempotence-Key` on every POST with a 24 h map
 (same key + same body → the original answer; same key + another body → 400), `amount.value` as a `"299.00"`
 string, the 54-FZ receipt when `fiscalization_enabled` (customer e-mail/phone, items summing to the amount), no
-two-stage SBP, and YooKassa's error shape `{"type":"error","id","code","description","parameter"}`.
+two-stage SBP, autopayments only where the shop has them (`autopayments`, on in a test shop, off in a live one
+until YooKassa's manager enables them: `save_payment_method: true` elsewhere is 403 `forbidden`, and the form
+offers no "save" box), and YooKassa's error shape `{"type":"error","id","code","description","parameter"}`.
 
 What it does: payments (`pending` with `confirmation_url = {base}/confirm/{id}`, a tiny page where a person can
 pay), charges of saved methods (active → `succeeded` at once; revoked → `canceled`/`permission_revoked`; the
@@ -123,7 +125,7 @@ class PaymentMeta:
     """What the API object does not show but the emulator must remember about a payment."""
 
     capture: bool
-    save_requested: bool
+    save_requested: bool | None  # save_payment_method as sent: None when left out (the form then offers a box)
     method_type: str | None
     created: datetime
     return_url: str | None = None
@@ -185,8 +187,11 @@ class YooKassaEmulator:
         shop_id: str = SHOP_ID,
         secret_key: str = SECRET_KEY,
         pending_ttl: timedelta = timedelta(hours=1),
+        autopayments: bool = True,
     ) -> None:
         self.fiscalization_enabled = fiscalization_enabled
+        # Saving methods for renewals: every test shop has it; a live shop only once YooKassa enables it (§2.4).
+        self.autopayments = autopayments
         self.shop_id = shop_id
         self.secret_key = secret_key
         self.pending_ttl = pending_ttl
@@ -262,6 +267,7 @@ class YooKassaEmulator:
             "yookassa_trusted_proxies": ["127.0.0.1", "::1"],
             "yookassa_receipts_enabled": self.fiscalization_enabled,
             "yookassa_receipt_email": "receipts@vpnshop.test" if self.fiscalization_enabled else "",
+            "yookassa_recurring_enabled": self.autopayments,
         }
 
     # --- clock and fault knobs ---------------------------------------------------------------------------------
@@ -313,7 +319,8 @@ class YooKassaEmulator:
     ) -> Delivery:
         """The customer pays payment `payment_id` (or the latest payment of that order id). `amount`/`currency`
         override what was paid (a re-fetch sees it too); the method is `method`, else the one forced at creation,
-        else bank_card; it is saved when `save_method` or save_payment_method was asked. Returns the
+        else bank_card; it is saved when save_payment_method was true, or left out and the customer ticked the
+        form's box (`save_method`, offered only where the shop has autopayments); never when it was false. Returns the
         payment.succeeded (or, for capture:false, payment.waiting_for_capture) notification."""
         with self.lock:
             payment = self._find(payment_id)
@@ -327,7 +334,8 @@ class YooKassaEmulator:
             if amount is not None or currency is not None:
                 value = Decimal(str(amount)) if amount is not None else Decimal(payment["amount"]["value"])
                 payment["amount"] = {"value": money_text(value), "currency": currency or payment["amount"]["currency"]}
-            saved = save_method or meta.save_requested
+            offered_box = meta.save_requested is None and self.autopayments
+            saved = meta.save_requested is True or (save_method and offered_box)
             # The first payment's method id is the payment's own id (§2.2 example).
             payment["payment_method"] = method_object(kind, pid, saved=saved)
             if saved:
@@ -476,6 +484,8 @@ class YooKassaEmulator:
         save = body.get("save_payment_method")
         if save is not None and not isinstance(save, bool):
             raise ApiError(400, "save_payment_method must be a boolean", parameter="save_payment_method")
+        if save is True and not self.autopayments:
+            raise ApiError(403, "Forbidden to save payment method", parameter="save_payment_method")
         self.check_receipt(body.get("receipt"), amount)
         pm_id = body.get("payment_method_id")
         if pm_id is not None:
@@ -517,7 +527,7 @@ class YooKassaEmulator:
         if method_type is not None:
             payment["payment_method"] = method_object(method_type, pid, saved=False)
         self.payments[pid] = payment
-        self._meta[pid] = PaymentMeta(capture, save is True, method_type, self.now(), return_url)
+        self._meta[pid] = PaymentMeta(capture, save, method_type, self.now(), return_url)
         return payment
 
     def _charge_saved(
@@ -792,10 +802,12 @@ async def confirm_page(payment_id: str, request: Request) -> Response:
             return HTMLResponse("<h1>Payment not found</h1>", status_code=404)
         amount, status = payment["amount"], payment["status"]
         description = payment.get("description", "")
+        offers_box = emu._meta[payment_id].save_requested is None and emu.autopayments
     buttons = ""
     if status == "pending":
+        box = '<label><input type="checkbox" name="save_method" value="1"> Save the card</label>' if offers_box else ""
         buttons = (
-            f'<form method="post"><label><input type="checkbox" name="save_method" value="1"> Save the card</label>'
+            f'<form method="post">{box}'
             f'<button name="action" value="pay">Pay {amount["value"]} {amount["currency"]}</button>'
             f'<button name="action" value="cancel">Cancel</button></form>'
         )

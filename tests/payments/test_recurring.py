@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription
+from app.db import transaction
+from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription, User
+from app.subscriptions.trial import activate_trial
 from app.users.preferences import remove_payment_method
 from tests.payments.test_webhooks import CASE_BY_PROVIDER, Harness, running
 from tests.web import drain_outbox
@@ -65,6 +67,18 @@ async def test_a_star_subscription_renewal_is_a_new_payment(stars: Harness) -> N
     assert await _ends(stars) - end == timedelta(days=30)
 
 
+async def test_a_trial_then_a_star_subscription_keeps_auto_renewal_on(stars: Harness) -> None:
+    # The probe's case: trial first, then Stars; auto-renewal showed "off" and the renewal was never expected.
+    async with transaction(stars.app.state.resources.sessionmaker) as session:
+        await activate_trial(session, await session.get_one(User, stars.user.id), trial_days=7)
+    payment = await stars.checkout()
+    assert (await stars.post(stars.emulator.pay(payment.public_id))).status_code == 200
+
+    async with stars.app.state.resources.sessionmaker() as session:
+        subscription = await session.scalar(select(Subscription))
+    assert subscription is not None and (subscription.is_trial, subscription.auto_renew) == (False, True)
+
+
 async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness) -> None:
     payment = await razorpay.checkout()
     assert payment.external_id.startswith("sub_")
@@ -75,6 +89,22 @@ async def test_a_razorpay_subscription_charges_each_cycle_once(razorpay: Harness
         assert len(await _succeeded(razorpay)) == cycle + 1
     payments = await _succeeded(razorpay)
     assert [p.is_renewal for p in payments] == [False, True, True]
+
+
+async def test_a_razorpay_customer_may_pay_once_instead_of_an_e_mandate(razorpay: Harness) -> None:
+    subscription = await razorpay.checkout()
+    assert subscription.external_id.startswith("sub_")
+    # A subscription needs a recurring mandate: a customer paying from a wallet cannot take it.
+    with pytest.raises(ValueError, match="mandate"):
+        razorpay.emulator.charge_subscription(subscription.external_id, method="wallet")
+
+    once = await razorpay.checkout(one_off=True)
+    assert once.external_id.startswith("plink_")
+    assert (await razorpay.post(razorpay.emulator.pay_link(once.external_id, method="wallet"))).status_code == 200
+    [paid] = await _succeeded(razorpay)
+    assert paid.id == once.id and not paid.is_renewal
+    async with razorpay.app.state.resources.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(SavedPaymentMethod)) == 0  # nothing renews
 
 
 async def test_removing_a_star_subscription_method_cancels_it_at_telegram(stars: Harness) -> None:

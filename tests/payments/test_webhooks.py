@@ -72,10 +72,10 @@ class Harness:
     app: FastAPI
     user: User
 
-    async def checkout(self) -> Payment:
+    async def checkout(self, **fields: Any) -> Payment:
         resources = self.app.state.resources
         async with resources.sessionmaker() as session:
-            request = CheckoutRequest(plan="month", provider=self.case.provider, currency=self.case.currency)
+            request = CheckoutRequest(plan="month", provider=self.case.provider, currency=self.case.currency, **fields)
             return await start_checkout(
                 session, resources.payments, resources.settings, self.user, request, return_url="http://t/{payment}"
             )

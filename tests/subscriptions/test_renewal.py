@@ -7,9 +7,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.db import transaction
-from app.models import DemoAccountStatus, PaymentStatus, SavedPaymentMethod, Subscription, SubscriptionStatus
+from app.models import (
+    DemoAccountStatus,
+    DemoInvoice,
+    PaymentStatus,
+    SavedPaymentMethod,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
+from app.payments.providers.base import SavedMethod
 from app.provisioning.service import should_be_enabled
-from tests.payments.shop import Shop, reload
+from app.subscriptions.trial import activate_trial
+from app.users.preferences import set_auto_renew
+from tests.payments.shop import Shop, apply, checkout, paid, reload
 from tests.subscriptions.steps import (
     DECLINING_CARD,
     GOOD_CARD,
@@ -176,3 +187,42 @@ async def test_a_subscription_that_cannot_be_handled_does_not_stop_the_others(sh
     still_due = await reload(shop, Subscription, id=broken.id)
     assert (still_due.status, still_due.renewal_failures) == (SubscriptionStatus.ACTIVE, 0)
     assert (await reload(shop, Subscription, id=fine.id)).ends_at == clock.current + timedelta(days=30)
+
+
+async def test_a_trial_then_a_purchase_with_a_card_renews_at_the_end(shop: Shop, freeze) -> None:
+    """The usual path (SPEC §4.3): the trial first, then a payment with a method that can renew. Auto-renewal
+    ends up on and the card is charged at the end of the paid period."""
+    clock = freeze(NOW)
+    user = await shop.user(21)
+    async with transaction(shop.resources.sessionmaker) as session:
+        trial = await activate_trial(session, await session.get_one(User, user.id), trial_days=7)
+    assert (trial.is_trial, trial.auto_renew) == (True, False)  # nothing to renew with yet
+
+    payment = await checkout(shop, user)
+    assert (await reload(shop, DemoInvoice, order_id=payment.public_id)).save_card  # the card is kept
+    card = SavedMethod("demo_card", "Demo card", f"{GOOD_CARD}-21")
+    await apply(shop, paid(payment, event="after-trial", saved_method=card))
+
+    bought = await reload(shop, Subscription, user_id=user.id)
+    assert (bought.id, bought.is_trial, bought.auto_renew) == (trial.id, False, True)
+    clock.current = bought.ends_at + timedelta(minutes=2)
+    assert await expire(shop) == {"renewed": 1}
+    [renewal] = await renewals(shop)
+    assert (renewal.status, renewal.subscription_id) == (PaymentStatus.SUCCEEDED, trial.id)
+
+
+async def test_a_customer_who_turned_auto_renewal_off_is_not_signed_up_again(shop: Shop, freeze) -> None:
+    clock = freeze(NOW)
+    user, subscription = await customer(shop, 22)
+    async with transaction(shop.resources.sessionmaker) as session:
+        await set_auto_renew(session, await session.get_one(User, user.id), enabled=False)
+
+    payment = await checkout(shop, user)
+    assert not (await reload(shop, DemoInvoice, order_id=payment.public_id)).save_card
+    await apply(shop, paid(payment, event="second"))
+
+    extended = await reload(shop, Subscription, id=subscription.id)
+    assert extended.auto_renew is False
+    clock.current = extended.ends_at + timedelta(minutes=2)
+    assert await expire(shop) != {"renewed": 1}
+    assert await renewals(shop) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db import create_sessionmaker, transaction
 from app.models import JobRun, Notification, User
 from app.notifications.service import notify_user
+from tests.conftest import REDIS_URL
 from tests.emulators.harness import Plug, serve
 from tests.emulators.telegram import TelegramBotApiEmulator
 from tests.processes import production_stack, wait_for
@@ -84,3 +88,73 @@ async def test_the_bot_answers_by_long_polling_and_stops_cleanly(emulator) -> No
         assert emu.messages_to(5151)[0]["text"].startswith("👋 Hi")
         assert emu.calls("setMyCommands") and emu.calls("getUpdates")
         assert code == 0, output
+
+
+class LateServer:
+    """A port where nothing answers until `open()`: then every connection is passed to `target` (host, port), as
+    Redis or Telegram coming back would look to a process that started before them."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:  # a free port, closed again: connections are refused until open()
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._server: asyncio.Server | None = None
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
+
+
+async def test_the_worker_waits_for_redis_and_starts_once_it_answers() -> None:
+    redis = urlsplit(REDIS_URL)
+    late = LateServer((redis.hostname or "127.0.0.1", redis.port or 6379))
+    async with production_stack(REDIS_URL=f"redis://127.0.0.1:{late.port}{redis.path}") as stack:
+        worker = stack.start("worker")
+        try:
+            await wait_for(lambda: "unreachable" in worker.log.read_text(), within=60, what="the worker waiting")
+            assert worker.process.poll() is None  # waiting, not exited
+            await late.open()
+            await wait_for(lambda: "Starting worker" in worker.log.read_text(), within=60, what="arq starting")
+        finally:
+            # In a thread: the forwarder runs on this loop, and the worker talks to Redis while it shuts down.
+            code, output = await asyncio.to_thread(worker.stop)
+            await late.close()
+        assert code == 0, output
+        assert "Traceback" not in output
+
+
+async def test_the_bot_waits_for_telegram_and_starts_once_it_answers(emulator) -> None:
+    emu, url = emulator
+    address = urlsplit(url)
+    late = LateServer((address.hostname or "127.0.0.1", address.port or 80))
+    async with production_stack(BOT_TOKEN=emu.token, TELEGRAM_API_URL=f"http://127.0.0.1:{late.port}") as stack:
+        bot = stack.start("bot")
+        try:
+            await wait_for(lambda: "unreachable" in bot.log.read_text(), within=60, what="the bot waiting")
+            assert bot.process.poll() is None and not emu.calls("setMyCommands")
+            await late.open()
+            await wait_for(lambda: emu.calls("getUpdates"), within=90, what="the bot polling once Telegram answers")
+        finally:
+            code, output = await asyncio.to_thread(bot.stop)  # the forwarder runs on this loop
+            await late.close()
+        assert code == 0, output
+        assert "Traceback" not in output

@@ -101,9 +101,10 @@ class YooKassaProvider:
 
     `trusted_proxies` (addresses or CIDRs) are the proxies in front of us whose X-Forwarded-For is believed for
     the notification IP check. With `receipts_enabled` every payment carries a 54-FZ receipt for the customer's
-    e-mail/phone, else `receipt_email`. The provider owns `http` (closed by `aclose`); without one it builds an
-    HttpClient with `timeout` and the host's shared circuit breaker. `processing_delay` is the pause before
-    re-sending a POST answered 202."""
+    e-mail/phone, else `receipt_email`. With `recurring_enabled` (autopayments, enabled per shop by YooKassa)
+    checkouts say whether to save the method; without it they leave `save_payment_method` out. The provider
+    owns `http` (closed by `aclose`); without one it builds an HttpClient with `timeout` and the host's shared
+    circuit breaker. `processing_delay` is the pause before re-sending a POST answered 202."""
 
     name: ClassVar[str] = "yookassa"
     currencies: ClassVar[frozenset[str]] = frozenset({"RUB"})
@@ -120,6 +121,7 @@ class YooKassaProvider:
         *,
         trusted_proxies: Iterable[str] = (),
         receipts_enabled: bool = False,
+        recurring_enabled: bool = False,
         vat_code: int = 1,
         tax_system_code: int | None = None,
         receipt_email: str = "",
@@ -136,6 +138,7 @@ class YooKassaProvider:
             ipaddress.ip_network(proxy.strip(), strict=False) for proxy in trusted_proxies if proxy.strip()
         )
         self._receipts_enabled = receipts_enabled
+        self._recurring_enabled = recurring_enabled
         self._vat_code = vat_code
         self._tax_system_code = tax_system_code
         self._receipt_email = receipt_email.strip()
@@ -151,6 +154,7 @@ class YooKassaProvider:
             settings.yookassa_secret_key,
             trusted_proxies=settings.yookassa_trusted_proxies,
             receipts_enabled=settings.yookassa_receipts_enabled,
+            recurring_enabled=settings.yookassa_recurring_enabled,
             vat_code=settings.yookassa_vat_code,
             tax_system_code=settings.yookassa_tax_system_code,
             receipt_email=settings.yookassa_receipt_email,
@@ -172,8 +176,11 @@ class YooKassaProvider:
         }
         if order.method is not None:
             body["payment_method_data"] = {"type": order.method}
-        if order.save_method:
-            body["save_payment_method"] = True
+        if self._recurring_enabled:
+            # Only a shop YooKassa enabled autopayments for may ask: elsewhere the request is refused, and even
+            # there asking narrows the form to methods that can be saved, so a customer who turned auto-renewal
+            # off is told "never save" (§2.2, §13).
+            body["save_payment_method"] = order.save_method
         if self._receipts_enabled:
             body["receipt"] = self._receipt(order)
         payment = await self._create_payment(body, order.idempotency_key)

@@ -183,14 +183,42 @@ async def test_checkout_sends_the_documented_request(env: Env, yk: YooKassaProvi
     assert checkout.details["status"] == "pending"
 
 
-async def test_checkout_forces_the_method_and_asks_to_save_it(env: Env, yk: YooKassaProvider) -> None:
-    await yk.create_checkout(order(method="sbp", save_method=True))
+async def test_checkout_forces_the_method_and_asks_to_save_it(env: Env) -> None:
+    await env.provider(recurring_enabled=True).create_checkout(order(method="sbp", save_method=True))
 
     [sent] = env.emu.requests(CREATE)
     assert sent.body["payment_method_data"] == {"type": "sbp"}
     assert sent.body["save_payment_method"] is True
     assert sent.body["capture"] is True
     assert "receipt" not in sent.body
+
+
+@pytest.mark.parametrize("emulator_options", [{"autopayments": False}])
+async def test_a_shop_without_autopayments_is_never_asked_to_save(env: Env, yk: YooKassaProvider) -> None:
+    # YooKassa enables autopayments per shop on request; a shop without them refuses a request to save.
+    checkout = await yk.create_checkout(order(save_method=True))
+
+    [sent] = env.emu.requests(CREATE)
+    assert sent.status == 200 and "save_payment_method" not in sent.body
+    assert checkout.external_id is not None
+    # Its payment form has no "save" box either: nothing is saved, so nothing will be charged later.
+    [update] = (await yk.parse_webhook(incoming(env.emu.pay(checkout.external_id, save_method=True)))).updates
+    assert update.state is PaymentState.SUCCEEDED and update.saved_method is None
+
+    # Turning recurring on before YooKassa has enabled it is the shop's mistake, named in the refusal.
+    with pytest.raises(CheckoutRejected, match="Forbidden to save payment method"):
+        await env.provider(recurring_enabled=True).create_checkout(order(2, save_method=True))
+    assert env.emu.requests(CREATE)[-1].status == 403
+
+
+async def test_a_customer_without_auto_renewal_is_never_saved(env: Env) -> None:
+    checkout = await env.provider(recurring_enabled=True).create_checkout(order(save_method=False))
+
+    [sent] = env.emu.requests(CREATE)
+    assert sent.body["save_payment_method"] is False
+    assert checkout.external_id is not None
+    env.emu.pay(checkout.external_id, save_method=True)  # "false never saves", whatever the form shows
+    assert env.emu.payments[checkout.external_id]["payment_method"]["saved"] is False
 
 
 async def test_checkout_refuses_what_yookassa_cannot_take(yk: YooKassaProvider) -> None:
@@ -338,7 +366,7 @@ async def test_a_saved_card_is_reported_for_renewals(env: Env, yk: YooKassaProvi
 
 
 async def test_a_saved_sbp_method_is_titled_sbp(env: Env, yk: YooKassaProvider) -> None:
-    checkout = await yk.create_checkout(order(method="sbp", save_method=True))
+    checkout = await env.provider(recurring_enabled=True).create_checkout(order(method="sbp", save_method=True))
     assert checkout.external_id is not None
     [update] = (await yk.parse_webhook(incoming(env.emu.pay(checkout.external_id)))).updates
     assert update.method == "sbp"
