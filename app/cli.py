@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import socket
 import sys
@@ -26,6 +27,8 @@ from app.kit.metrics import share_metrics_between_workers
 from app.kit.sentry import init_sentry
 
 DEMO_SECRETS_FILE = Path("var/demo-secrets.json")
+
+log = logging.getLogger("vpnshop.cli")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -149,8 +152,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     settings = _settings()
-    _check_production(settings)
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    _check_production(settings)
     init_sentry(settings, component="web")
     share_metrics_between_workers(workers or settings.serve_workers)
     uvicorn.run(
@@ -174,7 +177,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 def _check_production(settings: Settings) -> None:
     """Refuse what would make production misbehave, before any worker process starts (each would fail on its
-    own, with a traceback); say plainly what is missing but may be added later."""
+    own, with a traceback); say plainly what is missing but may be added later (logged, so a log collector that
+    reads JSON lines gets them too)."""
     from app.auth.oidc import providers_from_settings
     from app.payments.registry import PaymentRegistry
 
@@ -196,20 +200,14 @@ def _check_production(settings: Settings) -> None:
     enabled = [provider.name for provider in registry]
     asyncio.run(registry.aclose())
     if not enabled and not settings.demo_payments_enabled:
-        click.echo(
-            "warning: no payment provider is configured (YOOKASSA_*, WATA_*, STARS_ENABLED, …): nobody can pay",
-            err=True,
-        )
+        log.warning("no payment provider is configured (YOOKASSA_*, WATA_*, STARS_ENABLED, …): nobody can pay")
     if not (settings.marzban_api_url or settings.remnawave_api_url):
-        click.echo(
-            "warning: no VPN panel in the environment (MARZBAN_* / REMNAWAVE_*): add a server in the admin, "
-            "else paying customers get no VPN",
-            err=True,
+        log.warning(
+            "no VPN panel in the environment (MARZBAN_* / REMNAWAVE_*): add a server in the admin, "
+            "else paying customers get no VPN"
         )
     if not settings.bot_token:
-        click.echo(
-            "warning: no bot token (BOT_TOKEN): Telegram sign-in, Stars, notifications and broadcasts are off", err=True
-        )
+        log.warning("no bot token (BOT_TOKEN): Telegram sign-in, Stars, notifications and broadcasts are off")
 
 
 @main.command()

@@ -138,7 +138,10 @@ def test_the_search_boxs_russian_examples_find_their_answers(
     expect(results).to_contain_text(answer)
     expect(results).not_to_contain_text("ничего не нашлось")
     shot(page, f"43-miniapp-search-{word}")
-    assert errors == []
+    # Each keystroke supersedes the search still in flight (hx-sync replace); on a slow machine htmx reports
+    # those aborts on the console. Anything else is an error.
+    superseded = ("htmx:sendAbort", "htmx:afterRequest")
+    assert [error for error in errors if not error.startswith(tuple(f"console.error: {s}" for s in superseded))] == []
     page.context.close()
 
 

@@ -196,12 +196,11 @@ async def test_paid_broadcast_sends_a_thousand_a_second_for_a_tenth_of_a_star_ea
             async with session.post(url, json={"chat_id": chat, "text": "hi", "allow_paid_broadcast": True}) as answer:
                 return answer.status
 
-        started = time.monotonic()
         statuses = await asyncio.gather(*(paid_fast(chat) for chat in range(1, 1001)))
-        took = time.monotonic() - started
 
-    assert set(statuses) == {200}  # far over 30/s: the paid limit applies
-    assert took < 5  # the emulator itself keeps up with a thousand a second (about 0.7 s here)
+    # All thousand at once and none refused: far over 30/s, so the paid limit is the one that applies (how fast
+    # the emulator answers depends on the machine and is the benchmark's business, not this test's).
+    assert set(statuses) == {200}
     assert emu.balance == Decimal("1.0") and emu.stats()["paid_messages"] == 1000
     refused = await paid(1001)
     assert (refused.status_code, refused.json()) == (429, too_many(1))
@@ -522,15 +521,13 @@ async def test_get_updates_filters_by_allowed_updates(emu: TelegramBotApiEmulato
 
 
 async def test_a_long_poll_returns_when_an_update_comes(emu: TelegramBotApiEmulator, client: httpx.AsyncClient) -> None:
-    started = time.monotonic()
     poll = asyncio.create_task(client.post("getUpdates", json={"timeout": 10}))
     await wait_for(lambda: emu.queue.poller is not None)
     assert not poll.done()
 
     update = emu.user_message(USER, "/help")
 
-    assert (await poll).json()["result"] == [update]
-    assert time.monotonic() - started < 5
+    assert (await poll).json()["result"] == [update]  # a poll that ran out its 10 s would answer empty
 
 
 async def test_a_long_poll_with_nothing_to_say_answers_empty_after_its_timeout(client: httpx.AsyncClient) -> None:
