@@ -4,8 +4,6 @@ session token, so they need no storage and die with the session."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,24 +11,22 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit import crypto
 from app.kit.clock import utcnow
+from app.kit.crypto import token_hash
 from app.models import BrowserSession, User
 from app.users.service import SEEN_RESOLUTION
 
 SESSION_COOKIE = "vpnshop_session"
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def csrf_token(session_token: str, secret_key: str) -> str:
-    """The CSRF token of one session: an HMAC, so a cross-site page can neither read nor forge it."""
-    return hmac.new(secret_key.encode(), b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+    """The customers' CSRF token for a browser session."""
+    return crypto.csrf_token(session_token, secret_key, label=b"csrf:")
 
 
 def csrf_valid(submitted: str | None, session_token: str, secret_key: str) -> bool:
-    return bool(submitted) and hmac.compare_digest(submitted, csrf_token(session_token, secret_key))
+    return crypto.csrf_valid(submitted, session_token, secret_key, label=b"csrf:")
 
 
 async def start_session(

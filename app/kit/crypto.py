@@ -59,3 +59,17 @@ def cipher() -> Cipher:
     if _cipher is None:
         raise RuntimeError("encryption is not configured: call configure_cipher() at start-up")
     return _cipher
+
+
+def token_hash(token: str) -> str:
+    """How a bearer secret (a session cookie, an API token) is stored: its SHA-256, never the secret itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token(session_token: str, secret_key: str, *, label: bytes) -> str:
+    """A CSRF token derived from a session token; the label keeps one area's tokens from fitting another's."""
+    return hmac.new(secret_key.encode(), label + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_valid(submitted: str | None, session_token: str, secret_key: str, *, label: bytes) -> bool:
+    return bool(submitted) and hmac.compare_digest(str(submitted), csrf_token(session_token, secret_key, label=label))

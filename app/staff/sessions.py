@@ -3,8 +3,6 @@ be replayed), both can be listed and revoked, and deactivating a staff member re
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +10,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit import crypto
 from app.kit.clock import utcnow
+from app.kit.crypto import token_hash
 from app.models import ApiToken, Staff, StaffSession
 
 ADMIN_COOKIE = "vpnshop_admin"
@@ -24,17 +24,13 @@ ACCESS_TOKEN_TTL = timedelta(minutes=15)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def csrf_token(session_token: str, secret_key: str) -> str:
-    """Derived from the session token with its own label, so the customers' CSRF tokens never fit the admin."""
-    return hmac.new(secret_key.encode(), b"admin-csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+    """The admin's CSRF token: its own label, so the customers' tokens never fit the admin."""
+    return crypto.csrf_token(session_token, secret_key, label=b"admin-csrf:")
 
 
 def csrf_valid(submitted: str | None, session_token: str, secret_key: str) -> bool:
-    return bool(submitted) and hmac.compare_digest(str(submitted), csrf_token(session_token, secret_key))
+    return crypto.csrf_valid(submitted, session_token, secret_key, label=b"admin-csrf:")
 
 
 async def start_session(db: AsyncSession, staff: Staff, *, method: str, user_agent: str | None, ip: str | None) -> str:
