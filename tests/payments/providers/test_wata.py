@@ -67,7 +67,9 @@ async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     wata = WataEmulator(private_key=KEY)
     slot.app = wata.app
     clock = Clock()
-    provider = WataProvider(base_url + "/api/h2h", wata.token, clock=clock, retry=FAST, timeout=2.0)
+    # The production timeout: a shorter one let a slow machine time a search out, and the retry then met WATA's
+    # one-search-per-30-s limit (test_timeout_is_provider_unavailable sets its own short timeout).
+    provider = WataProvider(base_url + "/api/h2h", wata.token, clock=clock, retry=FAST)
     yield Env(provider, wata, base_url, clock)
     await provider.aclose()
     slot.app = None
