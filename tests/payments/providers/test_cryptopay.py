@@ -57,7 +57,8 @@ async def env(server: tuple[Plug, str]) -> AsyncIterator[Env]:
     slot, base_url = server
     crypto = CryptoPayEmulator()
     slot.app = crypto.app
-    provider = CryptoPayProvider(base_url + "/api", crypto.token, retry=FAST)  # production timeout: a busy machine is slow, not down
+    # The production timeout: a busy machine is slow, not down.
+    provider = CryptoPayProvider(base_url + "/api", crypto.token, retry=FAST)
     yield Env(provider, crypto, base_url)
     await provider.aclose()
     slot.app = None
