@@ -84,15 +84,7 @@ async def extend(session: AsyncSession, actor: Actor, subscription: Subscription
     before = snapshot(subscription)
     await _set_end(session, subscription, base + timedelta(days=count), now)
     action = "subscription.extend" if count > 0 else "subscription.shorten"
-    record_by(
-        session,
-        actor,
-        action=action,
-        entity_type="subscription",
-        entity_id=subscription.id,
-        before=before,
-        after=snapshot(subscription),
-    )
+    _audit(session, actor, action, subscription, before)
     return subscription
 
 
@@ -107,15 +99,7 @@ async def set_end_date(
         raise FieldInvalid("ends_at", "That is more than ten years away.")
     before = snapshot(subscription)
     await _set_end(session, subscription, target, now)
-    record_by(
-        session,
-        actor,
-        action="subscription.set_end",
-        entity_type="subscription",
-        entity_id=subscription.id,
-        before=before,
-        after=snapshot(subscription),
-    )
+    _audit(session, actor, "subscription.set_end", subscription, before)
     return subscription
 
 
@@ -130,15 +114,7 @@ async def cancel(session: AsyncSession, actor: Actor, subscription: Subscription
     subscription.next_renewal_attempt_at = None
     await session.flush()
     await provisioning.sync_subscription(session, subscription)
-    record_by(
-        session,
-        actor,
-        action="subscription.cancel",
-        entity_type="subscription",
-        entity_id=subscription.id,
-        before=before,
-        after=snapshot(subscription),
-    )
+    _audit(session, actor, "subscription.cancel", subscription, before)
     return subscription
 
 
@@ -189,15 +165,7 @@ async def change_plan(session: AsyncSession, actor: Actor, subscription: Subscri
         await provisioning.set_limits(
             session, account, device_limit=plan.device_limit, traffic_limit_bytes=plan.traffic_limit_bytes
         )
-    record_by(
-        session,
-        actor,
-        action="subscription.change_plan",
-        entity_type="subscription",
-        entity_id=subscription.id,
-        before=before,
-        after=snapshot(subscription),
-    )
+    _audit(session, actor, "subscription.change_plan", subscription, before)
     return subscription
 
 
@@ -210,15 +178,7 @@ async def set_auto_renew(
         before = snapshot(subscription)
         subscription.auto_renew = enabled
         subscription.renewal_failures = 0
-        record_by(
-            session,
-            actor,
-            action="subscription.auto_renew",
-            entity_type="subscription",
-            entity_id=subscription.id,
-            before=before,
-            after=snapshot(subscription),
-        )
+        _audit(session, actor, "subscription.auto_renew", subscription, before)
     return subscription
 
 
@@ -260,3 +220,18 @@ async def reissue_link(session: AsyncSession, actor: Actor, subscription: Subscr
         after={"token_tail": account.sub_token[-4:]},
     )
     return account
+
+
+def _audit(
+    session: AsyncSession, actor: Actor, action: str, subscription: Subscription, before: dict[str, Any]
+) -> None:
+    """The staff change's audit row: the subscription before and after, in the change's transaction."""
+    record_by(
+        session,
+        actor,
+        action=action,
+        entity_type="subscription",
+        entity_id=subscription.id,
+        before=before,
+        after=snapshot(subscription),
+    )
