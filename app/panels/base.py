@@ -137,6 +137,9 @@ class VpnPanel(Protocol):
 
     kind: str
     supports_devices: bool
+    # Statuses that already count as "off" for an account we want disabled: a panel that refuses to disable
+    # anything but an active account (Remnawave) must not be asked again and again.
+    off_statuses: frozenset[str]
 
     async def create_account(self, spec: AccountSpec) -> PanelAccount:
         """Create a VLESS account; raises AccountExists if the username is taken."""

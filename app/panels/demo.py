@@ -84,6 +84,7 @@ class DemoPanel:
 
     kind = "demo"
     supports_devices = True
+    off_statuses = frozenset({"disabled"})  # as Marzban
 
     def __init__(
         self,

@@ -88,6 +88,12 @@ _REMNAWAVE_NODE_EVENTS: dict[str, tuple[bool | None, bool | None]] = {  # event 
 }
 
 
+def _remnawave_key(user: Mapping[str, Any]) -> str | None:
+    """The user's panel id as we record it: 2.x keys users by uuid, 3.x by numeric id."""
+    key = user.get("uuid", user.get("id"))
+    return str(key) if isinstance(key, str | int) and not isinstance(key, bool) else None
+
+
 def parse_remnawave(payload: Any) -> PanelEvent:
     """One Remnawave webhook body (`{scope, event, timestamp, data, meta}`) as an event."""
     body = _object(payload, "the body")
@@ -102,12 +108,12 @@ def parse_remnawave(payload: Any) -> PanelEvent:
         status = _REMNAWAVE_STATUS_EVENTS.get(event)
         if event in _REMNAWAVE_SNAPSHOT_EVENTS:
             status = _status(user.get("status"), _REMNAWAVE_STATUS, f"{event}: data.status")
-        return UserEvent(event, _string(user, "username", f"{event}: data"), status=status, online_at=online_at)
+        username = _string(user, "username", f"{event}: data")
+        return UserEvent(event, username, status=status, online_at=online_at, panel_id=_remnawave_key(user))
     if event == "user.deleted":
         user = _object(body.get("data"), f"{event}: data")
-        key = user.get("uuid", user.get("id"))  # 2.x keys users by uuid, 3.x by numeric id
-        panel_id = str(key) if isinstance(key, str | int) and not isinstance(key, bool) else None
-        return UserEvent(event, _string(user, "username", f"{event}: data"), deleted=True, panel_id=panel_id)
+        username = _string(user, "username", f"{event}: data")
+        return UserEvent(event, username, deleted=True, panel_id=_remnawave_key(user))
     if event in _REMNAWAVE_NODE_EVENTS:
         node = _object(body.get("data"), f"{event}: data")
         is_online, is_enabled = _REMNAWAVE_NODE_EVENTS[event]
@@ -206,6 +212,8 @@ async def _apply_user_event(session: AsyncSession, server: Server, event: UserEv
     if account is None:
         # Not one of ours (a panel may also serve accounts made by hand), or already deleted here.
         return "ignored"
+    if event.panel_id is not None and account.panel_id not in (None, event.panel_id):
+        return "ignored"  # another account under the name (ours was renamed after a clash)
     if event.deleted:
         return await _deleted_on_panel(session, server, account, event)
     before: dict[str, Any] = {}
@@ -230,8 +238,6 @@ async def _deleted_on_panel(session: AsyncSession, server: Server, account: VpnA
     """Someone deleted our account on the panel by hand. It is not silently re-created by the next sync (that may
     be exactly what staff wanted, e.g. for abuse): it is marked deleted and staff are told; a payment or staff's
     `provisioning.restore_deleted` brings it back."""
-    if event.panel_id is not None and account.panel_id not in (None, event.panel_id):
-        return "ignored"  # another account of that name (ours was renamed, or moved and back)
     if account.status == DELETED_ON_PANEL:
         return "unchanged"
     before = {"status": account.status, "panel_id": account.panel_id}

@@ -54,6 +54,8 @@ class MarzbanPanel:
 
     kind = "marzban"
     supports_devices = False
+    # Marzban disables expired and limited users too; disabled is what keeps a reset from re-activating them.
+    off_statuses = frozenset({"disabled"})
 
     def __init__(
         self,

@@ -103,6 +103,8 @@ class RemnawavePanel:
 
     kind = "remnawave"
     supports_devices = True
+    # PATCH status DISABLED applies to ACTIVE users only, and the panel's job marks them EXPIRED/LIMITED itself.
+    off_statuses = frozenset({"disabled", "expired", "limited"})
 
     def __init__(
         self,

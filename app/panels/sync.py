@@ -92,6 +92,7 @@ class _Pass:
 
     server: Server
     devices: bool  # the panel holds device limits (`supports_devices`)
+    off: frozenset[str]  # the panel's `off_statuses`
     today: date
     report: SyncReport
     seen: _SeenIds = field(default_factory=_SeenIds)
@@ -178,7 +179,7 @@ async def _store_page(session: AsyncSession, run: _Pass, page: list[PanelAccount
             }
         )
         spec = desired_spec(account, subscription, telegram_id)
-        if changes_needed(item, spec, devices=run.devices) is not None:
+        if changes_needed(item, spec, devices=run.devices, off=run.off) is not None:
             drifted.append(account)
     await _queue_syncs(session, drifted)
     report.drift_fixed += len(drifted)
@@ -237,7 +238,13 @@ async def sync_server_accounts(
     sessionmaker: async_sessionmaker[AsyncSession], server: Server, panel: VpnPanel, *, page_size: int = 1000
 ) -> SyncReport:
     """One full pass over a server's accounts: store usage, repair drift, report orphans."""
-    run = _Pass(server, devices=panel.supports_devices, today=utcnow().date(), report=SyncReport(server=server.name))
+    run = _Pass(
+        server,
+        devices=panel.supports_devices,
+        off=panel.off_statuses,
+        today=utcnow().date(),
+        report=SyncReport(server=server.name),
+    )
     async for page in panel.iter_accounts(page_size):
         run.report.seen += len(page)
         async with transaction(sessionmaker) as session:

@@ -70,9 +70,12 @@ def _same_second(a: datetime | None, b: datetime | None) -> bool:
     return int(a.timestamp()) == int(b.timestamp())
 
 
-def changes_needed(actual: PanelAccount, spec: AccountSpec, *, devices: bool = True) -> AccountChanges | None:
+def changes_needed(
+    actual: PanelAccount, spec: AccountSpec, *, devices: bool = True, off: frozenset[str] = frozenset({"disabled"})
+) -> AccountChanges | None:
     """The partial update that makes `actual` match `spec`, or None when they already agree. `devices=False`
-    (the panel's `supports_devices`) ignores the device limit, which such a panel cannot hold."""
+    (the panel's `supports_devices`) ignores the device limit, which such a panel cannot hold; `off` (the panel's
+    `off_statuses`) are the statuses that already mean "disabled"."""
     changes = AccountChanges()
     changed = False
     # A disabled account's expiry does not matter, and panels refuse a past expiry on update (Remnawave).
@@ -83,10 +86,10 @@ def changes_needed(actual: PanelAccount, spec: AccountSpec, *, devices: bool = T
         changes.traffic_limit_bytes, changed = spec.traffic_limit_bytes or 0, True
     if devices and (actual.device_limit or 0) != (spec.device_limit or 0):
         changes.device_limit, changed = spec.device_limit or 0, True
-    # Expired and limited accounts are off already: Remnawave disables only ACTIVE users (its status job marks
-    # them EXPIRED/LIMITED by itself), so asking again would never converge.
-    off = actual.status in ("disabled", "expired", "limited") if not spec.enabled else actual.status == "disabled"
-    if off == spec.enabled:
+    # On Remnawave expired and limited accounts are off already: it disables only ACTIVE users (its status job
+    # marks them EXPIRED/LIMITED by itself), so asking again would never converge.
+    is_off = actual.status in off if not spec.enabled else actual.status == "disabled"
+    if is_off == spec.enabled:
         changes.enabled, changed = spec.enabled, True
     if actual.note is not None and _mark_of(spec) not in actual.note:
         changes.note, changed = spec.note, True  # an account we recognised without its mark (made before marks)
@@ -136,7 +139,7 @@ async def _converge(
         created = False
     if not is_ours(actual, account.owner_key, telegram_id):
         raise NameClash(f"{actual.username} on the panel is not ours")
-    changes = changes_needed(actual, spec, devices=panel.supports_devices)
+    changes = changes_needed(actual, spec, devices=panel.supports_devices, off=panel.off_statuses)
     result = actual if changes is None else await panel.modify_account(actual.ref, changes)
     return Converged(result, created)
 

@@ -439,3 +439,14 @@ async def test_a_deleted_same_name_account_that_is_not_ours_is_ignored(
     assert (await send_signed(client, env.remnawave, body)).json() == {"received": 1, "changed": 0, "ignored": True}
     assert (await reload(db, env.account)).status == "active"
     assert await staff_alerts(db) == []
+
+
+async def test_events_of_a_same_name_account_with_another_panel_id_are_ignored(
+    client: httpx.AsyncClient, db: AsyncSession, env: Env
+) -> None:
+    ours = "0b8f7d62-3c1a-4e51-9d7b-2f5a8c1e3a6f"
+    await db.execute(update(VpnAccount).where(VpnAccount.id == env.account.id).values(panel_id=ours))
+    await db.commit()
+    body = remnawave_body("user.expired", user_data(status="EXPIRED"))  # user_data's uuid is not ours
+    assert (await send_signed(client, env.remnawave, body)).json() == {"received": 1, "changed": 0, "ignored": True}
+    assert (await reload(db, env.account)).status == "active"
