@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db import transaction
-from app.kit.clock import utcnow
 from app.kit.crypto import cipher
 from app.models import (
     AuditLog,
@@ -24,7 +23,6 @@ from app.models import (
 )
 from app.notifications.service import USER_TOPIC
 from app.outbox.service import MESSAGE_TOPIC_PREFIX, dispatch
-from app.panels.demo import effective_status
 from app.payments.providers.base import SavedMethod
 from tasks.subscriptions import expire_subscriptions, send_expiry_reminders
 from tests.payments.shop import Shop, apply, checkout, paid, reload
@@ -158,12 +156,6 @@ async def panel_account(shop: Shop, subscription_id: int) -> tuple[VpnAccount, D
             select(DemoPanelAccount).where(DemoPanelAccount.username == account.panel_username)
         )
         return account, on_panel
-
-
-def is_off(on_panel: DemoPanelAccount | None) -> bool:
-    """Whether the panel serves the account no VPN: disabled, or expired or limited, which panels treat as off
-    already (Remnawave ignores a disable of a user that is not ACTIVE), so provisioning does not ask again."""
-    return on_panel is not None and effective_status(on_panel, utcnow()) in ("disabled", "expired", "limited")
 
 
 def same_second(a: datetime | None, b: datetime | None) -> bool:

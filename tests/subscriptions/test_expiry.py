@@ -27,7 +27,6 @@ from tests.subscriptions.steps import (
     customer,
     drain,
     expire,
-    is_off,
     messages,
     panel_account,
     pay_again,
@@ -61,7 +60,7 @@ async def test_a_subscription_nothing_renews_ends_and_its_account_is_disabled(sh
     assert await audit_actions(shop, subscription.id) == [("system", "subscription.expired")]
     await drain(shop)
     account, on_panel = await panel_account(shop, subscription.id)
-    assert is_off(on_panel)
+    assert on_panel is not None and on_panel.status == DemoAccountStatus.DISABLED
     assert account.panel_username == on_panel.username  # disabled, not deleted
 
 
@@ -99,7 +98,7 @@ async def test_a_trial_ends_with_its_own_reason(shop: Shop, freeze) -> None:
     ]
     await drain(shop)
     _, on_panel = await panel_account(shop, trial.id)
-    assert is_off(on_panel)
+    assert on_panel is not None and on_panel.status == DemoAccountStatus.DISABLED
 
 
 async def test_a_provider_side_subscription_is_waited_for_a_day_then_ended(shop: Shop, freeze) -> None:
@@ -131,7 +130,7 @@ async def test_a_provider_side_subscription_is_waited_for_a_day_then_ended(shop:
     ]
     await drain(shop)
     _, on_panel = await panel_account(shop, subscription.id)
-    assert is_off(on_panel)
+    assert on_panel is not None and on_panel.status == DemoAccountStatus.DISABLED
 
 
 async def test_a_provider_renewal_during_the_wait_keeps_the_subscription(shop: Shop, freeze) -> None:
@@ -165,7 +164,7 @@ async def test_paying_again_re_enables_the_same_account_with_its_devices_and_his
     clock.current = subscription.ends_at + timedelta(minutes=1)
     assert await expire(shop) == {"ended": 1}
     await drain(shop)
-    assert is_off((await panel_account(shop, subscription.id))[1])
+    assert (await panel_account(shop, subscription.id))[1].status == DemoAccountStatus.DISABLED
 
     clock.current += timedelta(days=3)
     await pay_again(shop, user, "back")
