@@ -39,6 +39,7 @@ from app.broadcasts.segments import reachable
 from app.broadcasts.service import skip_waiting
 from app.db import transaction
 from app.kit.clock import utcnow
+from app.kit.jobs import renewed
 from app.kit.metrics import BROADCAST_MESSAGES
 from app.models import Broadcast, BroadcastDelivery, BroadcastStatus, DeliveryStatus, User
 from app.resources import Resources
@@ -135,12 +136,9 @@ class _Sender:
                     taken.interrupted,
                 )
         self._prepare(taken.broadcast)
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"broadcast:{self.broadcast_id}:lease")
-        try:
+        beat = self.ttl.total_seconds() / 3
+        async with renewed(self._renew_lease, every=beat, what=f"broadcast #{self.broadcast_id}'s lease"):
             stop = await self._send_groups()
-        finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
         return await self._end(stop)
 
     def _prepare(self, broadcast: Broadcast) -> None:
@@ -264,16 +262,12 @@ class _Sender:
         log.info("broadcast #%d done: %s", self.broadcast_id, dict(counts._mapping))
         return True
 
-    async def _heartbeat(self) -> None:
-        interval = self.ttl.total_seconds() / 3
-        while not self.lost:
-            await asyncio.sleep(interval)
-            try:
-                async with transaction(self.sessionmaker) as session:
-                    if not await lease.renew(session, self.broadcast_id, self.owner, ttl=self.ttl, now=utcnow()):
-                        self.lost = True
-            except Exception:  # a database hiccup: the next beat (or a group's commit) renews it
-                log.warning("broadcast #%d: could not renew the lease", self.broadcast_id, exc_info=True)
+    async def _renew_lease(self) -> bool:
+        """One beat of the lease kept while groups are sent; a lost lease stops the sending at the next group."""
+        async with transaction(self.sessionmaker) as session:
+            kept = await lease.renew(session, self.broadcast_id, self.owner, ttl=self.ttl, now=utcnow())
+        self.lost = self.lost or not kept
+        return kept
 
     # --- one group ----------------------------------------------------------------------------------------
 
