@@ -17,9 +17,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.deps import DbSession
-from app.inbound import RowId
+from app.inbound import RowId, read_capped_body
 from app.kit.clock import parse_utc, utcnow
-from app.kit.errors import AppError, NotAuthenticated, NotFound
+from app.kit.errors import NotAuthenticated, NotFound
 from app.models import PanelKind, Server
 from app.panels.events import InvalidPanelEvent, apply_panel_event, parse_events
 
@@ -31,21 +31,13 @@ router = APIRouter(tags=["panels"])
 # (reference §2.7), so a captured request could be sent again later: refuse events this far from our clock.
 MAX_EVENT_AGE = timedelta(minutes=5)
 # Read before the sender is authenticated, so keep it bounded; a Marzban batch of notifications is far smaller.
-MAX_BODY_BYTES = 1024 * 1024
-
-
-class PayloadTooLarge(AppError):
-    """The webhook body is too large."""
-
-    status_code = 413
-    code = "payload_too_large"
 
 
 @router.post("/api/panels/webhook/{server_id}")
 async def panel_webhook(server_id: RowId, request: Request, session: DbSession) -> dict[str, Any]:
     """Apply a panel's events to our records; unknown kinds are acknowledged and ignored."""
     server, secret = _configured(await session.get(Server, server_id))
-    raw = await _read_body(request)
+    raw = await read_capped_body(request)
     if server.panel_kind == PanelKind.REMNAWAVE:
         verify_remnawave(raw, request.headers, secret)
     else:
@@ -73,15 +65,6 @@ def _configured(server: Server | None) -> tuple[Server, str]:
     if server is None or server.panel_kind == PanelKind.DEMO or not isinstance(secret, str) or not secret:
         raise NotFound("No webhook is configured here")
     return server, secret
-
-
-async def _read_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
-    return bytes(body)
 
 
 def verify_remnawave(raw: bytes, headers: Mapping[str, str], secret: str) -> None:
