@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.inbound import MAX_WEBHOOK_BODY_BYTES
 from app.kit.clock import utcnow
 from app.models import AuditLog, Node, OutboxMessage, PanelKind, Server, VpnAccount
 from app.notifications.service import STAFF_TOPIC
@@ -450,3 +451,16 @@ async def test_events_of_a_same_name_account_with_another_panel_id_are_ignored(
     body = remnawave_body("user.expired", user_data(status="EXPIRED"))  # user_data's uuid is not ours
     assert (await send_signed(client, env.remnawave, body)).json() == {"received": 1, "changed": 0, "ignored": True}
     assert (await reload(db, env.account)).status == "active"
+
+
+async def test_a_body_over_the_cap_is_refused_unread_and_changes_nothing(
+    client: httpx.AsyncClient, db: AsyncSession, env: Env
+) -> None:
+    event = json.loads(remnawave_body("user.expired", user_data(status="EXPIRED")))
+    event["data"]["description"] = "x" * MAX_WEBHOOK_BODY_BYTES  # signed, valid JSON, and too large
+    body = json.dumps(event).encode()
+
+    response = await send_signed(client, env.remnawave, body)
+
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert (await reload(db, env.account)).status == "active" and await audit_rows(db) == []
