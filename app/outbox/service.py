@@ -177,14 +177,17 @@ async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int, lan
             earlier.id < OutboxMessage.id,
         )
     )
+    claimable = and_(
+        OutboxMessage.status == OutboxStatus.PENDING,
+        (OutboxMessage.locked_until.is_(None)) | (OutboxMessage.locked_until < now),
+    )
     async with sessionmaker() as session, session.begin():
         query = (
             select(OutboxMessage)
             .where(
-                OutboxMessage.status == OutboxStatus.PENDING,
+                claimable,
                 OutboxMessage.available_at <= now,
                 _in_lane(lane),
-                (OutboxMessage.locked_until.is_(None)) | (OutboxMessage.locked_until < now),
                 (OutboxMessage.ordering_key.is_(None)) | ~blocked_by_earlier,
             )
             .order_by(OutboxMessage.id)
@@ -192,10 +195,21 @@ async def _claim(sessionmaker: async_sessionmaker[AsyncSession], limit: int, lan
         )
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxMessage)
-        messages = list((await session.scalars(query)).all())
-        for message in messages:
-            message.locked_until = now + LEASE
-    return messages
+        candidates = list((await session.scalars(query)).all())
+        if not candidates:
+            return []
+        # On SQLite the SELECT takes no lock (the driver opens its transaction at the first write), so two
+        # dispatchers (the nudged one and a cron tick) can pick the same row. The lease is therefore taken by a
+        # compare-and-set: only the dispatcher whose UPDATE still finds the row unleased runs it.
+        leased = await session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([message.id for message in candidates]), claimable)
+            .values(locked_until=now + LEASE)
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session="fetch")
+        )
+        ours = set(leased.all())
+    return [message for message in candidates if message.id in ours]
 
 
 async def _renew(sessionmaker: async_sessionmaker[AsyncSession], lease: _Lease) -> bool:
