@@ -66,6 +66,21 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # SQLite's own lower() knows only ASCII; customers' names are often Cyrillic (PostgreSQL's knows all).
         dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _take_the_write_lock_for_a_locking_read(
+        connection: Any, cursor: Any, _statement: str, _parameters: Any, context: Any, _executemany: bool
+    ) -> None:
+        # SQLite drops FOR UPDATE from the SQL, and its driver opens a transaction only at the first write, so a
+        # locking read would lock nothing: two requests could read the same row, both decide, both write (a lost
+        # update, a second grant). Opening the transaction with BEGIN IMMEDIATE takes SQLite's one write lock at
+        # that read, which is what FOR UPDATE asks for (for the whole database rather than a row); the other
+        # transaction waits for it (busy_timeout). Plain reads keep opening no transaction.
+        statement = getattr(getattr(context, "compiled", None), "statement", None)
+        if getattr(statement, "_for_update_arg", None) is None:
+            return
+        if not connection.connection.driver_connection.in_transaction:
+            cursor.execute("BEGIN IMMEDIATE")
+
 
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value

@@ -16,20 +16,21 @@ from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus, Tr
 from app.provisioning import service as provisioning
 
 
-async def latest_subscription(session: AsyncSession, user_id: int) -> Subscription | None:
-    """The user's subscription that a payment extends: the one ending last (live or not)."""
-    return await session.scalar(
+async def latest_subscription(session: AsyncSession, user_id: int, *, lock: bool = False) -> Subscription | None:
+    """The user's subscription that a payment extends: the one ending last (live or not). `lock` when the
+    caller is about to change it (never while it then waits on a panel: the lock would be held over the call)."""
+    query = (
         select(Subscription)
         .where(Subscription.user_id == user_id, Subscription.status != SubscriptionStatus.PENDING)
         .order_by(Subscription.ends_at.desc(), Subscription.id.desc())
         .limit(1)
-        .with_for_update()
     )
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
 async def add_days(session: AsyncSession, user_id: int, days: int, *, plan: Plan | None, now: datetime) -> Subscription:
     """Give the user `days` more of VPN access, creating the subscription if they never had one."""
-    subscription = await latest_subscription(session, user_id)
+    subscription = await latest_subscription(session, user_id, lock=True)
     if subscription is None:
         subscription = Subscription(
             user_id=user_id,

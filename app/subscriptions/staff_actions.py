@@ -31,9 +31,9 @@ async def get_subscription(session: AsyncSession, subscription_id: int) -> Subsc
     return subscription
 
 
-async def current_subscription(session: AsyncSession, user: User) -> Subscription:
-    """The subscription a customer's page acts on: the one ending last."""
-    subscription = await latest_subscription(session, user.id)
+async def current_subscription(session: AsyncSession, user: User, *, lock: bool = True) -> Subscription:
+    """The subscription a customer's page acts on: the one ending last, locked unless only read."""
+    subscription = await latest_subscription(session, user.id, lock=lock)
     if subscription is None:
         raise NotFound("This customer has no subscription.", code="no_subscription")
     return subscription
@@ -123,7 +123,7 @@ async def grant_bonus_days(session: AsyncSession, actor: Actor, user: User, days
     count, now = valid_days(days), utcnow()
     if count < 0:
         raise FieldInvalid("days", "Bonus days are a gift: give a positive number.")
-    subscription = await latest_subscription(session, user.id)
+    subscription = await latest_subscription(session, user.id, lock=True)
     before = snapshot(subscription) if subscription else None
     if subscription is None:
         subscription = await add_days(session, user.id, count, plan=None, now=now)

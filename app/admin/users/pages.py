@@ -284,7 +284,7 @@ async def devices(
 ) -> HTMLResponse:
     """The devices block, loaded after the page (it asks the panel, which may be slow or down)."""
     user = await users.get_user(db, user_id)
-    subscription = await subscriptions.current_subscription(db, user)
+    subscription = await subscriptions.current_subscription(db, user, lock=False)
     error, found = None, None
     try:
         found = await staff_devices.list_devices(db, subscription, request.app.state.resources.panels)
@@ -298,12 +298,21 @@ Action = Callable[[AsyncSession, StaffViewer, Any, dict[str, str]], Awaitable[st
 
 
 async def _act(
-    request: Request, db: AsyncSession, viewer: StaffViewer, user_id: int, name: str, do: Action
+    request: Request,
+    db: AsyncSession,
+    viewer: StaffViewer,
+    user_id: int,
+    name: str,
+    do: Action,
+    *,
+    lock_customer: bool = True,
 ) -> Response:
     """Run one action of the customer page: on success a toast (or a redirect without HTMX); on a refusal the
-    page again with the error next to the form, and nothing changed."""
+    page again with the error next to the form, and nothing changed. The customer's row is locked so two staff
+    actions take turns, except for actions that call a panel while they run: a lock held over a network call
+    (and on SQLite, over the demo panel's own writes to the same database) would make everyone else wait."""
     form = {key: str(value) for key, value in (await request.form()).items() if key != "csrf_token"}
-    user = await users.get_user(db, user_id, for_update=True)
+    user = await users.get_user(db, user_id, for_update=lock_customer)
     try:
         message = await do(db, viewer, user, form)
         await db.flush()
@@ -404,7 +413,8 @@ async def _reissue(db: AsyncSession, viewer: StaffViewer, user: Any, form: dict[
 
 def _remove_devices(request: Request) -> Action:
     async def do(db: AsyncSession, viewer: StaffViewer, user: Any, form: dict[str, str]) -> str:
-        subscription = await subscriptions.current_subscription(db, user)
+        # Not locked: the panel is called while this runs (see _act).
+        subscription = await subscriptions.current_subscription(db, user, lock=False)
         hwids = None if form.get("all") == "1" else [form.get("hwid", "")]
         panels = request.app.state.resources.panels
         await staff_devices.remove_devices(db, viewer.actor, subscription, panels, hwids)
@@ -471,7 +481,7 @@ async def customer_set_end(
 async def customer_remove_devices(
     request: Request, db: DbSession, user_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> Response:
-    return await _act(request, db, viewer, user_id, "devices", _remove_devices(request))
+    return await _act(request, db, viewer, user_id, "devices", _remove_devices(request), lock_customer=False)
 
 
 @router.post("/users/{user_id}/payments/{payment_id}/refund", response_class=HTMLResponse)

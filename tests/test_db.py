@@ -1,0 +1,42 @@
+"""The database layer: what the rest of the code may assume of both backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.db import create_sessionmaker
+from app.models import Subscription
+from tests.factories import add_subscriber
+
+
+async def test_a_locking_read_makes_the_next_locking_read_wait(engine: AsyncEngine, db: AsyncSession) -> None:
+    """Read-decide-write under `with_for_update` must not lose an update on either backend. On SQLite, FOR UPDATE
+    is dropped from the SQL and the driver opens its transaction only at the first write, so without our
+    BEGIN IMMEDIATE both transactions read the same count and one increment is lost."""
+    _, subscription = await add_subscriber(db, 4242)
+    await db.commit()
+    sessionmaker = create_sessionmaker(engine)
+    first_has_read = asyncio.Event()
+
+    async def add_one(wait_for_first: bool) -> None:
+        if wait_for_first:
+            await first_has_read.wait()
+        async with sessionmaker() as session, session.begin():
+            # Both spellings of a locking read: session.get(..., with_for_update=True) and select().with_for_update().
+            if wait_for_first:
+                locked = await session.scalar(select(Subscription).with_for_update())
+            else:
+                locked = await session.get_one(Subscription, subscription.id, with_for_update=True)
+            failures = locked.renewal_failures
+            if not wait_for_first:
+                first_has_read.set()
+                # Give the other transaction every chance to read the same count before this one writes.
+                await asyncio.sleep(0.3)
+            locked.renewal_failures = failures + 1
+
+    await asyncio.gather(add_one(False), add_one(True))
+    async with sessionmaker() as session:
+        assert await session.scalar(select(Subscription.renewal_failures)) == 2
