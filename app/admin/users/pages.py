@@ -5,6 +5,7 @@ the field or form they belong to, and change nothing (the request's transaction 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -30,8 +31,9 @@ from app.kit.field_errors import FieldInvalid
 from app.kit.formatting import money_text
 from app.kit.i18n import available_languages
 from app.kit.jobs import enqueue
-from app.kit.money import Money
+from app.kit.money import Money, MoneyError
 from app.models import BulkRun, ExportFile, JobState, Payment, Plan, User
+from app.payments import refunds
 from app.payments.operations import request_refund
 from app.payments.registry import PROVIDERS
 from app.subscriptions import staff_actions as subscriptions
@@ -249,14 +251,21 @@ async def _detail(
     settings = request.app.state.settings
     detail = await load_detail(db, user_id, zone=settings.zone)
     payments = request.app.state.resources.payments
+    # What each refundable payment can still give back (the form's default), and a one-time key per form, so
+    # a double click on it is one refund.
     refundable = {
-        p.id
+        p.id: left
         for p in detail.payments
         if p.status.value == "succeeded"
         and p.external_id
         and p.provider in payments
         and payments.get(p.provider).supports_refunds
+        and (left := await refunds.refundable_minor(db, p)) > 0
     }
+    partial = {
+        p.id for p in detail.payments if p.id in refundable and payments.get(p.provider).supports_partial_refunds
+    }
+    refund_keys = {payment_id: uuid.uuid4().hex for payment_id in refundable}
     context = {
         "section": "users",
         "d": detail,
@@ -266,6 +275,9 @@ async def _detail(
         "errors": errors or {},
         "money": money,
         "refundable": refundable,
+        "partial_refunds": partial,
+        "refund_keys": refund_keys,
+        "major": lambda minor, currency: str(Money.from_minor(minor, currency).amount),
         "languages": available_languages(),
     }
     return render(request, "admin/users/detail.html", context, toasts=toasts, status_code=status)
@@ -413,6 +425,17 @@ def _remove_devices(request: Request) -> Action:
     return do
 
 
+def _amount(form: dict[str, str], currency: str) -> int | None:
+    """The refund form's amount in the payment's currency ("99.50"); empty means all that is left."""
+    text = form.get("amount", "").strip().replace(",", ".")
+    if not text:
+        return None
+    try:
+        return Money.of(text, currency).minor
+    except MoneyError:
+        raise FieldInvalid("amount", f"Give an amount in {currency}, like 99.50.") from None
+
+
 def _refund(request: Request, payment_id: int) -> Action:
     async def do(db: AsyncSession, viewer: StaffViewer, user: Any, form: dict[str, str]) -> str:
         payment = await db.get(Payment, payment_id, with_for_update=True)
@@ -420,7 +443,16 @@ def _refund(request: Request, payment_id: int) -> Action:
             raise NotFound("No such payment of this customer.")
         resources = request.app.state.resources
         actor = viewer.actor
-        await request_refund(db, resources, payment, actor_type=actor.type, actor_id=actor.id, ip=actor.ip)
+        await request_refund(
+            db,
+            resources,
+            payment,
+            amount_minor=_amount(form, payment.currency),
+            request_key=form.get("refund_key", "")[:64] or None,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            ip=actor.ip,
+        )
         return "admin_users.done.refund_requested"
 
     return do
