@@ -5,13 +5,15 @@ the field or form they belong to, and change nothing (the request's transaction 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -222,6 +224,63 @@ async def bulk_status(
     request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
 ) -> HTMLResponse:
     return await _bulk_page(request, db, await _run(db, run_id))
+
+
+@router.get("/users/bulk/{run_id}/events")
+async def bulk_events(
+    request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
+) -> StreamingResponse:
+    """The run's progress as server-sent events (`progress`, then `end` once it is over), read from the database
+    every BULK_TICK seconds; the page's script moves its bar with them. Without the script the page itself shows
+    the progress at each refresh."""
+    await _run(db, run_id)
+    await db.commit()  # the stream reads with short sessions of its own; this one would hold a connection
+    translate = request.app.state.templates.base_context(request)["_"]
+    sessionmaker = request.app.state.resources.sessionmaker
+    return StreamingResponse(
+        _bulk_stream(request, sessionmaker, run_id, translate),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+# How often the stream looks at the run, and after how many quiet looks it sends a comment so that proxies keep
+# the connection open.
+BULK_TICK = 1.0
+BULK_KEEPALIVE_TICKS = 15
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _bulk_stream(
+    request: Request, sessionmaker: Any, run_id: int, translate: Callable[..., str]
+) -> AsyncIterator[bytes]:
+    yield b"retry: 3000\n\n"
+    last: dict[str, Any] | None = None
+    quiet = 0
+    while True:
+        now = await bulk.progress_of(sessionmaker, run_id)
+        if now is None:
+            yield _event("end", {})
+            return
+        if now != last:
+            text = translate(
+                "admin_users.bulk.progress",
+                **{k: now[k] for k in ("processed", "total", "changed", "skipped", "failed")},
+            )
+            yield _event("progress", {**now, "text": text})
+            last, quiet = now, 0
+        elif (quiet := quiet + 1) >= BULK_KEEPALIVE_TICKS:
+            yield b": keep-alive\n\n"
+            quiet = 0
+        if now["state"] not in bulk.IN_PROGRESS:
+            yield _event("end", now)
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(BULK_TICK)
 
 
 @router.post("/users/bulk/{run_id}/start", response_class=HTMLResponse)
