@@ -14,7 +14,14 @@ from app.models.notifications import (
 )
 from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
-from app.models.payments import Payment, PaymentEvent, PaymentStatus, SavedPaymentMethod
+from app.models.payments import (
+    Payment,
+    PaymentEvent,
+    PaymentRefund,
+    PaymentStatus,
+    RefundStatus,
+    SavedPaymentMethod,
+)
 from app.models.plans import Plan, PlanPrice, TrafficStrategy
 from app.models.promo import (
     PromoCode,
@@ -66,6 +73,7 @@ __all__ = [
     "PanelKind",
     "Payment",
     "PaymentEvent",
+    "PaymentRefund",
     "PaymentStatus",
     "Plan",
     "PlanPrice",
@@ -76,6 +84,7 @@ __all__ = [
     "RedemptionStatus",
     "ReferralReward",
     "ReferralRewardKind",
+    "RefundStatus",
     "SavedPaymentMethod",
     "Server",
     "Staff",

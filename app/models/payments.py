@@ -59,12 +59,52 @@ class Payment(IdMixin, TimestampsMixin, Base):
     receipt: Mapped[dict[str, Any] | None]
     expires_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
+    # When the whole amount was refunded (the status became refunded); partial refunds leave it empty.
     refunded_at: Mapped[datetime | None]
+    # How much of `amount_minor` went back to the customer so far: the sum of the payment's succeeded refunds
+    # (payment_refunds), kept here so lists show it without a join. Below the amount the payment stays
+    # succeeded; equal to it, the payment is refunded.
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("provider", "external_id"),
         CheckConstraint("amount_minor > 0", name="positive_amount"),
+        CheckConstraint("refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_amount"),
         Index("ix_payments_status_created_at", "status", "created_at"),
+    )
+
+
+class RefundStatus(enum.StrEnum):
+    REQUESTED = "requested"  # staff asked; the outbox is calling the provider (or it is processing)
+    SUCCEEDED = "succeeded"  # the money went back; counted in the payment's refunded_minor
+    FAILED = "failed"  # the provider refused; nothing went back
+
+
+class PaymentRefund(IdMixin, CreatedMixin, Base):
+    """One refund of (part of) a payment: asked by staff, or found at the provider (a dashboard refund).
+
+    Exactly once: a staff request carries the form's one-time key (a double click inserts nothing new), the
+    provider is called with `refund-<public_id>` as its idempotency key, and the provider's refund id is unique
+    per payment, so its notification and our own call settle the same row once."""
+
+    __tablename__ = "payment_refunds"
+
+    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    payment_id: Mapped[int] = mapped_column(BigId, ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+    status: Mapped[RefundStatus] = mapped_column(str_enum(RefundStatus, "refund_status"))
+    # The staff form's one-time token: the same submission twice is one refund.
+    request_key: Mapped[str | None] = mapped_column(String(64))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    requested_by: Mapped[str | None] = mapped_column(String(64))  # "staff:12", "provider:yookassa"
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    succeeded_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    __table_args__ = (
+        UniqueConstraint("payment_id", "request_key"),
+        UniqueConstraint("payment_id", "provider_refund_id"),
+        CheckConstraint("amount_minor > 0", name="positive_amount"),
     )
 
 

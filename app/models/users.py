@@ -28,8 +28,20 @@ class User(IdMixin, TimestampsMixin, Base):
     unreachable_since: Mapped[datetime | None]
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None]
+    # The customer's current subscription (the one ending last, pending checkouts aside) and the facts the
+    # customers table filters on, so a status filter reads the user row alone and has an index to walk. Kept by
+    # the database itself: triggers on `subscriptions` (migration 0011) recompute them whenever a subscription
+    # is inserted, deleted, or changes owner, status, end date or trial flag, whatever code or SQL does it.
+    # Never written by the application.
+    current_subscription_id: Mapped[int | None] = mapped_column(BigId)
+    current_status: Mapped[str | None] = mapped_column(String(32))
+    current_ends_at: Mapped[datetime | None]
+    current_is_trial: Mapped[bool | None] = mapped_column(Boolean)
 
-    __table_args__ = (Index("ix_users_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_users_created_at", "created_at"),
+        Index("ix_users_current_status_created_at", "current_status", "created_at", "id"),
+    )
 
 
 class UserIdentity(IdMixin, CreatedMixin, Base):

@@ -27,6 +27,7 @@ BUTTONS = {
     "payment_succeeded": ("notify.button.config", "/app/connect"),
     "payment_failed": ("notify.button.renew", "/app/checkout"),
     "payment_refunded": ("notify.button.open", "/app"),
+    "payment_partially_refunded": ("notify.button.open", "/app"),
     "referral_bonus": ("notify.button.referral", "/app/referrals"),
     "expiry_reminder": ("notify.button.renew", "/app/checkout"),
     "trial_ending": ("notify.button.choose_plan", "/app/checkout"),

@@ -22,10 +22,20 @@ from app.db import transaction
 from app.kit.clock import utcnow
 from app.kit.crypto import cipher
 from app.kit.errors import Conflict, ExternalServiceError
+from app.kit.field_errors import FieldInvalid
 from app.kit.money import Money
-from app.models import Payment, PaymentStatus, Plan, SavedPaymentMethod, Subscription, User
+from app.models import (
+    Payment,
+    PaymentRefund,
+    PaymentStatus,
+    Plan,
+    RefundStatus,
+    SavedPaymentMethod,
+    Subscription,
+    User,
+)
 from app.outbox import service as outbox
-from app.payments import pricing
+from app.payments import pricing, refunds
 from app.payments.providers.base import (
     CheckoutOrder,
     CheckoutRejected,
@@ -52,17 +62,52 @@ async def request_refund(
     resources: Resources,
     payment: Payment,
     *,
+    amount_minor: int | None = None,
+    request_key: str | None = None,
     actor_type: str,
     actor_id: object,
     ip: str | None = None,
-) -> None:
-    """Queue the refund of a succeeded payment (in the caller's transaction); the outbox runs it."""
+) -> PaymentRefund:
+    """Queue the refund of `amount_minor` of a succeeded payment (None: all that is left) in the caller's
+    transaction, which holds the payment's row lock; the outbox runs it. The same `request_key` again (a double
+    click, a resubmitted form) returns the first request and queues nothing."""
+    if request_key:
+        earlier = await session.scalar(
+            select(PaymentRefund).where(
+                PaymentRefund.payment_id == payment.id, PaymentRefund.request_key == request_key
+            )
+        )
+        if earlier is not None:
+            return earlier
     if payment.status != PaymentStatus.SUCCEEDED:
         raise Conflict(f"Only a succeeded payment can be refunded; this one is {payment.status.value}.")
     if payment.provider not in resources.payments:
         raise Conflict(f"The provider {payment.provider} is not enabled, so it cannot refund.")
-    if not resources.payments.get(payment.provider).supports_refunds or not payment.external_id:
+    provider = resources.payments.get(payment.provider)
+    if not provider.supports_refunds or not payment.external_id:
         raise Conflict(f"{payment.provider} payments cannot be refunded from here.", code="refund_not_supported")
+    left = await refunds.refundable_minor(session, payment)
+    if left <= 0:
+        raise Conflict(
+            "Nothing is left to refund: the rest is already refunded or on its way.", code="refund_none_left"
+        )
+    amount = left if amount_minor is None else amount_minor
+    left_text = str(Money.from_minor(left, payment.currency))
+    if amount < 1:
+        raise FieldInvalid("amount", "Give an amount above zero.")
+    if amount > left:
+        raise FieldInvalid("amount", f"At most {left_text} of this payment can still be refunded.")
+    whole_rest = amount == payment.amount_minor - payment.refunded_minor
+    if not whole_rest and not provider.supports_partial_refunds:
+        raise FieldInvalid(
+            "amount", f"{payment.provider} refunds whole payments only: refund all of {left_text} or nothing."
+        )
+    refund = refunds.new_refund(
+        payment, amount, requested_by=f"{actor_type}:{actor_id}" if actor_id else actor_type, request_key=request_key
+    )
+    session.add(refund)
+    await session.flush()
+    money = Money.from_minor(amount, payment.currency)
     audit.record(
         session,
         actor_type=actor_type,
@@ -70,31 +115,95 @@ async def request_refund(
         action="payment.refund_requested",
         entity_type="payment",
         entity_id=payment.public_id,
-        before={"status": payment.status.value, "refund": None},
-        after={"status": payment.status.value, "refund": "requested", "amount_minor": payment.amount_minor},
+        before={"status": payment.status.value, "refunded_minor": payment.refunded_minor, "refund": None},
+        after={
+            "status": payment.status.value,
+            "refunded_minor": payment.refunded_minor,
+            "refund": "requested",
+            "refund_id": refund.public_id,
+            "amount_minor": amount,
+            "amount": str(money),
+        },
         ip=ip,
     )
-    await outbox.add(session, REFUND_TOPIC, {"payment_id": payment.id}, dedupe_key=f"{REFUND_TOPIC}:{payment.id}")
+    await outbox.add(
+        session,
+        REFUND_TOPIC,
+        {"payment_id": payment.id, "refund_id": refund.id},
+        dedupe_key=f"{REFUND_TOPIC}:{payment.id}:{refund.id}",
+    )
+    return refund
+
+
+async def _refund_failed(resources: Resources, refund_id: int, reason: str) -> None:
+    async with transaction(resources.sessionmaker) as session:
+        refund = await session.get_one(PaymentRefund, refund_id, with_for_update=True)
+        if refund.status != RefundStatus.REQUESTED:
+            return
+        payment = await session.get_one(Payment, refund.payment_id)
+        refund.status = RefundStatus.FAILED
+        refund.failure_reason = reason[:1000]
+        audit.record(
+            session,
+            actor_type="provider",
+            actor_id=payment.provider,
+            action="payment.refund_failed",
+            entity_type="payment",
+            entity_id=payment.public_id,
+            before={"refund": refund.public_id, "refund_status": RefundStatus.REQUESTED.value},
+            after={"refund": refund.public_id, "refund_status": refund.status.value, "reason": refund.failure_reason},
+        )
+
+
+async def _legacy_request(resources: Resources, payment_id: int) -> int | None:
+    """A message queued before refunds had rows ({"payment_id"} only) meant the whole payment: give it its row."""
+    async with transaction(resources.sessionmaker) as session:
+        payment = await session.get_one(Payment, payment_id, with_for_update=True)
+        if payment.status != PaymentStatus.SUCCEEDED or payment.refunded_minor:
+            return None
+        refund = refunds.new_refund(payment, payment.amount_minor, requested_by="system", request_key="legacy")
+        refund.public_id = payment.public_id  # the key the provider already saw, if it was called before
+        session.add(refund)
+        await session.flush()
+        return refund.id
 
 
 @outbox.handler(REFUND_TOPIC, max_attempts=200)
 async def run_refund(ctx: dict, payload: dict) -> None:
     resources: Resources = ctx["resources"]
+    refund_id = payload.get("refund_id") or await _legacy_request(resources, payload["payment_id"])
+    if refund_id is None:
+        return
     async with transaction(resources.sessionmaker) as session:
-        payment = await session.get_one(Payment, payload["payment_id"])
+        refund = await session.get_one(PaymentRefund, refund_id)
+        payment = await session.get_one(Payment, refund.payment_id)
         user = await session.get_one(User, payment.user_id)
-    if payment.status != PaymentStatus.SUCCEEDED:
+    if refund.status != RefundStatus.REQUESTED:
         return
     provider = resources.payments.get(payment.provider)
+    amount = Money.from_minor(refund.amount_minor, refund.currency)
     try:
+        # One key per refund row: a retried job repeats the same request, which the provider answers once.
         result = await provider.refund(
             payment.external_id or "",
-            Money.from_minor(payment.amount_minor, payment.currency),
-            idempotency_key=f"refund-{payment.public_id}",
+            amount,
+            idempotency_key=f"refund-{refund.public_id}",
             user_telegram_id=user.telegram_id,
         )
     except (CheckoutRejected, NotSupported) as exc:
+        await _refund_failed(resources, refund.id, str(exc))
         raise outbox.PermanentFailure(f"{payment.provider} refused the refund: {exc}") from exc
+    async with transaction(resources.sessionmaker) as session:
+        # Name the provider's refund on our row, so its notification finds this row rather than making another.
+        locked = await session.get_one(Payment, payment.id, with_for_update=True)
+        row = await session.get_one(PaymentRefund, refund.id, populate_existing=True)
+        taken = await session.scalar(
+            select(PaymentRefund.id).where(
+                PaymentRefund.payment_id == locked.id, PaymentRefund.provider_refund_id == result.refund_id[:128]
+            )
+        )
+        if row.provider_refund_id is None and taken is None:
+            row.provider_refund_id = result.refund_id[:128]
     if result.state != PaymentState.REFUNDED:
         return  # the provider's refund notification finishes it
     update = ProviderUpdate(
@@ -103,7 +212,8 @@ async def run_refund(ctx: dict, payload: dict) -> None:
         state=PaymentState.REFUNDED,
         external_id=payment.external_id,
         order_id=payment.public_id,
-        amount=Money.from_minor(payment.amount_minor, payment.currency),
+        amount=amount,
+        refund_id=(row.provider_refund_id or result.refund_id)[:128],
     )
     async with transaction(resources.sessionmaker) as session:
         await apply_update(session, payment.provider, update, resources.settings)

@@ -1,7 +1,7 @@
 """The payment state machine (SPEC §5.2–5.3): every verified provider update goes through `apply_update`, inside
 one database transaction, whoever delivers it (a webhook, a status fetch, a renewal charge, the demo provider).
 
-    pending ──succeeded──▶ succeeded ──refunded──▶ refunded
+    pending ──succeeded──▶ succeeded ──refunded (the whole amount, in one or several refunds)──▶ refunded
        │  └──amount/currency differ──▶ mismatch (nothing credited, staff alerted)
        └──failed / cancelled──▶ failed / cancelled ──succeeded (paid late)──▶ succeeded
 
@@ -41,6 +41,7 @@ from app.models import (
     User,
 )
 from app.notifications.service import alert_staff, notify_user
+from app.payments import refunds
 from app.payments.providers.base import PaymentState, ProviderUpdate, SavedMethod
 from app.promo import service as promo_service
 from app.referrals import rewards
@@ -260,24 +261,40 @@ async def _end_unpaid(session: AsyncSession, payment: Payment, update: ProviderU
 
 
 async def _refunded(session: AsyncSession, payment: Payment, update: ProviderUpdate, now: datetime) -> Outcome:
-    if payment.status != PaymentStatus.SUCCEEDED:
+    settled = await refunds.settle(session, payment, update, now)
+    if settled is None:
         return Outcome.UNCHANGED
-    payment.status = PaymentStatus.REFUNDED
-    payment.refunded_at = now
-    refunded = update.amount or Money.from_minor(payment.amount_minor, payment.currency)
-    payment.details = {**payment.details, "refunded": str(refunded)}
-    if payment.subscription_id is not None:
+    refund = settled.refund
+    amount = Money.from_minor(refund.amount_minor, payment.currency)
+    payment.details = {**payment.details, "refunded": str(refunds.refunded(payment))}
+    if settled.whole and payment.subscription_id is not None:
         subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
         if subscription is not None:
-            # A refunded purchase does not keep its time: the days it bought (and its bonus) are taken back.
+            # A refunded purchase does not keep its time: the days it bought (and its bonus) are taken back. A
+            # partial refund is a goodwill gesture on a purchase the customer keeps; staff shorten it themselves
+            # if they mean to.
             await take_days(session, subscription, payment.days + payment.bonus_days, now=now)
-    _audit(session, payment, "payment.refunded", PaymentStatus.SUCCEEDED.value, amount=str(refunded))
+    audit.record(
+        session,
+        actor_type="provider",
+        actor_id=payment.provider,
+        action="payment.refunded" if settled.whole else "payment.partially_refunded",
+        entity_type="payment",
+        entity_id=payment.public_id,
+        before={"status": PaymentStatus.SUCCEEDED.value, "refunded_minor": settled.before_minor},
+        after={
+            "status": payment.status.value,
+            "refunded_minor": payment.refunded_minor,
+            "refund": refund.public_id,
+            "amount": str(amount),
+        },
+    )
     await notify_user(
         session,
         payment.user_id,
-        "payment_refunded",
-        {"payment": payment.public_id, "amount": str(refunded)},
-        dedupe_key=f"payment_refunded:{payment.id}",
+        "payment_refunded" if settled.whole else "payment_partially_refunded",
+        {"payment": payment.public_id, "amount": str(amount)},
+        dedupe_key=f"payment_refunded:{payment.id}:{refund.id}",
     )
     return Outcome.APPLIED
 

@@ -9,7 +9,8 @@ Definitions (ADMIN.md "Numbers that must be right"; a "day" is a UTC day, see pe
 - live subscriptions at an instant: started, not yet ended, and not cancelled by then; trial ones are
   `is_trial`; pending checkouts never count;
 - revenue: provider payments that succeeded in the span (by paid_at; a payment refunded later did succeed),
-  minus the payments refunded in the span (by refunded_at). Trials, bonus, referral and promo days and staff
+  minus the refunds that succeeded in the span, whole or partial, each by its own time (`app/payments/refunds`,
+  the one place that says how much of a payment went back). Trials, bonus, referral and promo days and staff
   grants are not payments and never count; neither does a mismatch (the money does not match the order);
 - online now: VPN accounts their panel saw online in the last ONLINE_WINDOW.
 """
@@ -33,13 +34,14 @@ from app.models import (
     UserActivityDay,
     VpnAccount,
 )
+from app.payments import refunds
 from app.stats.periods import Span
 
 # A panel counts a user online for about 5 minutes after their last packet (Remnawave's onlineNow), and our
 # sync reads it every 5 minutes, so "online now" looks 10 minutes back.
 ONLINE_WINDOW = timedelta(minutes=10)
 
-# A payment in either status succeeded at paid_at; a refunded one is also subtracted at refunded_at.
+# A payment in either status succeeded at paid_at; its refunds are subtracted when each of them succeeded.
 _PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 # Statuses that gave access at some time; a cancelled subscription stopped at cancelled_at.
 _ACCESS_STATUSES = (SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE, SubscriptionStatus.EXPIRED)
@@ -152,19 +154,12 @@ async def revenue(session: AsyncSession, span: Span) -> dict[str, CurrencyRevenu
         .where(Payment.status.in_(_PAID_STATUSES), Payment.paid_at >= span.start, Payment.paid_at < span.end)
         .group_by(Payment.currency)
     )
-    refunded = await session.execute(
-        select(Payment.currency, func.count(), func.sum(Payment.amount_minor))
-        .where(
-            Payment.status == PaymentStatus.REFUNDED, Payment.refunded_at >= span.start, Payment.refunded_at < span.end
-        )
-        .group_by(Payment.currency)
-    )
     totals: dict[str, CurrencyRevenue] = {}
     for currency, count, amount in paid:
         totals[currency] = CurrencyRevenue(currency, payments=count, gross_minor=int(amount or 0))
-    for currency, count, amount in refunded:
+    for currency, (count, amount) in (await refunds.refunds_in(session, span.start, span.end)).items():
         totals[currency] = totals.get(currency, CurrencyRevenue(currency)) + CurrencyRevenue(
-            currency, refunds=count, refunded_minor=int(amount or 0)
+            currency, refunds=count, refunded_minor=amount
         )
     return dict(sorted(totals.items()))
 

@@ -252,3 +252,26 @@ async def run(sessionmaker: async_sessionmaker[AsyncSession], run_id: int) -> Jo
                 else:
                     bulk_run.failed += 1
             bulk_run.processed += len(outcomes)
+
+
+# A run still going: its page follows the progress (server-sent events) until the state leaves these.
+IN_PROGRESS = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+def progress(bulk_run: BulkRun) -> dict[str, Any]:
+    """Where a run is: what its page shows and its event stream sends."""
+    return {
+        "state": bulk_run.state.value,
+        "total": len(bulk_run.user_ids),
+        "processed": bulk_run.processed,
+        "changed": bulk_run.changed,
+        "skipped": bulk_run.skipped,
+        "failed": bulk_run.failed,
+    }
+
+
+async def progress_of(sessionmaker: async_sessionmaker[AsyncSession], run_id: int) -> dict[str, Any] | None:
+    """A fresh read of a run's progress in a short session of its own (a stream must not hold a transaction)."""
+    async with sessionmaker() as session:
+        bulk_run = await session.get(BulkRun, run_id)
+        return None if bulk_run is None else progress(bulk_run)

@@ -11,17 +11,28 @@ from sqlalchemy import select
 from app.db import transaction
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict
+from app.kit.field_errors import FieldInvalid
 from app.models import (
+    AuditLog,
     DemoInvoice,
     DemoInvoiceStatus,
     OutboxMessage,
     Payment,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     SavedPaymentMethod,
     Subscription,
 )
 from app.outbox.service import dispatch
-from app.payments.operations import REFUND_TOPIC, RenewalResult, charge_renewal, reconcile_pending, request_refund
+from app.payments.operations import (
+    REFUND_TOPIC,
+    RenewalResult,
+    charge_renewal,
+    reconcile_pending,
+    request_refund,
+    run_refund,
+)
 from app.payments.providers.base import SavedMethod
 from app.payments.providers.demo import DECLINING_CARD
 from tests.payments.shop import Shop, apply, checkout, count, paid, reload
@@ -121,3 +132,47 @@ async def test_reconciliation_credits_a_payment_whose_webhook_was_lost(shop: Sho
     # Nothing left to reconcile; a fresh checkout is left alone.
     await checkout(shop, user)
     assert await reconcile_pending(shop.resources) == {"applied": 0, "expired": 0, "unchanged": 0, "unavailable": 0}
+
+
+async def _paid_demo(shop: Shop, telegram_id: int) -> Payment:
+    user = await shop.user(telegram_id)
+    payment = await checkout(shop, user)
+    async with transaction(shop.resources.sessionmaker) as session:
+        invoice = await session.scalar(select(DemoInvoice).where(DemoInvoice.external_id == payment.external_id))
+        invoice.status = DemoInvoiceStatus.PAID
+    await apply(shop, paid(payment))
+    return payment
+
+
+async def test_a_provider_that_refunds_whole_payments_refuses_a_part_and_nothing_changes(shop: Shop) -> None:
+    payment = await _paid_demo(shop, 65)
+    async with transaction(shop.resources.sessionmaker) as session:
+        stored = await session.get_one(Payment, payment.id, with_for_update=True)
+        with pytest.raises(FieldInvalid, match="demo refunds whole payments only") as refused:
+            await request_refund(session, shop.resources, stored, amount_minor=50_00, actor_type="staff", actor_id=1)
+        assert refused.value.field == "amount"
+    assert await count(shop, OutboxMessage, OutboxMessage.topic == REFUND_TOPIC) == 0
+    assert await count(shop, PaymentRefund, PaymentRefund.payment_id == payment.id) == 0
+    assert (await reload(shop, Payment, id=payment.id)).refunded_minor == 0
+
+
+async def test_a_retried_refund_job_refunds_once(shop: Shop) -> None:
+    payment = await _paid_demo(shop, 66)
+    async with transaction(shop.resources.sessionmaker) as session:
+        stored = await session.get_one(Payment, payment.id, with_for_update=True)
+        refund = await request_refund(
+            session, shop.resources, stored, amount_minor=stored.amount_minor, actor_type="staff", actor_id=1
+        )
+    ctx = {"resources": shop.resources}
+    await run_refund(ctx, {"payment_id": payment.id, "refund_id": refund.id})
+    await run_refund(ctx, {"payment_id": payment.id, "refund_id": refund.id})  # the job ran again
+    done = await reload(shop, Payment, id=payment.id)
+    assert (done.status, done.refunded_minor) == (PaymentStatus.REFUNDED, done.amount_minor)
+    (row,) = await _refunds_of(shop, payment)
+    assert (row.status, row.amount_minor) == (RefundStatus.SUCCEEDED, done.amount_minor)
+    assert await count(shop, AuditLog, AuditLog.action == "payment.refunded") == 1
+
+
+async def _refunds_of(shop: Shop, payment: Payment) -> list[PaymentRefund]:
+    async with transaction(shop.resources.sessionmaker) as session:
+        return list(await session.scalars(select(PaymentRefund).where(PaymentRefund.payment_id == payment.id)))

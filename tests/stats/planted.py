@@ -3,6 +3,7 @@ NOW is 2026-03-15 12:00 UTC; "today" is 15 March, "yesterday" 14 March, the MAU 
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
     Payment,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     Subscription,
     SubscriptionStatus,
     UsageDaily,
@@ -28,6 +31,19 @@ YESTERDAY = date(2026, 3, 14)
 
 def at(month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def plant_refund(db: AsyncSession, payment: Payment, amount_minor: int, succeeded_at: datetime) -> PaymentRefund:
+    refund = PaymentRefund(
+        public_id=str(uuid.uuid4()),
+        payment_id=payment.id,
+        amount_minor=amount_minor,
+        currency=payment.currency,
+        status=RefundStatus.SUCCEEDED,
+        succeeded_at=succeeded_at,
+    )
+    db.add(refund)
+    return refund
 
 
 async def plant_shop(db: AsyncSession, *, usd_rate_from_march_1: bool = False) -> dict[str, User]:
@@ -92,30 +108,35 @@ async def plant_shop(db: AsyncSession, *, usd_rate_from_march_1: bool = False) -
     accounts["u1"].online_at = at(3, 15, 11, 51)
     accounts["u2"].online_at = at(3, 15, 11, 49)
 
-    def payment(key: str, amount_minor: int, currency: str, status: PaymentStatus, **extra) -> None:
-        db.add(
-            Payment(
-                public_id=key,
-                user_id=u["u1"],
-                provider="demo",
-                amount_minor=amount_minor,
-                currency=currency,
-                status=status,
-                idempotency_key=key,
-                external_id=key,
-                days=30,
-                **extra,
-            )
+    def payment(key: str, amount_minor: int, currency: str, status: PaymentStatus, **extra) -> Payment:
+        row = Payment(
+            public_id=key,
+            user_id=u["u1"],
+            provider="demo",
+            amount_minor=amount_minor,
+            currency=currency,
+            status=status,
+            idempotency_key=key,
+            external_id=key,
+            days=30,
+            **extra,
         )
+        db.add(row)
+        return row
 
     payment("p1", 199_00, "RUB", PaymentStatus.SUCCEEDED, paid_at=at(3, 15, 9))
     # Paid yesterday, refunded today: yesterday's income, today's refund.
-    payment("p2", 299_00, "RUB", PaymentStatus.REFUNDED, paid_at=at(3, 14, 10), refunded_at=at(3, 15, 11))
+    p2 = payment("p2", 299_00, "RUB", PaymentStatus.REFUNDED, paid_at=at(3, 14, 10), refunded_at=at(3, 15, 11),
+                 refunded_minor=299_00)  # fmt: skip
     payment("p3", 150, "XTR", PaymentStatus.SUCCEEDED, paid_at=at(3, 15, 10))
     payment("p4", 500_00, "RUB", PaymentStatus.MISMATCH, paid_at=at(3, 15, 10))  # never revenue
     payment("p5", 100_00, "RUB", PaymentStatus.PENDING)  # never revenue
     payment("p6", 2_99, "USD", PaymentStatus.SUCCEEDED, paid_at=at(3, 2, 12))  # this month, not today
     payment("p7", 1000_00, "RUB", PaymentStatus.SUCCEEDED, paid_at=at(2, 28, 23, 59))  # last month
+
+    await db.flush()
+    # The refund that emptied p2, as app/payments/refunds.py records it.
+    plant_refund(db, p2, 299_00, at(3, 15, 11))
 
     # Rates into RUB: Stars 1.30 from 1 March and 1.50 from today; USD 90 from 10 March only (so the 2 March
     # payment has no rate) unless asked for 92.50 from 1 March.

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.db import create_sessionmaker
 from app.kit.clock import FrozenClock
 from app.kit.money import Money
-from app.models import DailyRevenue, DailyStats, OutboxMessage, OutboxStatus
+from app.models import DailyRevenue, DailyStats, OutboxMessage, OutboxStatus, Payment, PaymentRefund, RefundStatus
 from app.stats import figures, overview
 from app.stats.alerts import current_alerts
 from app.stats.periods import Span
 from app.stats.rollup import roll_up
 from tests.factories import add_server
-from tests.stats.planted import NOW, TODAY, YESTERDAY, at, plant_shop
+from tests.stats.planted import NOW, TODAY, YESTERDAY, at, plant_refund, plant_shop
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +104,48 @@ async def test_the_rollup_stores_each_day_and_reruns_only_the_last_two(db: Async
     # A worker down for three days fills them in on its next run.
     later = NOW + timedelta(days=3)
     assert await roll_up(sessionmaker, later) == [TODAY + timedelta(days=offset) for offset in range(4)]
+
+
+async def _refund_p7_in_parts(db: AsyncSession) -> None:
+    """p7 (1000.00 RUB, paid in February) refunded 100.00 yesterday and 250.00 today: still succeeded."""
+    p7 = await db.scalar(select(Payment).where(Payment.public_id == "p7"))
+    p7.refunded_minor = 350_00
+    plant_refund(db, p7, 100_00, at(3, 14, 16))
+    plant_refund(db, p7, 250_00, at(3, 15, 9, 30))
+    # A refund still on its way back (requested, not done) is not revenue's business yet.
+    db.add(
+        PaymentRefund(public_id="p7-pending", payment_id=p7.id, amount_minor=50_00, currency="RUB",
+                      status=RefundStatus.REQUESTED)
+    )  # fmt: skip
+    await db.commit()
+
+
+async def test_partial_refunds_lower_revenue_on_the_day_each_one_succeeded(db: AsyncSession) -> None:
+    await plant_shop(db)
+    await _refund_p7_in_parts(db)
+    today = await figures.revenue(db, Span(Span.of_day(TODAY).start, NOW))
+    # RUB today: p1 199.00 in; out: p2's whole 299.00 and p7's second part 250.00.
+    assert today["RUB"] == figures.CurrencyRevenue("RUB", payments=1, gross_minor=199_00, refunds=2,
+                                                   refunded_minor=549_00)  # fmt: skip
+    assert today["RUB"].net == Money.of(-350, "RUB")
+    yesterday = await figures.revenue(db, Span.of_day(YESTERDAY))
+    # p2 paid 299.00 yesterday; p7's first part (100.00) went back yesterday.
+    assert yesterday == {"RUB": figures.CurrencyRevenue("RUB", payments=1, gross_minor=299_00, refunds=1,
+                                                        refunded_minor=100_00)}  # fmt: skip
+    month = await figures.revenue(db, Span(at(3, 1), NOW))
+    # March: 199 + 299 in, 299 + 100 + 250 out (p7 itself was paid in February).
+    assert month["RUB"].net == Money.of(-151, "RUB")
+
+
+async def test_the_dashboard_counts_partial_refunds(db: AsyncSession, engine: AsyncEngine) -> None:
+    await plant_shop(db)
+    await _refund_p7_in_parts(db)
+    await roll_up(create_sessionmaker(engine), NOW)
+    figures_now = await overview.today(db, NOW, "RUB")
+    # Today: -350.00 RUB + 150 Stars at 1.50 = -125.00 RUB; yesterday (rolled up): 299.00 - 100.00 = 199.00 RUB.
+    assert figures_now.revenue_today.converted.money == Money.of(-125, "RUB")
+    assert figures_now.revenue_yesterday.money == Money.of(199, "RUB")
+    assert figures_now.revenue_month.by_currency["RUB"].net == Money.of(-151, "RUB")
 
 
 async def test_the_dashboard_converts_revenue_with_each_days_rate(db: AsyncSession, engine: AsyncEngine) -> None:

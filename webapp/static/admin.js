@@ -118,7 +118,43 @@
       });
   }
 
+  // --- a bulk run's progress: <section data-events="…/events" data-page="…"> follows the server's events ------
+  // `progress` moves the bar and the line under it; `end` reloads the page once, for the report per customer.
+  // If the stream cannot be opened (an old proxy, the Mini App without a cookie), the page is fetched again
+  // every few seconds instead.
+  function followProgress(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    scope.querySelectorAll("[data-events]").forEach(function (el) {
+      if (el.dataset.following || !window.EventSource) return;
+      el.dataset.following = "1";
+      var reload = function () {
+        if (window.htmx) window.htmx.ajax("GET", el.dataset.page, { target: "#content" });
+        else window.location.reload();
+      };
+      var source = new EventSource(el.dataset.events, { withCredentials: true });
+      source.addEventListener("progress", function (event) {
+        var data = JSON.parse(event.data);
+        var bar = el.querySelector("progress");
+        var line = el.querySelector("#bulk-progress");
+        if (bar) { bar.max = data.total; bar.value = data.processed; }
+        if (line) line.textContent = data.text;
+        el.dataset.state = data.state;
+      });
+      source.addEventListener("end", function () { source.close(); reload(); });
+      source.onerror = function () {
+        if (source.readyState !== EventSource.CLOSED) return;  // the browser reconnects by itself
+        setTimeout(function () { if (document.body.contains(el)) reload(); }, 3000);
+      };
+      // Leaving the page (HTMX swaps #content) ends the stream.
+      var watch = new MutationObserver(function () {
+        if (!document.body.contains(el)) { source.close(); watch.disconnect(); }
+      });
+      watch.observe(document.body, { childList: true, subtree: true });
+    });
+  }
+
   function afterSwap(root) {
+    followProgress(root);
     highlightNav();
     drawCharts(root);
     ageToasts();

@@ -33,6 +33,7 @@ PAYMENTS = register(
             Column("status", lambda row: row[0].status.value, 10),
             Column("amount", lambda row: Money.from_minor(row[0].amount_minor, row[0].currency).amount, 12),
             Column("currency", _payment("currency"), 8),
+            Column("refunded", lambda row: Money.from_minor(row[0].refunded_minor, row[0].currency).amount, 12),
             Column("renewal", _payment("is_renewal"), 8),
             Column("days", _payment("days"), 6),
             Column("external_id", _payment("external_id"), 30),

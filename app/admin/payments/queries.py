@@ -16,7 +16,7 @@ from app.admin.tables import ListState, Page, keyset_page
 from app.admin.users.queries import between
 from app.kit.errors import NotFound
 from app.kit.money import CURRENCY_EXPONENTS
-from app.models import AuditLog, Payment, PaymentEvent, PaymentStatus, Plan, User
+from app.models import AuditLog, Payment, PaymentEvent, PaymentRefund, PaymentStatus, Plan, User
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -147,6 +147,7 @@ class PaymentDetail:
     plan: Plan | None
     events: list[PaymentEvent]
     audit: list[AuditLog]
+    refunds: list[PaymentRefund]
 
     @property
     def refund_events(self) -> list[PaymentEvent]:
@@ -180,4 +181,9 @@ async def payment_detail(session: AsyncSession, key: str) -> PaymentDetail:
             .order_by(AuditLog.created_at, AuditLog.id)
         )
     )
-    return PaymentDetail(payment, user, plan, events, audit)
+    refunds = list(
+        await session.scalars(
+            select(PaymentRefund).where(PaymentRefund.payment_id == payment.id).order_by(PaymentRefund.id)
+        )
+    )
+    return PaymentDetail(payment, user, plan, events, audit, refunds)

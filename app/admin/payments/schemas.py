@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from app.admin.payments.queries import PaymentDetail
 from app.kit.money import Money
 from app.models import Payment, PaymentEvent, User
+from app.payments import refunds
 
 
 class PaymentOut(BaseModel):
@@ -35,6 +36,9 @@ class PaymentOut(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     refunded_at: datetime | None
+    # What went back so far (partial refunds leave the status succeeded).
+    refunded_minor: int
+    refunded: str
 
     @classmethod
     def of(cls, payment: Payment, user: User) -> PaymentOut:
@@ -60,6 +64,8 @@ class PaymentOut(BaseModel):
             created_at=payment.created_at,
             paid_at=payment.paid_at,
             refunded_at=payment.refunded_at,
+            refunded_minor=payment.refunded_minor,
+            refunded=str(refunds.refunded(payment).amount),
         )
 
 

@@ -5,12 +5,15 @@ the field or form they belong to, and change nothing (the request's transaction 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,8 +33,9 @@ from app.kit.field_errors import FieldInvalid
 from app.kit.formatting import money_text
 from app.kit.i18n import available_languages
 from app.kit.jobs import enqueue
-from app.kit.money import Money
+from app.kit.money import Money, MoneyError
 from app.models import BulkRun, ExportFile, JobState, Payment, Plan, User
+from app.payments import refunds
 from app.payments.operations import request_refund
 from app.payments.registry import PROVIDERS
 from app.subscriptions import staff_actions as subscriptions
@@ -222,6 +226,63 @@ async def bulk_status(
     return await _bulk_page(request, db, await _run(db, run_id))
 
 
+@router.get("/users/bulk/{run_id}/events")
+async def bulk_events(
+    request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
+) -> StreamingResponse:
+    """The run's progress as server-sent events (`progress`, then `end` once it is over), read from the database
+    every BULK_TICK seconds; the page's script moves its bar with them. Without the script the page itself shows
+    the progress at each refresh."""
+    await _run(db, run_id)
+    await db.commit()  # the stream reads with short sessions of its own; this one would hold a connection
+    translate = request.app.state.templates.base_context(request)["_"]
+    sessionmaker = request.app.state.resources.sessionmaker
+    return StreamingResponse(
+        _bulk_stream(request, sessionmaker, run_id, translate),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+# How often the stream looks at the run, and after how many quiet looks it sends a comment so that proxies keep
+# the connection open.
+BULK_TICK = 1.0
+BULK_KEEPALIVE_TICKS = 15
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _bulk_stream(
+    request: Request, sessionmaker: Any, run_id: int, translate: Callable[..., str]
+) -> AsyncIterator[bytes]:
+    yield b"retry: 3000\n\n"
+    last: dict[str, Any] | None = None
+    quiet = 0
+    while True:
+        now = await bulk.progress_of(sessionmaker, run_id)
+        if now is None:
+            yield _event("end", {})
+            return
+        if now != last:
+            text = translate(
+                "admin_users.bulk.progress",
+                **{k: now[k] for k in ("processed", "total", "changed", "skipped", "failed")},
+            )
+            yield _event("progress", {**now, "text": text})
+            last, quiet = now, 0
+        elif (quiet := quiet + 1) >= BULK_KEEPALIVE_TICKS:
+            yield b": keep-alive\n\n"
+            quiet = 0
+        if now["state"] not in bulk.IN_PROGRESS:
+            yield _event("end", now)
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(BULK_TICK)
+
+
 @router.post("/users/bulk/{run_id}/start", response_class=HTMLResponse)
 async def bulk_start(
     request: Request, db: DbSession, run_id: RowId, viewer: Annotated[StaffViewer, require("users:write")]
@@ -249,14 +310,21 @@ async def _detail(
     settings = request.app.state.settings
     detail = await load_detail(db, user_id, zone=settings.zone)
     payments = request.app.state.resources.payments
+    # What each refundable payment can still give back (the form's default), and a one-time key per form, so
+    # a double click on it is one refund.
     refundable = {
-        p.id
+        p.id: left
         for p in detail.payments
         if p.status.value == "succeeded"
         and p.external_id
         and p.provider in payments
         and payments.get(p.provider).supports_refunds
+        and (left := await refunds.refundable_minor(db, p)) > 0
     }
+    partial = {
+        p.id for p in detail.payments if p.id in refundable and payments.get(p.provider).supports_partial_refunds
+    }
+    refund_keys = {payment_id: uuid.uuid4().hex for payment_id in refundable}
     context = {
         "section": "users",
         "d": detail,
@@ -266,6 +334,9 @@ async def _detail(
         "errors": errors or {},
         "money": money,
         "refundable": refundable,
+        "partial_refunds": partial,
+        "refund_keys": refund_keys,
+        "major": lambda minor, currency: str(Money.from_minor(minor, currency).amount),
         "languages": available_languages(),
     }
     return render(request, "admin/users/detail.html", context, toasts=toasts, status_code=status)
@@ -423,6 +494,17 @@ def _remove_devices(request: Request) -> Action:
     return do
 
 
+def _amount(form: dict[str, str], currency: str) -> int | None:
+    """The refund form's amount in the payment's currency ("99.50"); empty means all that is left."""
+    text = form.get("amount", "").strip().replace(",", ".")
+    if not text:
+        return None
+    try:
+        return Money.of(text, currency).minor
+    except MoneyError:
+        raise FieldInvalid("amount", f"Give an amount in {currency}, like 99.50.") from None
+
+
 def _refund(request: Request, payment_id: int) -> Action:
     async def do(db: AsyncSession, viewer: StaffViewer, user: Any, form: dict[str, str]) -> str:
         payment = await db.get(Payment, payment_id, with_for_update=True)
@@ -430,7 +512,16 @@ def _refund(request: Request, payment_id: int) -> Action:
             raise NotFound("No such payment of this customer.")
         resources = request.app.state.resources
         actor = viewer.actor
-        await request_refund(db, resources, payment, actor_type=actor.type, actor_id=actor.id, ip=actor.ip)
+        await request_refund(
+            db,
+            resources,
+            payment,
+            amount_minor=_amount(form, payment.currency),
+            request_key=form.get("refund_key", "")[:64] or None,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            ip=actor.ip,
+        )
         return "admin_users.done.refund_requested"
 
     return do

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, exists, false, func, literal_column, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -147,19 +147,6 @@ class CustomerQuery:
 
     # --- the pieces -------------------------------------------------------------------------------------------
 
-    def _current_id(self) -> Any:
-        latest = aliased(Subscription)
-        # The literal condition of the partial index ix_subscriptions_user_current (app/models/admin_jobs.py).
-        not_pending = latest.status.op("<>")(literal_column("'pending'"))
-        return (
-            select(latest.id)
-            .where(latest.user_id == User.id, not_pending)
-            .order_by(latest.ends_at.desc(), latest.id.desc())
-            .limit(1)
-            .correlate(User)
-            .scalar_subquery()
-        )
-
     def _sort_column(self) -> Any:
         """The column of the order, never NULL (the keyset needs a total order) and served by an index: sorted
         by last seen or by end date, the customers who have one are listed."""
@@ -173,14 +160,23 @@ class CustomerQuery:
         return ListState(path, params, self.filters.sort, self.filters.dir == "desc", cursor, limit)
 
     def _status(self, status: str) -> Any:
-        cur, now = self.current, self.now
-        live = and_(cur.status.in_(LIVE_STATUSES), cur.ends_at > now)
+        """Read from the user row (its copy of the current subscription, kept by the database), so a filter by
+        status walks ix_users_current_status_created_at or the page's own order without a lookup per row."""
+        now = self.now
+        live = and_(
+            User.current_status.in_([value.value for value in LIVE_STATUSES]),
+            User.current_ends_at > now,
+        )
         return {
-            "active": and_(live, cur.is_trial.is_(False)),
-            "trial": and_(live, cur.is_trial.is_(True)),
-            "cancelled": cur.status == SubscriptionStatus.CANCELLED,
-            "expired": and_(cur.id.is_not(None), cur.status != SubscriptionStatus.CANCELLED, ~live),
-            "none": cur.id.is_(None),
+            "active": and_(live, User.current_is_trial.is_(False)),
+            "trial": and_(live, User.current_is_trial.is_(True)),
+            "cancelled": User.current_status == SubscriptionStatus.CANCELLED.value,
+            "expired": and_(
+                User.current_status.is_not(None),
+                User.current_status != SubscriptionStatus.CANCELLED.value,
+                or_(User.current_status.not_in([value.value for value in LIVE_STATUSES]), User.current_ends_at <= now),
+            ),
+            "none": User.current_subscription_id.is_(None),
         }[status]
 
     def _paid(self, provider: str | None = None) -> Any:
@@ -263,35 +259,22 @@ class CustomerQuery:
             where.append(User.last_seen_at.is_not(None))
         return where
 
-    def _is_current(self) -> Any:
-        """The subscription is its customer's current one: none of theirs ends later."""
-        cur, later = self.current, aliased(Subscription)
-        return and_(
-            cur.status != SubscriptionStatus.PENDING,
-            ~exists().where(
-                later.user_id == cur.user_id,
-                later.status != SubscriptionStatus.PENDING,
-                or_(later.ends_at > cur.ends_at, and_(later.ends_at == cur.ends_at, later.id > cur.id)),
-            ),
-        )
-
     def _joined(self, *columns: Any, whole: bool = False) -> Select[Any]:
-        """Customers with their current subscription. A page sorted by end date walks down the subscriptions'
-        end-date index (only customers who have a subscription, then, are listed); other pages walk the
-        customers' own order, looking up the current subscription of each row they pass. A `whole` list (an
-        export, a count, a bulk action's ids) joins every current subscription in one pass instead."""
+        """Customers with their current subscription (the user row names it). A page sorted by end date walks
+        down the subscriptions' end-date index (only customers who have a subscription, then, are listed); other
+        pages walk the customers' own order. `whole` (an export, a count, a bulk action's ids) is the same join."""
         if self.filters.sort == "ends":
             joined = (
                 select(*columns)
                 .select_from(self.current)
-                .join(User, User.id == self.current.user_id)
-                .where(self._is_current())
+                .join(User, and_(User.id == self.current.user_id, User.current_subscription_id == self.current.id))
             )
-        elif whole:
-            current = and_(self.current.user_id == User.id, self._is_current())
-            joined = select(*columns).select_from(User).outerjoin(self.current, current)
         else:
-            joined = select(*columns).select_from(User).outerjoin(self.current, self.current.id == self._current_id())
+            joined = (
+                select(*columns)
+                .select_from(User)
+                .outerjoin(self.current, self.current.id == User.current_subscription_id)
+            )
         return joined.outerjoin(self.account, self.account.subscription_id == self.current.id).where(*self.conditions())
 
     async def prepare(self, session: AsyncSession) -> None:

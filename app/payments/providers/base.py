@@ -118,6 +118,9 @@ class ProviderUpdate:
     subscription_ref: str | None = None
     is_renewal: bool = False
     paid_at: datetime | None = None
+    # For REFUNDED: the provider's id of this refund (one payment may be refunded in several parts), so our own
+    # call's answer and the provider's notification about the same refund count once.
+    refund_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -172,6 +175,8 @@ class PaymentProvider(Protocol):
     # Sub-methods the customer may pick ("bank_card", "sbp"); empty: the provider's page offers its own.
     methods: ClassVar[tuple[str, ...]]
     supports_refunds: ClassVar[bool]
+    # Refunds of part of a payment, several until the whole is back (YooKassa, Razorpay); others refund whole.
+    supports_partial_refunds: ClassVar[bool]
     # Merchant-initiated charges of a saved method (YooKassa).
     supports_saved_methods: ClassVar[bool]
     # Provider-managed subscriptions that renew on their own (Stars, Razorpay).

@@ -79,6 +79,7 @@ class CryptoPayProvider:
     currencies: ClassVar[frozenset[str]] = CRYPTO | FIAT
     methods: ClassVar[tuple[str, ...]] = ()  # the customer picks the asset in @CryptoBot
     supports_refunds: ClassVar[bool] = False
+    supports_partial_refunds: ClassVar[bool] = False
     supports_saved_methods: ClassVar[bool] = False
     supports_recurring: ClassVar[bool] = False
 

@@ -124,6 +124,7 @@ class DemoProvider:
     currencies: ClassVar[frozenset[str]] = frozenset(CURRENCY_EXPONENTS)
     methods: ClassVar[tuple[str, ...]] = ()
     supports_refunds: ClassVar[bool] = True
+    supports_partial_refunds: ClassVar[bool] = False
     supports_saved_methods: ClassVar[bool] = True
     supports_recurring: ClassVar[bool] = False
 

@@ -103,6 +103,7 @@ class RazorpayProvider:
     currencies: ClassVar[frozenset[str]] = frozenset({"INR"})
     methods: ClassVar[tuple[str, ...]] = ()
     supports_refunds: ClassVar[bool] = True
+    supports_partial_refunds: ClassVar[bool] = True
     supports_saved_methods: ClassVar[bool] = False
     supports_recurring: ClassVar[bool] = True
 
@@ -589,6 +590,7 @@ def on_refund_processed(ctx: EventContext) -> ProviderUpdate:
         external_id=notes.get("external_id") or payment_id,
         order_id=payment_notes.get("order_id") or notes.get("order_id"),
         amount=refund.money("amount"),
+        refund_id=refund.text("id"),
     )
 
 

@@ -104,6 +104,7 @@ class StarsProvider:
     currencies: ClassVar[frozenset[str]] = frozenset({CURRENCY})
     methods: ClassVar[tuple[str, ...]] = ()
     supports_refunds: ClassVar[bool] = True
+    supports_partial_refunds: ClassVar[bool] = False
     supports_saved_methods: ClassVar[bool] = False
     supports_recurring: ClassVar[bool] = True
 

@@ -98,6 +98,7 @@ class WataProvider:
     currencies: ClassVar[frozenset[str]] = frozenset({"RUB", "USD", "EUR"})
     methods: ClassVar[tuple[str, ...]] = ()  # WATA's page offers card, SBP and T-Pay itself
     supports_refunds: ClassVar[bool] = True
+    supports_partial_refunds: ClassVar[bool] = False
     supports_saved_methods: ClassVar[bool] = False
     supports_recurring: ClassVar[bool] = False
 

@@ -85,6 +85,7 @@ class XenditProvider:
     currencies: ClassVar[frozenset[str]] = frozenset({"IDR", "PHP"})
     methods: ClassVar[tuple[str, ...]] = ("invoice", "qris")
     supports_refunds: ClassVar[bool] = False
+    supports_partial_refunds: ClassVar[bool] = False
     supports_saved_methods: ClassVar[bool] = False
     supports_recurring: ClassVar[bool] = False
 

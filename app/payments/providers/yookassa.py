@@ -110,6 +110,7 @@ class YooKassaProvider:
     currencies: ClassVar[frozenset[str]] = frozenset({"RUB"})
     methods: ClassVar[tuple[str, ...]] = ("bank_card", "sbp")
     supports_refunds: ClassVar[bool] = True
+    supports_partial_refunds: ClassVar[bool] = True
     supports_saved_methods: ClassVar[bool] = True
     supports_recurring: ClassVar[bool] = False
 
@@ -255,6 +256,7 @@ class YooKassaProvider:
             external_id=payment_id,
             order_id=order_id if isinstance(order_id, str) else None,
             amount=amount,
+            refund_id=refund_id,
             raw=refund,
         )
 
