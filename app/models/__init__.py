@@ -14,7 +14,7 @@ from app.models.notifications import (
 )
 from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
-from app.models.payments import Payment, PaymentEvent, PaymentStatus, SavedPaymentMethod
+from app.models.payments import Payment, PaymentEvent, PaymentProviderConfig, PaymentStatus, SavedPaymentMethod
 from app.models.plans import Plan, PlanPrice, TrafficStrategy
 from app.models.promo import (
     PromoCode,
@@ -66,6 +66,7 @@ __all__ = [
     "PanelKind",
     "Payment",
     "PaymentEvent",
+    "PaymentProviderConfig",
     "PaymentStatus",
     "Plan",
     "PlanPrice",
