@@ -148,6 +148,10 @@ def _clean_text(key: str, value: object, *, secret: bool) -> str:
     if not isinstance(value, str):
         raise FieldInvalid(key, "Expected text.")
     text = value.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldInvalid(key, "Holds a character that cannot be stored.") from None
     if any(ord(char) < 32 for char in text):
         raise FieldInvalid(key, "Holds a control character (a pasted line break?).")
     if len(text) > MAX_TEXT:

@@ -62,9 +62,20 @@ class PlanFields:
 # --- validation -----------------------------------------------------------------------------------------------
 
 
+def storable(text: str) -> bool:
+    """No NUL and no lone surrogate (JSON can carry one; no database column can store it)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: object) -> str:
     text = "" if value is None else str(value).strip()
-    if "\x00" in text:
+    if not storable(text):
         raise ValueError("holds a character that cannot be stored")
     return text
 
@@ -154,6 +165,8 @@ def _squads(value: object) -> list[str] | None:
         if not isinstance(item, str):
             raise FieldInvalid("panel_squads", "Each squad is a uuid or a name (text).")
         squad = item.strip()
+        if not storable(squad):
+            raise FieldInvalid("panel_squads", "A squad holds a character that cannot be stored.")
         if not squad:
             continue
         if len(squad) > MAX_SQUAD or not re.fullmatch(r"[\w .:-]+", squad):
