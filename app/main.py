@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,8 @@ from app.resources import open_resources
 from app.throttle import limit_per_ip
 from tasks.worker import build_in_process_runner
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -47,6 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = app.state.resources = open_resources(settings)
+        # The admin's payment provider settings before the first request (the watcher keeps them fresh).
+        try:
+            await resources.payments.reload_from(resources.sessionmaker)
+        except Exception as exc:  # not migrated yet: the environment's providers until the watcher can read them
+            log.warning("payment provider settings not read at start-up: %s", exc)
         runner = ArqRunner(registry, settings.redis_url) if settings.redis_url else build_in_process_runner(resources)
         runner.start()
         configure_jobs(runner)

@@ -48,6 +48,8 @@ def open_resources(settings: Settings) -> Resources:
         Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2) if settings.redis_url else None
     )
     sessionmaker = create_sessionmaker(engine)
+    payments = PaymentRegistry.from_settings(settings, sessionmaker=sessionmaker)
+    payments.watch(sessionmaker)  # the admin's provider settings, applied without a restart
     return Resources(
         settings=settings,
         engine=engine,
@@ -55,6 +57,6 @@ def open_resources(settings: Settings) -> Resources:
         redis=redis,
         rate_limiter=build_rate_limiter(settings.redis_url),
         panels=PanelRegistry(sessionmaker, settings),
-        payments=PaymentRegistry.from_settings(settings, sessionmaker=sessionmaker),
+        payments=payments,
         telegram=TelegramOutbound.from_settings(settings, redis),
     )

@@ -29,6 +29,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("broadcasts", "/admin/broadcasts", "✉"),
     Section("texts", "/admin/texts", "¶"),
     Section("experiments", "/admin/experiments", "⚗"),
+    Section("providers", "/admin/providers", "¤"),
     Section("settings", "/admin/settings", "⚙"),
     Section("audit", "/admin/audit", "☷"),
     Section("staff", "/admin/staff", "♟"),

@@ -18,6 +18,10 @@ from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
 from app.admin.dashboard import pages as dashboard_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
+from app.admin.plans import api as plans_api
+from app.admin.plans import pages as plans_pages
+from app.admin.providers import api as providers_api
+from app.admin.providers import pages as providers_pages
 from app.admin.rendering import install_components, render
 from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
@@ -30,6 +34,8 @@ PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
 dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added rather than included
 PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
+PAGES.include_router(plans_pages.router)  # /admin/plans (issue 13)
+PAGES.include_router(providers_pages.router)  # /admin/providers (issue 13)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
@@ -39,6 +45,8 @@ API.include_router(auth_api.me_router)  # /api/admin/me (A)
 API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
+API.include_router(plans_api.router)  # /api/admin/plans (issue 13)
+API.include_router(providers_api.router)  # /api/admin/providers (issue 13)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -17,6 +17,7 @@ from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
 from app.models.payments import (
     Payment,
     PaymentEvent,
+    PaymentProviderConfig,
     PaymentRefund,
     PaymentStatus,
     RefundStatus,
@@ -73,6 +74,7 @@ __all__ = [
     "PanelKind",
     "Payment",
     "PaymentEvent",
+    "PaymentProviderConfig",
     "PaymentRefund",
     "PaymentStatus",
     "Plan",

@@ -139,3 +139,18 @@ class SavedPaymentMethod(IdMixin, CreatedMixin, Base):
     revoked_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("provider", "fingerprint"),)
+
+
+class PaymentProviderConfig(IdMixin, TimestampsMixin, Base):
+    """A payment provider's settings made in the admin: switched on or off, its credentials (encrypted, as one
+    JSON object) and options. What is not set here comes from the environment; `revision` grows on every change,
+    so each process's registry sees that it must rebuild its providers."""
+
+    __tablename__ = "payment_provider_configs"
+
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    # None: as the environment decides (on when its credentials are complete).
+    is_enabled: Mapped[bool | None] = mapped_column(Boolean)
+    secrets_encrypted: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=1)

@@ -47,6 +47,11 @@ class ProviderUnavailable(ProviderError):
     """The provider's API could not be reached or kept failing (timeouts, 5xx, 429, open circuit)."""
 
 
+class CredentialsRefused(ProviderUnavailable):
+    """The provider refused our credentials (HTTP 401): our misconfiguration, unavailable until fixed. The admin's
+    "test connection" tells it apart from a provider it cannot reach."""
+
+
 class CheckoutRejected(ProviderError):
     """The provider refused to create the checkout or charge as asked (amount below its minimum, bad data)."""
 

@@ -37,6 +37,7 @@ from app.payments.providers.base import (
     Checkout,
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentState,
@@ -189,6 +190,10 @@ class CryptoPayProvider:
             raise ProviderUnavailable(f"cryptopay: getInvoices: {exc}") from exc
 
     # --- not offered -------------------------------------------------------------------------------------------
+
+    async def check_connection(self) -> None:
+        """getMe: raises CredentialsRefused for a refused token, ProviderUnavailable when unreachable."""
+        await self._call("getMe", {}, refusal=CredentialsRefused)
 
     async def charge_saved(self, order: CheckoutOrder, secret: str) -> ProviderUpdate:
         raise NotSupported("cryptopay: every payment is an invoice the customer pays")

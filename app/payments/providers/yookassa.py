@@ -38,6 +38,7 @@ from app.payments.providers.base import (
     Checkout,
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     PaymentState,
     ProviderUnavailable,
@@ -296,6 +297,11 @@ class YooKassaProvider:
         except Malformed as exc:
             raise ProviderUnavailable(f"yookassa: GET payment {external_id} answered malformed: {exc}") from exc
 
+    async def check_connection(self) -> None:
+        """An authenticated read of a payment that does not exist: 404 proves the shop id and key work;
+        raises CredentialsRefused or ProviderUnavailable."""
+        await self._get_object("payments", "vpnshop-connection-check")
+
     async def charge_saved(self, order: CheckoutOrder, secret: str) -> ProviderUpdate:
         self._check_order(order)
         body: dict[str, Any] = {
@@ -432,7 +438,7 @@ class YooKassaProvider:
             return data
         detail = error_description(response)
         if status == 401:
-            raise ProviderUnavailable(f"yookassa: {action}: the shop id or secret key was refused: {detail}")
+            raise CredentialsRefused(f"yookassa: {action}: the shop id or secret key was refused: {detail}")
         if 400 <= status < 500:
             raise refusal(f"yookassa: {detail}")
         raise ProviderUnavailable(f"yookassa: {action} answered HTTP {status}: {detail}")
