@@ -15,6 +15,8 @@ from app.admin.audit import pages as audit_pages
 from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
+from app.admin.broadcasts import api as broadcasts_api
+from app.admin.broadcasts import pages as broadcasts_pages
 from app.admin.dashboard import pages as dashboard_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
@@ -32,6 +34,7 @@ PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
+PAGES.include_router(broadcasts_pages.router)  # /admin/broadcasts (issue 14)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -39,6 +42,7 @@ API.include_router(auth_api.me_router)  # /api/admin/me (A)
 API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
+API.include_router(broadcasts_api.router)  # /api/admin/broadcast (issue 14)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()
