@@ -16,12 +16,13 @@ inside it), and this process sends requests one at a time over loopback HTTP as 
 warm-up requests, and records each request's time (loopback adds well under a millisecond, so this is the server's
 time). Goals (issue 12): customers table with search and filters p95 ≤ 50 ms, customer page p95 ≤ 50 ms, dashboard
 p95 ≤ 150 ms, a CSV export of every customer starting within 1 s and finishing with < 50 MB more memory in the
-server process (its VmHWM after /proc/<pid>/clear_refs, minus its resident size before). The payments list and
-both JSON lists are measured too.
+server process (its VmHWM after /proc/<pid>/clear_refs, minus its resident size before); (issue 14) a broadcast's
+reach p95 ≤ 200 ms. The payments list and both JSON lists are measured too.
 
 Checks (exit status 1 when one fails): the dashboard's figures equal independent SQL counts; a search by Telegram
 id finds exactly that customer; a status filter lists only such customers; the payments list filtered by mismatch
-lists only mismatches; the export has the BOM, the header and one line per customer, with a `=cmd` name
+lists only mismatches; a broadcast's reach (everyone, and those with a live subscription) equals an independent SQL
+count; the export has the BOM, the header and one line per customer, with a `=cmd` name
 neutralised; the rollup stored every day. Results go to bench/results/admin.json (git-ignored).
 """
 
@@ -56,7 +57,7 @@ from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_databas
 RESULTS = Path(__file__).parent / "results" / "admin.json"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
 DEFAULT_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
-GOALS_MS = {"customers_table": 50.0, "customer_page": 50.0, "dashboard": 150.0}
+GOALS_MS = {"customers_table": 50.0, "customer_page": 50.0, "dashboard": 150.0, "broadcast_reach": 200.0}
 EXPORT_FIRST_BYTE_GOAL_S = 1.0
 EXPORT_MEMORY_GOAL_MB = 50.0
 WARMUP = 5
@@ -388,6 +389,34 @@ async def export_csv(client: httpx.AsyncClient, pid: int, url: str) -> dict[str,
     }
 
 
+REACH_SEGMENTS = ("all", "active", "never_paid", "trial")
+
+
+def _reach_total(html: str) -> int | None:
+    found = re.search(r'data-testid="reach-total">(\d+)<', html)
+    return int(found.group(1)) if found else None
+
+
+async def expected_reach(url: str, now: datetime) -> dict[str, int]:
+    """The reach worked out independently of app/broadcasts/segments.py: customers a marketing message may go to
+    (not blocked, not opted out, reachable, not demo), and of them those with a live subscription now."""
+    reachable = "NOT u.is_blocked AND NOT u.marketing_opt_out AND u.unreachable_since IS NULL AND NOT u.is_demo"
+    live = (
+        "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.status IN ('active', 'trial')"
+        " AND s.ends_at > :now)"
+    )
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            everyone = await connection.scalar(text(f"SELECT count(*) FROM users u WHERE {reachable}"))
+            active = await connection.scalar(
+                text(f"SELECT count(*) FROM users u WHERE {reachable} AND {live}"), {"now": now}
+            )
+    finally:
+        await engine.dispose()
+    return {"all": int(everyone or 0), "active": int(active or 0)}
+
+
 async def measure(base_url: str, pid: int, token: str, requests: int, customers: int, now: datetime, url: str) -> dict:
     from app.staff.sessions import ADMIN_COOKIE
 
@@ -418,6 +447,9 @@ async def measure(base_url: str, pid: int, token: str, requests: int, customers:
             ],
             "api_users": ["/api/admin/users?search=ivan", "/api/admin/users?status=trial"],
             "api_payments": ["/api/admin/payments?status=refunded", "/api/admin/payments?currency=USD"],
+            # Issue 14: a broadcast's reach, counted as the segment form changes (one grouped COUNT per request).
+            "broadcast_reach": [f"/admin/broadcasts/reach?segment={segment}" for segment in REACH_SEGMENTS]
+            + ["/admin/broadcasts/reach?segment=plan&plan_id=1", "/admin/broadcasts/reach?segment=expired&language=en"],
         }
         for name, urls in scenarios.items():
             results[name] = await timed(client, pid, urls, requests, url)
@@ -435,6 +467,11 @@ async def measure(base_url: str, pid: int, token: str, requests: int, customers:
         by_telegram = await client.get(f"/admin/users?search={7000000000 + customers // 3}")
         trial_only = await client.get("/api/admin/users?status=trial&limit=200")
         mismatches = await client.get("/admin/payments?status=mismatch")
+        reach_shown = {
+            segment: _reach_total((await client.get(f"/admin/broadcasts/reach?segment={segment}")).text)
+            for segment in ("all", "active")
+        }
+        reach_expected = await expected_reach(url, datetime.now(UTC))
         results["export"] = await export_csv(client, pid, "/admin/users/export.csv")
         print(
             f"  export: first byte {results['export']['first_byte_s']} s, all {results['export']['total_s']} s,"
@@ -467,6 +504,8 @@ async def measure(base_url: str, pid: int, token: str, requests: int, customers:
         and export["header"][:2] == ["id", "telegram_id"]
         and export["data_rows"] == customers,
         "export: a =cmd name is neutralised": export["neutralised"],
+        "broadcast reach (everyone) = SQL": reach_shown["all"] == reach_expected["all"],
+        "broadcast reach (live subscription) = SQL": reach_shown["active"] == reach_expected["active"],
     }
     results["expected"] = after
     results["shown"] = shown

@@ -15,7 +15,11 @@ from app.admin.audit import pages as audit_pages
 from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
+from app.admin.broadcasts import api as broadcasts_api
+from app.admin.broadcasts import pages as broadcasts_pages
 from app.admin.dashboard import pages as dashboard_pages
+from app.admin.experiments import api as experiments_api
+from app.admin.experiments import pages as experiments_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.plans import api as plans_api
@@ -38,6 +42,8 @@ PAGES.include_router(plans_pages.router)  # /admin/plans (issue 13)
 PAGES.include_router(providers_pages.router)  # /admin/providers (issue 13)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
+PAGES.include_router(broadcasts_pages.router)  # /admin/broadcasts (issue 14)
+PAGES.include_router(experiments_pages.router)  # /admin/experiments (issue 14)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -47,6 +53,8 @@ API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
 API.include_router(plans_api.router)  # /api/admin/plans (issue 13)
 API.include_router(providers_api.router)  # /api/admin/providers (issue 13)
+API.include_router(broadcasts_api.router)  # /api/admin/broadcast (issue 14)
+API.include_router(experiments_api.router)  # /api/admin/experiments (issue 14)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -6,9 +6,15 @@ from app.kit.errors import AppError, Conflict, NotFound
 
 
 class BroadcastInvalid(AppError):
-    """The broadcast is not valid."""
+    """The broadcast is not valid. `field` names the input at fault (the admin shows the message beside it):
+    title, bodies.<lang>, segment, plan_id, language, button.url, button.text, scheduled_at."""
 
+    status_code = 422
     code = "broadcast_invalid"
+
+    def __init__(self, message: str = "", *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
 
 
 class BroadcastNotFound(NotFound):

@@ -68,18 +68,20 @@ async def parse_segment(
         segment_kind = SegmentKind(kind)
     except ValueError:
         known = ", ".join(item.value for item in SegmentKind)
-        raise SegmentError(f"unknown segment {kind!r}: expected one of {known}") from None
+        raise SegmentError(f"unknown segment {kind!r}: expected one of {known}", field="segment") from None
     if language is not None and language not in available_languages():
-        raise SegmentError(f"unknown language {language!r}: expected one of {', '.join(available_languages())}")
+        raise SegmentError(
+            f"unknown language {language!r}: expected one of {', '.join(available_languages())}", field="language"
+        )
     if segment_kind is SegmentKind.LANGUAGE and language is None:
-        raise SegmentError("the language segment needs a language")
+        raise SegmentError("the language segment needs a language", field="language")
     if segment_kind is SegmentKind.PLAN:
         if plan_id is None:
-            raise SegmentError("the plan segment needs a plan id")
+            raise SegmentError("the plan segment needs a plan id", field="plan_id")
         if await session.get(Plan, plan_id) is None:
-            raise SegmentError(f"no plan #{plan_id}")
+            raise SegmentError(f"no plan #{plan_id}", field="plan_id")
     elif plan_id is not None:
-        raise SegmentError("a plan id only goes with the plan segment")
+        raise SegmentError("a plan id only goes with the plan segment", field="plan_id")
     return Segment(segment_kind, plan_id, language)
 
 

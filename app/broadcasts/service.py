@@ -103,12 +103,12 @@ async def create(session: AsyncSession, settings: Settings, draft: Draft, actor:
     now = utcnow()
     title = draft.title.strip()
     if not 1 <= len(title) <= MAX_TITLE:
-        raise BroadcastInvalid(f"the title must be 1–{MAX_TITLE} characters")
+        raise BroadcastInvalid(f"the title must be 1–{MAX_TITLE} characters", field="title")
     bodies = _checked_bodies(draft.bodies, settings.default_language)
     segment = await segments.parse_segment(session, draft.segment, plan_id=draft.plan_id, language=draft.language)
     button = _checked_button(draft.button, settings.default_language)
     if draft.scheduled_at is not None and ensure_utc(draft.scheduled_at) <= now:
-        raise BroadcastInvalid("the scheduled time must be in the future")
+        raise BroadcastInvalid("the scheduled time must be in the future", field="scheduled_at")
     broadcast = Broadcast(
         title=title,
         bodies=bodies,
@@ -128,9 +128,13 @@ async def create(session: AsyncSession, settings: Settings, draft: Draft, actor:
 def _checked_bodies(bodies: dict[str, str], default_language: str) -> dict[str, str]:
     known = available_languages()
     if unknown := sorted(set(bodies) - set(known)):
-        raise BroadcastInvalid(f"no such language {unknown[0]!r}: expected one of {', '.join(known)}")
+        raise BroadcastInvalid(
+            f"no such language {unknown[0]!r}: expected one of {', '.join(known)}", field=f"bodies.{unknown[0]}"
+        )
     if not bodies.get(default_language, "").strip():
-        raise BroadcastInvalid(f"a text in the default language ({default_language}) is required")
+        raise BroadcastInvalid(
+            f"a text in the default language ({default_language}) is required", field=f"bodies.{default_language}"
+        )
     checked: dict[str, str] = {}
     for language, body in sorted(bodies.items()):
         if not body.strip():
@@ -138,11 +142,14 @@ def _checked_bodies(bodies: dict[str, str], default_language: str) -> dict[str, 
         try:
             check_html(body)
         except MarkupError as exc:
-            raise BroadcastInvalid(f"the {language} text is not valid Telegram HTML: {exc}") from None
+            raise BroadcastInvalid(
+                f"the {language} text is not valid Telegram HTML: {exc}", field=f"bodies.{language}"
+            ) from None
         length = len(visible_text(body))
         if not 1 <= length <= MAX_VISIBLE_LENGTH or not visible_text(body).strip():
             raise BroadcastInvalid(
-                f"the {language} text must be 1–{MAX_VISIBLE_LENGTH} characters as shown (it is {length})"
+                f"the {language} text must be 1–{MAX_VISIBLE_LENGTH} characters as shown (it is {length})",
+                field=f"bodies.{language}",
             )
         checked[language] = body
     return checked
@@ -153,19 +160,23 @@ def _checked_button(button: Button | None, default_language: str) -> dict[str, A
         return None
     known = available_languages()
     if unknown := sorted(set(button.text) - set(known)):
-        raise BroadcastInvalid(f"no such language {unknown[0]!r} for the button text")
+        raise BroadcastInvalid(f"no such language {unknown[0]!r} for the button text", field="button.text")
     texts = {language: text.strip() for language, text in button.text.items() if text.strip()}
     for text in texts.values():
         if len(text) > MAX_BUTTON_TEXT:
-            raise BroadcastInvalid(f"a button text must be at most {MAX_BUTTON_TEXT} characters")
+            raise BroadcastInvalid(f"a button text must be at most {MAX_BUTTON_TEXT} characters", field="button.text")
     if button.url != WEB_APP:
         parts = urlsplit(button.url)
         if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in button.url):
-            raise BroadcastInvalid("the button link must be an http:// or https:// URL, or web_app")
+            raise BroadcastInvalid("the button link must be an http:// or https:// URL, or web_app", field="button.url")
         if default_language not in texts:
-            raise BroadcastInvalid(f"a link button needs its text in the default language ({default_language})")
+            raise BroadcastInvalid(
+                f"a link button needs its text in the default language ({default_language})", field="button.text"
+            )
     elif texts and default_language not in texts:
-        raise BroadcastInvalid(f"the button text needs the default language ({default_language}) too")
+        raise BroadcastInvalid(
+            f"the button text needs the default language ({default_language}) too", field="button.text"
+        )
     return {"text": texts, "url": button.url}
 
 
@@ -265,7 +276,7 @@ async def send_test(
     if telegram is None:
         raise BroadcastInvalid("no bot is configured (BOT_TOKEN), so nothing can be sent", code="bot_not_configured")
     if language is not None and language not in available_languages():
-        raise BroadcastInvalid(f"no such language {language!r}")
+        raise BroadcastInvalid(f"no such language {language!r}", field="language")
     async with transaction(sessionmaker) as session:
         broadcast = await get(session, broadcast_id)
         user_language = await session.scalar(select(User.language).where(User.telegram_id == telegram_id))
@@ -294,7 +305,8 @@ async def start(
     when = None if now else (ensure_utc(at) if at else broadcast.scheduled_at)
     if when is not None and ensure_utc(when) <= current:
         raise BroadcastInvalid(
-            f"the start time {ensure_utc(when).isoformat()} has passed: give a later time, or start it now"
+            f"the start time {ensure_utc(when).isoformat()} has passed: give a later time, or start it now",
+            field="scheduled_at",
         )
     before = _summary(broadcast)
     if when is None:

@@ -209,7 +209,7 @@ async def plans(request: Request, user: CurrentUser, db: DbSession) -> list[Plan
                 for price, names in offer.prices
             ],
         )
-        for offer in await orders.offers(db, providers, user.language)
+        for offer in await orders.offers(db, providers, user.language, user=user)
     ]
 
 

@@ -22,6 +22,7 @@ from app.checkout.views import (
 from app.config import Settings
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
+from app.experiments import service as experiments
 from app.kit.clock import utcnow
 from app.kit.errors import AppError, NotFound, ValidationFailed
 from app.kit.formatting import money_text, zone_of
@@ -84,7 +85,7 @@ async def choose_plan(
 ) -> HTMLResponse:
     """Every plan priced in one currency: the customer's usual one, or the one they switched to (each plan
     falls back to its own first price when it has none in that currency)."""
-    offers = await orders.offers(db, _providers(request), viewer.user.language)
+    offers = await orders.offers(db, _providers(request), viewer.user.language, user=viewer.user)
     devices = await provisioning.device_limits_enforced(db, viewer.user.id)
     currencies = list(dict.fromkeys(price.currency for offer in offers for price, _ in offer.prices))
     if currency is not None and currency.upper() not in currencies:
@@ -94,6 +95,8 @@ async def choose_plan(
         )
     shown = currency.upper() if currency else (currencies[0] if currencies else None)
     context = {
+        # A text experiment on the page's title shows the customer's variant (None: the normal text).
+        "title": await experiments.text_for(db, viewer.user, "checkout.title", viewer.user.language),
         "offers": offers,
         "devices_enforced": devices,
         "currencies": currencies,

@@ -12,7 +12,15 @@ from app.models.notifications import (
     DeliveryStatus,
     Notification,
 )
-from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
+from app.models.ops import (
+    AuditLog,
+    Experiment,
+    ExperimentAssignment,
+    ExperimentKind,
+    JobRun,
+    OutboxMessage,
+    OutboxStatus,
+)
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
 from app.models.payments import (
     Payment,
@@ -60,6 +68,7 @@ __all__ = [
     "ExchangeRate",
     "Experiment",
     "ExperimentAssignment",
+    "ExperimentKind",
     "ExportFile",
     "FaqCategory",
     "FaqItem",

@@ -77,14 +77,30 @@ class JobRun(IdMixin, Base):
     __table_args__ = (Index("ix_job_runs_name_started", "job_name", "started_at"),)
 
 
+class ExperimentKind(enum.StrEnum):
+    PRICE = "price"  # target: a plan's code; a variant's params: {"prices": {"RUB": 19900, ...}} (minor units)
+    TEXT = "text"  # target: a text key; a variant's params: {"text": {"ru": ..., "en": ...}}
+
+
 class Experiment(IdMixin, CreatedMixin, Base):
+    """An A/B experiment (app/experiments/). The first variant is the control. Draft until started (started_at
+    set, is_active true), running until stopped (is_active false, ended_at set); never restarted, so the
+    assignments of one run are never mixed with another's."""
+
     __tablename__ = "experiments"
 
     key: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[ExperimentKind] = mapped_column(str_enum(ExperimentKind, "experiment_kind"))
+    target: Mapped[str] = mapped_column(String(128))
     variants: Mapped[list[Any]]  # [{"key": "a", "weight": 50, "params": {...}}, ...]
-    is_active: Mapped[bool] = mapped_column(default=True)
+    # A conversion: a payment that succeeded within this many days of the customer's first exposure.
+    conversion_days: Mapped[int] = mapped_column(Integer, default=14)
+    is_active: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_experiments_kind_target", "kind", "target"),)
 
 
 class ExperimentAssignment(IdMixin, Base):

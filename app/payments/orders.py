@@ -59,9 +59,13 @@ class CheckoutRequest:
     one_off: bool = False
 
 
-async def offers(session: AsyncSession, providers: PaymentRegistry, language: str) -> list[Offer]:
+async def offers(
+    session: AsyncSession, providers: PaymentRegistry, language: str, *, user: User | None = None
+) -> list[Offer]:
+    """Every active plan with its prices; for a customer (`user`), the prices they would be charged (a price
+    experiment's variant included)."""
     plans = await pricing.active_plans(session)
-    prices = await pricing.prices_of(session, plans)
+    prices = await (pricing.customer_prices(session, plans, user) if user else pricing.prices_of(session, plans))
     return [
         Offer(
             plan,

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.experiments import service as experiments
 from app.kit.errors import NotFound, ValidationFailed
 from app.kit.money import Money
 from app.models import Plan, PlanPrice, PromoCode, User
@@ -50,6 +51,19 @@ async def prices_of(session: AsyncSession, plans: list[Plan]) -> dict[int, list[
     return prices
 
 
+async def customer_prices(session: AsyncSession, plans: list[Plan], user: User) -> dict[int, list[Money]]:
+    """`prices_of` as this customer sees them: a running price experiment's variant replaces a plan's price (the
+    same lookup `quote` charges by, so the price shown is the price charged)."""
+    prices = await prices_of(session, plans)
+    for plan in plans:
+        shown = []
+        for price in prices[plan.id]:
+            variant = await experiments.price_for(session, user, plan, price.currency)
+            shown.append(price if variant is None else Money.from_minor(variant, price.currency))
+        prices[plan.id] = shown
+    return prices
+
+
 def preferred_first(prices: list[Money], language: str) -> list[Money]:
     preferred = PREFERRED_CURRENCY.get(language, "USD")
     return sorted(prices, key=lambda price: price.currency != preferred)
@@ -63,7 +77,9 @@ async def quote(
     )
     if price_minor is None:
         raise ValidationFailed(f"The plan has no price in {currency}.", code="currency_not_offered")
-    price = Money.from_minor(price_minor, currency)
+    # A price experiment on the plan charges the customer's variant (and records their exposure).
+    variant_minor = await experiments.price_for(session, user, plan, currency)
+    price = Money.from_minor(price_minor if variant_minor is None else variant_minor, currency)
     if not promo_code or not promo_code.strip():
         return Quote(plan, price, price, Money.from_minor(0, currency), plan.duration_days, None)
     effect = await promo_service.evaluate(session, promo_code, user=user, plan=plan, price=price, now=now)

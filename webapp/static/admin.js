@@ -150,6 +150,45 @@
         if (!document.body.contains(el)) { source.close(); watch.disconnect(); }
       });
       watch.observe(document.body, { childList: true, subtree: true });
+      });
+    }
+
+  // --- live figures: <div data-sse="/…/events" data-poll="/…/progress"> with [data-count=name] inside ----------
+  // The server pushes `progress` events (JSON figures); each figure goes into its [data-count]. The stream ends
+  // when the broadcast is finished. Where it cannot open (inside Telegram no cookie goes with an EventSource),
+  // the block re-fetches itself through HTMX, which carries initData, every few seconds instead.
+  function writeFigures(el, figures) {
+    Object.keys(figures).forEach(function (name) {
+      var target = el.querySelector('[data-count="' + name + '"]');
+      if (target && figures[name] !== null) target.textContent = String(figures[name]);
+    });
+  }
+  function poll(el) {
+    if (!el.dataset.poll || !window.htmx) return;
+    setTimeout(function () {
+      if (!document.body.contains(el)) return;
+      window.htmx.ajax("GET", el.dataset.poll, { target: el, swap: "outerHTML" });
+    }, 3000);
+  }
+  function startStreams(root) {
+    (root || document).querySelectorAll("[data-sse]:not([data-streaming])").forEach(function (el) {
+      el.dataset.streaming = "1";
+      var tg = window.Telegram && window.Telegram.WebApp;
+      if (!window.EventSource || (tg && tg.initData)) { poll(el); return; }
+      var source = new EventSource(el.dataset.sse);
+      var received = false;
+      source.addEventListener("progress", function (event) {
+        received = true;
+        if (!document.body.contains(el)) { source.close(); return; }
+        var figures = JSON.parse(event.data);
+        writeFigures(el, figures);
+        if (figures.finished) source.close();
+      });
+      source.onerror = function () {
+        // Closed by the server after the last figures, or refused: without any figures yet, poll instead.
+        if (!document.body.contains(el)) { source.close(); return; }
+        if (source.readyState === EventSource.CLOSED && !received) poll(el);
+      };
     });
   }
 
@@ -158,6 +197,7 @@
     highlightNav();
     drawCharts(root);
     ageToasts();
+    startStreams(root);
   }
   document.addEventListener("DOMContentLoaded", function () { bootShell(); afterSwap(document); });
   window.addEventListener("load", function () { drawCharts(document); });
