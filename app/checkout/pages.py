@@ -68,18 +68,11 @@ def method_label(language: str, provider: str, method: str | None) -> str:
     return name
 
 
-def currency_name(language: str, code: str) -> str:
-    """ "★ Stars" for XTR; other currencies by their code."""
-    text = translate(language, f"checkout.currency.{code}")
-    return code if text == f"checkout.currency.{code}" else text
-
-
 def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
     language = viewer.user.language
     return {
         "money": lambda value: money_text(value, language) if isinstance(value, Money) else "—",
         "method_label": lambda provider, method=None: method_label(language, provider, method),
-        "currency_name": lambda code: currency_name(language, code),
         "zone": zone_of(viewer.user.timezone, settings.zone),
     }
 

@@ -89,6 +89,11 @@ def sold_currencies(offers: list[Offer], preferences: list[str]) -> list[str]:
     return sorted(sold, key=lambda code: rank.get(code, len(rank)))
 
 
+async def currencies_sold(session: AsyncSession, providers: PaymentRegistry, preferences: list[str]) -> list[str]:
+    """sold_currencies of the plans on sale now (for a page that does not list the plans themselves)."""
+    return sold_currencies(await offers(session, providers, preferences), preferences)
+
+
 def plan_currency(prices: list[Money], providers: PaymentRegistry, preferences: list[str]) -> str | None:
     """The one currency a plan is sold in to this customer: the first of their preferences the plan is priced
     in and some enabled provider takes (None: no provider takes any of its currencies)."""

@@ -241,3 +241,26 @@ async def test_a_currency_no_enabled_provider_takes_is_not_offered(open_shop: Sh
         )
         assert refused.status_code == 422
         assert (await shop.user()).currency is None
+
+
+async def test_settings_show_and_change_the_same_remembered_currency(shop: Shop) -> None:
+    page = await shop.client.get("/app/settings", headers=tma(language="ru") | htmx())
+    pressed = re.findall(r'aria-pressed="true" data-testid="settings-currency-(\w+)"', page.text)
+    assert pressed == ["RUB"]
+
+    changed = await shop.client.post(
+        "/app/settings/currency", headers=tma(language="ru") | htmx(), data={"currency": "usd"}
+    )
+    assert changed.status_code == 200
+    assert re.findall(r'aria-pressed="true" data-testid="settings-currency-(\w+)"', changed.text) == ["USD"]
+    assert (await shop.user()).currency == "USD"
+    plans = await shop.client.get("/app/checkout", headers=tma(language="ru") | htmx())
+    assert shown_currency(plans.text) == "USD"
+
+    refused = await shop.client.post(
+        "/app/settings/currency", headers=tma(language="ru") | htmx(), data={"currency": "EUR"}
+    )
+    assert refused.status_code == 422
+    error = re.search(r'data-testid="currency-error">([^<]+)<', refused.text)
+    assert error and "Цены показываются только в USD, RUB, XTR." in error.group(1)
+    assert (await shop.user()).currency == "USD" and len(await currency_audits(shop)) == 1
