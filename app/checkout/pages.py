@@ -231,6 +231,7 @@ async def start(
     method: OptionalField = None,
     promo_code: OptionalField = None,
     currency: OptionalField = None,
+    one_off: OptionalField = None,
 ) -> Response:
     """Start paying in the currency the plan page showed (the form carries it; the provider must take it and
     the plan be priced in it): the price is computed here from the plan, that currency and the promo code (a
@@ -244,6 +245,7 @@ async def start(
         promo_code=promo_code or None,
         method=method,
         currency=currency or None,
+        one_off=one_off == "on",  # the "pay once" box: no provider subscription, no saved method
     )
     # What this request did before (a first-seen Telegram user, their last visit) is kept whatever happens
     # below: on a refusal only the checkout's own unfinished writes are rolled back.

@@ -20,6 +20,7 @@ from app.payments.pricing import Quote
 from app.payments.registry import PaymentRegistry
 from app.payments.service import payment_of_user
 from app.promo.service import PromoInvalid
+from app.subscriptions.renewal_methods import keeps_auto_renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class PlanChoice:
     primary: Quote | None
     promo_code: str
     promo_error: PromoInvalid | None = None
+    # Paying would set up renewal (a provider subscription or a saved method, SPEC §4.3), so the customer is
+    # offered to pay once instead.
+    renews: bool = False
 
 
 async def plan_choice(
@@ -100,6 +104,9 @@ async def plan_choice(
     if not wanted:
         return choice
     choice.options = pay_options(providers, [price for price in prices if price.currency == wanted])
+    offered = {providers.get(option.provider) for option in choice.options}
+    can_renew = any(provider.supports_recurring or provider.supports_saved_methods for provider in offered)
+    choice.renews = can_renew and await keeps_auto_renewal(session, user)
     try:
         choice.primary = await pricing.quote(session, plan, wanted, user=user, promo_code=code or None, now=now)
     except PromoInvalid as exc:

@@ -264,3 +264,41 @@ async def test_settings_show_and_change_the_same_remembered_currency(shop: Shop)
     error = re.search(r'data-testid="currency-error">([^<]+)<', refused.text)
     assert error and "Цены показываются только в USD, RUB, XTR." in error.group(1)
     assert (await shop.user()).currency == "USD" and len(await currency_audits(shop)) == 1
+
+
+async def test_pay_once_on_the_plan_page_skips_the_razorpay_subscription(open_shop: ShopFactory) -> None:
+    """Issue 18 item 7 on the page: Razorpay sells a 30-day plan as an e-mandate subscription unless the
+    customer ticks "pay once", which makes it a one-off payment link."""
+    emulator = RazorpayEmulator()
+    plug = Plug()
+    plug.app = emulator.app
+    with serve_emulator(plug) as url:
+        async with open_shop(demo_payments_enabled=False, default_currency="INR", **emulator.settings(url)) as shop:
+            await add_prices(shop, "month", INR=49900)
+            page = await shop.client.get("/app/checkout/month", headers=tma(language="en") | htmx())
+            assert options_of(page.text) == ["razorpay"]
+            assert 'name="one_off" value="on"' in page.text and "Pay once, without automatic renewal" in page.text
+            once = await shop.client.post(
+                "/app/checkout/month",
+                headers=tma(language="en") | htmx(),
+                data={"option": "razorpay", "currency": "INR", "one_off": "on"},
+            )
+            assert once.status_code == 200, once.text
+            assert len(emulator.calls("POST /v1/payment_links")) == 1 and not emulator.calls("POST /v1/subscriptions")
+            assert emulator.last("POST /v1/payment_links").json["amount"] == 49900
+            renewing = await shop.client.post(
+                "/app/checkout/month",
+                headers=tma(language="en") | htmx(),
+                data={"option": "razorpay", "currency": "INR"},
+            )
+            assert renewing.status_code == 200, renewing.text
+            assert len(emulator.calls("POST /v1/subscriptions")) == 1
+            assert len(emulator.calls("POST /v1/payment_links")) == 1
+
+
+async def test_pay_once_is_not_offered_where_nothing_would_renew(open_shop: ShopFactory) -> None:
+    """Crypto Pay neither saves methods nor runs subscriptions: there is nothing to opt out of."""
+    async with open_shop(demo_payments_enabled=False, cryptopay_api_token="1:x") as shop:
+        page = await shop.client.get("/app/checkout/month", headers=tma(language="en") | htmx())
+    assert options_of(page.text) == ["cryptopay"]
+    assert 'name="one_off"' not in page.text
