@@ -16,6 +16,7 @@ from tests.checkout.conftest import Shop, ShopFactory
 from tests.emulators.harness import Plug
 from tests.emulators.harness import serve as serve_emulator
 from tests.emulators.razorpay import RazorpayEmulator
+from tests.factories import add_subscriber
 from tests.web import browser_session, htmx, text_of, tma
 
 
@@ -302,3 +303,16 @@ async def test_pay_once_is_not_offered_where_nothing_would_renew(open_shop: Shop
         page = await shop.client.get("/app/checkout/month", headers=tma(language="en") | htmx())
     assert options_of(page.text) == ["cryptopay"]
     assert 'name="one_off"' not in page.text
+
+
+async def test_pay_once_is_not_offered_to_a_customer_who_turned_auto_renewal_off(shop: Shop) -> None:
+    user, subscription = await add_subscriber(shop.db, 907)
+    subscription.is_trial, subscription.auto_renew = False, False
+    await shop.db.commit()
+    off = await shop.client.get("/app/checkout/month", headers=tma(user_id=907) | htmx())
+    assert options_of(off.text) == ["demo"] and 'name="one_off"' not in off.text
+    subscription.auto_renew = True
+    await shop.db.commit()
+    on = await shop.client.get("/app/checkout/month", headers=tma(user_id=907) | htmx())
+    assert 'name="one_off" value="on"' in on.text  # the demo provider saves methods
+    assert user.currency is None
