@@ -64,9 +64,13 @@ async def test_the_chosen_currency_is_remembered_and_reaches_the_plan_page_and_t
     [audit] = await currency_audits(shop)
     assert (audit.before, audit.after) == ({"currency": None}, {"currency": "XTR"})
 
-    # The next visit opens in it.
+    # The next visit opens in it, and API clients see it.
     again = await shop.client.get("/app/checkout", headers=tma(language="en") | htmx())
     assert shown_currency(again.text) == "XTR"
+    me = await shop.client.get("/api/me", headers=tma(language="en"))
+    assert me.json()["currency"] == "XTR"
+    plans = await shop.client.get("/api/plans", headers=tma(language="en"))
+    assert [price["currency"] for price in plans.json()[0]["prices"]] == ["XTR", "USD", "RUB"]
 
     plan = await shop.client.get("/app/checkout/month", headers=tma(language="en") | htmx())
     assert amount_of(plan.text) == "150 ★"
