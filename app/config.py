@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Moscow"
     # The admin's revenue figures are also shown in this currency, through the dated exchange rates staff keep.
     reporting_currency: str = "RUB"
+    # The currency a customer sees first when they never chose one and their language has none of its own
+    # (ru → RUB, hi → INR, id → IDR: app/payments/pricing.py), if some plan is priced in it.
+    default_currency: str = "USD"
     default_language: Literal["ru", "en"] = "ru"
     sentry_dsn: str = ""
     # Where `vpnshop worker` and `vpnshop bot` serve /metrics and /healthz (the web app serves them itself); 0: off.
@@ -223,7 +226,7 @@ class Settings(BaseSettings):
                 raise ValueError("expected a JSON list of provider objects") from exc
         return value
 
-    @field_validator("reporting_currency")
+    @field_validator("reporting_currency", "default_currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
         if value.upper() not in CURRENCY_EXPONENTS:

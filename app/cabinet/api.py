@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.auth.dependencies import CurrentUser
 from app.cabinet.service import Overview, overview
@@ -33,6 +33,10 @@ class MeOut(BaseModel):
     id: int
     telegram_id: int
     language: str
+    currency: str | None = Field(
+        description="The currency the user chose on the plan list or in Settings (prices and payments follow it); "
+        "null: none chosen, so their language's, else the shop's default."
+    )
     first_name: str | None
     username: str | None
     trial_available: bool
@@ -62,6 +66,7 @@ def _me(ov: Overview, base_url: str) -> MeOut:
         id=user.id,
         telegram_id=user.telegram_id,
         language=user.language,
+        currency=user.currency,
         first_name=user.first_name,
         username=user.username,
         trial_available=ov.trial_available,

@@ -16,8 +16,9 @@ from app.cabinet.views import device_of
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.inbound import RowId
-from app.kit.errors import NotFound
-from app.kit.i18n import available_languages
+from app.kit.errors import NotFound, ValidationFailed
+from app.kit.i18n import available_languages, translate
+from app.payments import orders, pricing
 from app.users import preferences
 
 router = APIRouter(prefix="/app/settings", include_in_schema=False)
@@ -34,6 +35,7 @@ async def _page(
     context = {
         "user": user,
         "languages": available_languages(),
+        "currencies": await _currencies(request, viewer, db, settings),
         "subscription": subscription,
         "renews": subscription is not None and await renews_by_itself(request, db, subscription),
         "methods": await preferences.payment_methods(db, user),
@@ -45,6 +47,12 @@ async def _page(
         **extra,
     }
     return render(request, "cabinet/settings.html", context)
+
+
+async def _currencies(request: Request, viewer: Viewer, db: DbSession, settings: AppSettings) -> list[str]:
+    """The currencies the shop sells in, the customer's own first (the one the checkout opens in)."""
+    ordered = pricing.currency_preferences(viewer.user, settings.default_currency)
+    return await orders.currencies_sold(db, request.app.state.resources.payments, ordered)
 
 
 async def _done(request: Request, viewer: Viewer, db: DbSession, settings: AppSettings) -> Response:
@@ -62,6 +70,22 @@ async def change_language(
 ) -> Response:
     await preferences.set_language(db, viewer.user, language, ip=client_ip(request))
     request.state.language = viewer.user.language  # the answer is already in the new language
+    return await _done(request, viewer, db, settings)
+
+
+@router.post("/currency", response_model=None)
+async def change_currency(
+    request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, currency: Annotated[str, Form()]
+) -> Response:
+    """The same remembered choice as the plan list's currency switch (app/checkout/pages.py)."""
+    sold = await _currencies(request, viewer, db, settings)
+    try:
+        await preferences.set_currency(db, viewer.user, currency, offered=sold, ip=client_ip(request))
+    except ValidationFailed as exc:
+        message = translate(viewer.user.language, "checkout.currency.unknown", currencies=", ".join(sold))
+        response = await _page(request, viewer, db, settings, currency_error=message)
+        response.status_code = exc.status_code
+        return response
     return await _done(request, viewer, db, settings)
 
 

@@ -81,7 +81,10 @@ class CheckoutIn(BaseModel):
     provider: str = Field(max_length=32, examples=["yookassa"])
     method: str | None = Field(None, max_length=32, examples=["sbp"])
     currency: str | None = Field(
-        None, max_length=8, description="Default: the user's usual currency among those the provider takes."
+        None,
+        max_length=8,
+        description="Default: the user's usual currency (chosen on the plan list, else by language) among those "
+        "the plan is priced in and the provider takes.",
     )
     promo_code: str | None = Field(None, max_length=64)
     one_off: bool = Field(
@@ -188,8 +191,9 @@ def _checkout_out(payment: Payment) -> CheckoutOut:
 
 
 @router.get("/plans", response_model=list[PlanOut])
-async def plans(request: Request, user: CurrentUser, db: DbSession) -> list[PlanOut]:
-    """The plans on sale with their price in each currency and, per price, the enabled providers."""
+async def plans(request: Request, user: CurrentUser, db: DbSession, settings: AppSettings) -> list[PlanOut]:
+    """The plans on sale with their price in each currency and, per price, the enabled providers; the user's
+    usual currency first (the one they chose on the plan list, else their language's, else the shop's)."""
     providers = _providers(request)
     methods = {provider.name: list(provider.methods) for provider in providers}
     devices = await provisioning.device_limits_enforced(db, user.id)  # never sell a limit nobody enforces
@@ -209,22 +213,27 @@ async def plans(request: Request, user: CurrentUser, db: DbSession) -> list[Plan
                 for price, names in offer.prices
             ],
         )
-        for offer in await orders.offers(db, providers, user.language, user=user)
+        for offer in await orders.offers(
+            db, providers, pricing.currency_preferences(user, settings.default_currency), user=user
+        )
     ]
 
 
 @router.post("/checkout/quote", response_model=QuoteOut, responses={k: ERRORS[k] for k in (404, 422)})
-async def quote(request: Request, body: QuoteIn, user: CurrentUser, db: DbSession) -> QuoteOut:
+async def quote(request: Request, body: QuoteIn, user: CurrentUser, db: DbSession, settings: AppSettings) -> QuoteOut:
     """The price of a plan with a promo code, without starting anything (an invalid code is a 422 naming
     the reason)."""
     plan = await pricing.plan_by_code(db, body.plan)
+    preferences = pricing.currency_preferences(user, settings.default_currency)
     if body.provider:
-        currency = await choose_currency(db, plan, _providers(request).get(body.provider), body.currency, user.language)
+        currency = await choose_currency(db, plan, _providers(request).get(body.provider), body.currency, preferences)
     elif body.currency:
         currency = body.currency.upper()
     else:
-        prices = pricing.preferred_first((await pricing.prices_of(db, [plan]))[plan.id], user.language)
-        currency = prices[0].currency if prices else "RUB"
+        prices = pricing.preferred_first((await pricing.prices_of(db, [plan]))[plan.id], preferences)
+        currency = orders.plan_currency(prices, _providers(request), preferences) or (
+            prices[0].currency if prices else settings.default_currency
+        )
     result = await pricing.quote(db, plan, currency, user=user, promo_code=body.promo_code, now=utcnow())
     return QuoteOut(
         plan=plan.code,

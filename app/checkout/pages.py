@@ -13,6 +13,7 @@ from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.pages import is_htmx, render, see_other
 from app.checkout.views import (
     PaymentView,
+    PlanChoice,
     parse_option,
     payment_view,
     plan_choice,
@@ -29,11 +30,12 @@ from app.kit.formatting import money_text, zone_of
 from app.kit.i18n import translate
 from app.kit.money import Money
 from app.models import PaymentStatus, Plan
-from app.payments import orders
+from app.payments import orders, pricing
 from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.registry import PaymentRegistry
 from app.promo.service import PromoInvalid
 from app.provisioning import service as provisioning
+from app.users import preferences
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
@@ -76,37 +78,93 @@ def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _preferences(viewer: Viewer, settings: Settings) -> list[str]:
+    """The customer's currencies, best first: the one they chose, their language's, the shop's default."""
+    return pricing.currency_preferences(viewer.user, settings.default_currency)
+
+
 # --- step 1: the plans -------------------------------------------------------------------------------------
 
 
-@router.get("/checkout", response_class=HTMLResponse)
-async def choose_plan(
-    request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, currency: str | None = None
+async def _plan_list(
+    request: Request,
+    viewer: Viewer,
+    db: DbSession,
+    settings: Settings,
+    *,
+    offers: list[orders.Offer] | None = None,
+    error_message: str | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
-    """Every plan priced in one currency: the customer's usual one, or the one they switched to (each plan
-    falls back to its own first price when it has none in that currency)."""
-    offers = await orders.offers(db, _providers(request), viewer.user.language, user=viewer.user)
-    devices = await provisioning.device_limits_enforced(db, viewer.user.id)
-    currencies = list(dict.fromkeys(price.currency for offer in offers for price, _ in offer.prices))
-    if currency is not None and currency.upper() not in currencies:
-        raise ValidationFailed(
-            translate(viewer.user.language, "checkout.currency.unknown", currencies=", ".join(currencies)),
-            code="currency_not_offered",
-        )
-    shown = currency.upper() if currency else (currencies[0] if currencies else None)
+    """Every plan priced in one currency: the one the customer chose, else their language's (a plan not priced
+    in it shows its next best price, the one its own page will charge)."""
+    ordered = _preferences(viewer, settings)
+    if offers is None:
+        offers = await orders.offers(db, _providers(request), ordered, user=viewer.user)
+    currencies = orders.sold_currencies(offers, ordered)
     context = {
         # A text experiment on the page's title shows the customer's variant (None: the normal text).
         "title": await experiments.text_for(db, viewer.user, "checkout.title", viewer.user.language),
         "offers": offers,
-        "devices_enforced": devices,
+        "devices_enforced": await provisioning.device_limits_enforced(db, viewer.user.id),
         "currencies": currencies,
-        "shown_currency": shown,
+        "shown_currency": currencies[0] if currencies else None,
+        "error_message": error_message,
         **_helpers(viewer, settings),
     }
-    return render(request, "checkout/plans.html", context)
+    return render(request, "checkout/plans.html", context, status_code=status_code)
+
+
+@router.get("/checkout", response_class=HTMLResponse)
+async def choose_plan(request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings) -> HTMLResponse:
+    return await _plan_list(request, viewer, db, settings)
+
+
+@router.post("/checkout/currency", response_model=None)
+async def switch_currency(
+    request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, currency: Annotated[str, Form()]
+) -> Response:
+    """Show and charge every plan in another currency from now on: remembered on the customer's account, so the
+    plan page, the methods offered, the payment and their next visit follow it. A currency the shop does not sell
+    in is refused (422, the list shown again with the reason) and nothing changes."""
+    ordered = _preferences(viewer, settings)
+    offers = await orders.offers(db, _providers(request), ordered, user=viewer.user)
+    sold = orders.sold_currencies(offers, ordered)
+    try:
+        await preferences.set_currency(db, viewer.user, currency, offered=sold, ip=client_ip(request))
+    except ValidationFailed as exc:
+        message = translate(viewer.user.language, "checkout.currency.unknown", currencies=", ".join(sold))
+        return await _plan_list(
+            request, viewer, db, settings, offers=offers, error_message=message, status_code=exc.status_code
+        )
+    if not is_htmx(request):
+        return see_other("/app/checkout")
+    return await _plan_list(request, viewer, db, settings)
 
 
 # --- step 2: one plan, the promo code and the payment methods ----------------------------------------------
+
+
+async def _choice(
+    request: Request,
+    viewer: Viewer,
+    db: DbSession,
+    settings: Settings,
+    plan_code: str,
+    *,
+    promo_code: str | None,
+    currency: str | None,
+) -> PlanChoice:
+    return await plan_choice(
+        db,
+        _providers(request),
+        viewer.user,
+        plan_code,
+        promo_code=promo_code,
+        now=utcnow(),
+        preferences=_preferences(viewer, settings),
+        currency=currency,
+    )
 
 
 async def _plan_page(
@@ -117,10 +175,11 @@ async def _plan_page(
     plan_code: str,
     *,
     promo_code: str | None,
+    currency: str | None = None,
     error: AppError | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    choice = await plan_choice(db, _providers(request), viewer.user, plan_code, promo_code=promo_code, now=utcnow())
+    choice = await _choice(request, viewer, db, settings, plan_code, promo_code=promo_code, currency=currency)
     message = None
     # A promo-code refusal is already shown beside the price; anything else goes above the form.
     if error is not None and not (isinstance(error, PromoInvalid) and choice.promo_error is not None):
@@ -150,18 +209,17 @@ async def quote(
     db: DbSession,
     settings: AppSettings,
     promo_code: OptionalField = None,
+    currency: OptionalField = None,
 ) -> HTMLResponse:
-    """The price with the typed promo code: only the price block for HTMX (plus the per-method prices, out of
-    band, when methods charge in different currencies); the whole page for a plain form post. Stores nothing."""
+    """The price with the typed promo code, in the currency the form carries: only the price block for HTMX;
+    the whole page for a plain form post. Stores nothing."""
     if not is_htmx(request):
-        return await _plan_page(request, viewer, db, settings, plan_code, promo_code=promo_code)
-    choice = await plan_choice(db, _providers(request), viewer.user, plan_code, promo_code=promo_code, now=utcnow())
+        return await _plan_page(request, viewer, db, settings, plan_code, promo_code=promo_code, currency=currency)
+    choice = await _choice(request, viewer, db, settings, plan_code, promo_code=promo_code, currency=currency)
     templates = request.app.state.templates
-    context = templates.base_context(request) | {"choice": choice, "plan": choice.plan, "oob": True}
+    context = templates.base_context(request) | {"choice": choice, "plan": choice.plan}
     context |= _helpers(viewer, settings)
-    body = templates.render_block("checkout/plan.html", "price_block", context)
-    body += templates.render_block("checkout/plan.html", "method_prices", context)
-    return HTMLResponse(body)
+    return HTMLResponse(templates.render_block("checkout/plan.html", "price_block", context))
 
 
 @router.post("/checkout/{plan_code}", response_model=None)
@@ -175,13 +233,23 @@ async def start(
     provider: OptionalField = None,
     method: OptionalField = None,
     promo_code: OptionalField = None,
+    currency: OptionalField = None,
+    one_off: OptionalField = None,
 ) -> Response:
-    """Start paying: the price is computed here from the plan and the promo code (a client-sent amount is
-    never read). A browser goes straight to the provider's page; Telegram (and Stars or QR payments) get the
-    waiting page."""
+    """Start paying in the currency the plan page showed (the form carries it; the provider must take it and
+    the plan be priced in it): the price is computed here from the plan, that currency and the promo code (a
+    client-sent amount is never read). A browser goes straight to the provider's page; Telegram (and Stars or
+    QR payments) get the waiting page."""
     if option:
         provider, method = parse_option(option)
-    order = CheckoutRequest(plan=plan_code, provider=provider or "", promo_code=promo_code or None, method=method)
+    order = CheckoutRequest(
+        plan=plan_code,
+        provider=provider or "",
+        promo_code=promo_code or None,
+        method=method,
+        currency=currency or None,
+        one_off=one_off == "on",  # the "pay once" box: no provider subscription, no saved method
+    )
     # What this request did before (a first-seen Telegram user, their last visit) is kept whatever happens
     # below: on a refusal only the checkout's own unfinished writes are rolled back.
     await db.commit()
@@ -203,7 +271,15 @@ async def start(
         await db.rollback()
         await db.refresh(viewer.user)
         return await _plan_page(
-            request, viewer, db, settings, plan_code, promo_code=promo_code, error=exc, status_code=exc.status_code
+            request,
+            viewer,
+            db,
+            settings,
+            plan_code,
+            promo_code=promo_code,
+            currency=currency,
+            error=exc,
+            status_code=exc.status_code,
         )
     waiting = f"/app/payments/{payment.public_id}"
     if viewer.via == "session" and sends_to_provider_page(payment):

@@ -4,7 +4,7 @@ live in app/payments and app/promo; this module only arranges their answers for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,14 +15,12 @@ from app.kit.clock import parse_utc
 from app.kit.money import Money
 from app.models import Payment, PaymentStatus, Plan, User
 from app.payments import pricing
-from app.payments.orders import usable_currencies
+from app.payments.orders import plan_currency, usable_currencies
 from app.payments.pricing import Quote
 from app.payments.registry import PaymentRegistry
 from app.payments.service import payment_of_user
 from app.promo.service import PromoInvalid
-
-# Reasons a code fails the same way whatever the currency; the others are checked per currency.
-CURRENCY_DEPENDENT = frozenset({"no_currency", "covers_price"})
+from app.subscriptions.renewal_methods import keeps_auto_renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +36,6 @@ class PayOption:
     def value(self) -> str:
         """The form value of the button: "provider" or "provider/method"."""
         return f"{self.provider}/{self.method}" if self.method else self.provider
-
-    @property
-    def dom_id(self) -> str:
-        return "price-" + self.value.replace("/", "-")
 
     @property
     def label_key(self) -> str:
@@ -71,28 +65,18 @@ def parse_option(value: str | None) -> tuple[str | None, str | None]:
 
 @dataclass(slots=True)
 class PlanChoice:
-    """Step 2 of the checkout: one plan, how it can be paid, and its price with the typed promo code."""
+    """Step 2 of the checkout: one plan, the one currency it is sold in to this customer, the providers that take
+    that currency, and its price with the typed promo code."""
 
     plan: Plan
-    prices: list[Money]
+    currency: str | None  # None: the plan has no price at all
     options: list[PayOption]
-    currencies: list[str]  # the currencies the options charge in, the customer's usual one first
-    quotes: dict[str, Quote]
+    primary: Quote | None
     promo_code: str
-    promo_errors: dict[str, PromoInvalid] = field(default_factory=dict)
-
-    @property
-    def primary(self) -> Quote | None:
-        return self.quotes.get(self.currencies[0]) if self.currencies else None
-
-    @property
-    def promo_error(self) -> PromoInvalid | None:
-        return self.promo_errors.get(self.currencies[0]) if self.currencies else None
-
-    @property
-    def prices_differ(self) -> bool:
-        """Options charge in different currencies, so each shows its own price."""
-        return len(self.currencies) > 1
+    promo_error: PromoInvalid | None = None
+    # Paying would set up renewal (a provider subscription or a saved method, SPEC §4.3), so the customer is
+    # offered to pay once instead.
+    renews: bool = False
 
 
 async def plan_choice(
@@ -103,30 +87,31 @@ async def plan_choice(
     *,
     promo_code: str | None,
     now: datetime,
+    preferences: list[str],
+    currency: str | None = None,
 ) -> PlanChoice:
-    """The plan (NotFound if it is not on sale), its payment options, and a quote per option currency. An
-    invalid promo code is not an error here: the quote falls back to the plain price and names the reason."""
+    """The plan (NotFound if it is not on sale), its payment options, and its quote. The plan is sold in one
+    currency: `currency` (the one the form carried) if the plan is priced in it and a provider takes it, else the
+    customer's (orders.plan_currency); only the providers that take that currency are offered. An invalid promo
+    code is not an error here: the quote falls back to the plain price and names the reason."""
     plan = await pricing.plan_by_code(session, plan_code)
-    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], user.language)
-    options = pay_options(providers, prices)
-    currencies = list(dict.fromkeys(option.currency for option in options)) or [price.currency for price in prices[:1]]
+    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], preferences)
+    wanted = (currency or "").strip().upper()
+    if not any(price.currency == wanted for price in prices) or not providers.for_currency(wanted):
+        wanted = plan_currency(prices, providers, preferences) or (prices[0].currency if prices else "")
     code = (promo_code or "").strip()
-    choice = PlanChoice(plan, prices, options, currencies, {}, code)
-    shared_error: PromoInvalid | None = None
-    for currency in currencies:
-        if shared_error is not None:
-            choice.promo_errors[currency] = shared_error
-            choice.quotes[currency] = await pricing.quote(session, plan, currency, user=user, promo_code=None, now=now)
-            continue
-        try:
-            choice.quotes[currency] = await pricing.quote(
-                session, plan, currency, user=user, promo_code=code or None, now=now
-            )
-        except PromoInvalid as exc:
-            choice.promo_errors[currency] = exc
-            if exc.reason not in CURRENCY_DEPENDENT:
-                shared_error = exc
-            choice.quotes[currency] = await pricing.quote(session, plan, currency, user=user, promo_code=None, now=now)
+    choice = PlanChoice(plan, wanted or None, [], None, code)
+    if not wanted:
+        return choice
+    choice.options = pay_options(providers, [price for price in prices if price.currency == wanted])
+    offered = {providers.get(option.provider) for option in choice.options}
+    can_renew = any(provider.supports_recurring or provider.supports_saved_methods for provider in offered)
+    choice.renews = can_renew and await keeps_auto_renewal(session, user)
+    try:
+        choice.primary = await pricing.quote(session, plan, wanted, user=user, promo_code=code or None, now=now)
+    except PromoInvalid as exc:
+        choice.promo_error = exc
+        choice.primary = await pricing.quote(session, plan, wanted, user=user, promo_code=None, now=now)
     return choice
 
 

@@ -18,6 +18,8 @@ class User(IdMixin, TimestampsMixin, Base):
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(8), default="ru")
+    # The currency the customer switched to on the plan list; None: chosen by their language (payments/pricing.py).
+    currency: Mapped[str | None] = mapped_column(String(8))
     timezone: Mapped[str | None] = mapped_column(String(64))
     referral_code: Mapped[str] = mapped_column(String(32), unique=True)
     referrer_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"), index=True)

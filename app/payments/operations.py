@@ -264,7 +264,8 @@ async def _prepare_renewal(
     if plan is None or method is None:
         return RenewalResult.NO_METHOD
     provider = resources.payments.get(method.provider)
-    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], user.language)
+    preferences = pricing.currency_preferences(user, resources.settings.default_currency)
+    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], preferences)
     price = next((price for price in prices if price.currency in provider.currencies), None)
     if price is None:
         return RenewalResult.NO_METHOD

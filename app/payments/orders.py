@@ -44,6 +44,12 @@ class Offer:
     plan: Plan
     prices: list[tuple[Money, list[str]]]
 
+    @property
+    def shown_price(self) -> Money | None:
+        """The price the customer sees and would pay: the first in their order that some provider takes (the
+        currency plan_currency picks for the plan's page), else the first at all."""
+        return next((price for price, names in self.prices if names), self.prices[0][0] if self.prices else None)
+
 
 @dataclass(frozen=True, slots=True)
 class CheckoutRequest:
@@ -60,10 +66,10 @@ class CheckoutRequest:
 
 
 async def offers(
-    session: AsyncSession, providers: PaymentRegistry, language: str, *, user: User | None = None
+    session: AsyncSession, providers: PaymentRegistry, preferences: list[str], *, user: User | None = None
 ) -> list[Offer]:
-    """Every active plan with its prices; for a customer (`user`), the prices they would be charged (a price
-    experiment's variant included)."""
+    """The plans on sale, each with its prices in the customer's order (pricing.currency_preferences); for a
+    customer (`user`), the prices they would be charged (a price experiment's variant included)."""
     plans = await pricing.active_plans(session)
     prices = await (pricing.customer_prices(session, plans, user) if user else pricing.prices_of(session, plans))
     return [
@@ -71,19 +77,41 @@ async def offers(
             plan,
             [
                 (price, [provider.name for provider in providers.for_currency(price.currency)])
-                for price in pricing.preferred_first(prices[plan.id], language)
+                for price in pricing.preferred_first(prices[plan.id], preferences)
             ],
         )
         for plan in plans
     ]
 
 
+def sold_currencies(offers: list[Offer], preferences: list[str]) -> list[str]:
+    """The currencies the shop sells in: some plan is priced in it and some enabled provider takes it. The
+    customer's preferred one first, so `[0]` is the currency their plan list opens in."""
+    sold = dict.fromkeys(price.currency for offer in offers for price, names in offer.prices if names)
+    rank = {code: index for index, code in enumerate(preferences)}
+    return sorted(sold, key=lambda code: rank.get(code, len(rank)))
+
+
+async def currencies_sold(session: AsyncSession, providers: PaymentRegistry, preferences: list[str]) -> list[str]:
+    """sold_currencies of the plans on sale now (for a page that does not list the plans themselves)."""
+    return sold_currencies(await offers(session, providers, preferences), preferences)
+
+
+def plan_currency(prices: list[Money], providers: PaymentRegistry, preferences: list[str]) -> str | None:
+    """The one currency a plan is sold in to this customer: the first of their preferences the plan is priced
+    in and some enabled provider takes (None: no provider takes any of its currencies)."""
+    for price in pricing.preferred_first(prices, preferences):
+        if providers.for_currency(price.currency):
+            return price.currency
+    return None
+
+
 async def choose_currency(
-    session: AsyncSession, plan: Plan, provider: PaymentProvider, wanted: str | None, language: str
+    session: AsyncSession, plan: Plan, provider: PaymentProvider, wanted: str | None, preferences: list[str]
 ) -> str:
     """The currency to charge in: the one asked for, else the customer's usual one, among those the plan is
     priced in and the provider takes."""
-    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], language)
+    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], preferences)
     usable = usable_currencies(provider, prices)
     if wanted:
         if wanted.upper() not in usable:
@@ -139,7 +167,8 @@ async def start_checkout(
     if request.method is not None and request.method not in provider.methods:
         raise ValidationFailed(f"{provider.name} has no method {request.method!r}.", code="method_not_offered")
     key = _idempotency_key(user, request.client_key)
-    currency = await choose_currency(session, plan, provider, request.currency, user.language)
+    preferences = pricing.currency_preferences(user, settings.default_currency)
+    currency = await choose_currency(session, plan, provider, request.currency, preferences)
     await _one_at_a_time(session, user)
     existing = await _made_under(session, key) if request.client_key else None
     if existing is not None:

@@ -15,8 +15,9 @@ from app.kit.money import Money
 from app.models import Plan, PlanPrice, PromoCode, User
 from app.promo import service as promo_service
 
-# The currency shown first for each language when a plan has several.
-PREFERRED_CURRENCY = {"ru": "RUB", "en": "USD"}
+# The currency of the market a language stands for, where the shop sells in it (issue 19): shown first to a
+# customer who never chose one. Other languages get the shop's default (Settings.default_currency).
+LANGUAGE_CURRENCY = {"ru": "RUB", "hi": "INR", "id": "IDR"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +65,17 @@ async def customer_prices(session: AsyncSession, plans: list[Plan], user: User) 
     return prices
 
 
-def preferred_first(prices: list[Money], language: str) -> list[Money]:
-    preferred = PREFERRED_CURRENCY.get(language, "USD")
-    return sorted(prices, key=lambda price: price.currency != preferred)
+def currency_preferences(user: User, default: str) -> list[str]:
+    """The currencies this customer would rather pay in, best first: the one they chose, their language's, the
+    shop's default. Whichever of them is actually sold (priced and taken by a provider) wins."""
+    wanted = [user.currency, LANGUAGE_CURRENCY.get(user.language), default]
+    return list(dict.fromkeys(code for code in wanted if code))
+
+
+def preferred_first(prices: list[Money], preferences: list[str]) -> list[Money]:
+    """`prices` in the order of `preferences` (see currency_preferences); the rest keep the admin's order."""
+    rank = {code: index for index, code in enumerate(preferences)}
+    return sorted(prices, key=lambda price: rank.get(price.currency, len(rank)))
 
 
 async def quote(

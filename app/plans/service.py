@@ -96,12 +96,18 @@ def _whole(name: str, value: object, *, low: int, high: int, optional: bool = Fa
     return number
 
 
+# Codes that are addresses of checkout pages beside /app/checkout/<plan code> (POST /app/checkout/currency).
+RESERVED_CODES = frozenset({"currency"})
+
+
 def _code(value: object) -> str:
     code = str(value or "").strip()
     if not CODE_PATTERN.fullmatch(code):
         raise FieldInvalid(
             "code", "1–32 characters: lower-case letters, digits, - and _, starting with a letter or digit."
         )
+    if code in RESERVED_CODES:
+        raise FieldInvalid("code", f"“{code}” is taken by a page of the checkout: choose another code.")
     return code
 
 

@@ -46,6 +46,20 @@ async def set_language(session: AsyncSession, user: User, language: str, *, ip: 
         user.language = language
 
 
+async def set_currency(
+    session: AsyncSession, user: User, currency: str, *, offered: list[str], ip: str | None = None
+) -> str:
+    """Remember the currency the customer sees prices in and pays in from now on; `offered` are the currencies
+    the shop sells in (app/payments/orders.sold_currencies). Anything else is refused and nothing changes."""
+    code = currency.strip().upper()
+    if code not in offered:
+        raise ValidationFailed(f"currency: expected one of {', '.join(offered)}", code="currency_not_offered")
+    if code != user.currency:
+        _audit(session, user, "user.currency", "user", user.id, {"currency": user.currency}, {"currency": code}, ip)
+        user.currency = code
+    return code
+
+
 async def set_marketing(session: AsyncSession, user: User, *, opted_in: bool, ip: str | None = None) -> None:
     if user.marketing_opt_out == (not opted_in):
         return

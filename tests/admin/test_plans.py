@@ -82,6 +82,7 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(admin: 
     before, audited = await _snapshot(admin), len(await _audit(admin))
     cases: list[tuple[dict[str, Any], str]] = [
         ({"code": "Bad Code"}, "invalid_code"),
+        ({"code": "currency"}, "invalid_code"),  # the address of the checkout's currency switch
         ({"code": "month"}, None),  # its own code again is fine on an edit (checked below for another plan)
         ({"name": {"ru": "Месяц", "en": ""}}, "invalid_name.en"),
         ({"name": {"ru": "x", "en": "y", "de": "z"}}, "invalid_name.de"),

@@ -160,3 +160,36 @@ def test_mini_app_pays_through_the_providers_page_opened_outside(shop: Shop, bro
     shot(returned, "32-browser-payment-result")
     assert returned_errors == []
     returned.context.close()
+
+
+def test_mini_app_customer_switches_currency_and_pays_in_it(shop: Shop, browser: Browser) -> None:
+    """Issue 20 item 8: the currency chosen on the plan list reaches the plan page, Telegram's MainButton, the
+    provider's page and the waiting page, and the next visit opens in it."""
+    page, errors = telegram_page(browser, init_data(5550102), width=360)
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{shop.base_url}/app/checkout")
+    expect(page.get_by_test_id("currency-USD")).to_have_attribute("aria-current", "true")
+    page.get_by_test_id("currency-INR").click()
+    expect(page.get_by_test_id("currency-INR")).to_have_attribute("aria-current", "true")
+    expect(page.get_by_test_id("plan-month")).to_contain_text("₹249")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # the switch wraps at 360 px
+    shot(page, "33-miniapp-checkout-currency-inr")
+
+    page.get_by_test_id("plan-month").click()
+    expect(page.get_by_test_id("amount")).to_have_text("₹249")
+    expect(page.get_by_test_id("plan-currency")).to_contain_text("INR")
+    main_button(page, "Pay ₹249")
+    shot(page, "34-miniapp-checkout-plan-inr")
+
+    page.evaluate("Telegram.WebApp.MainButton.click()")
+    expect(page).to_have_url(re.compile(r"/app/payments/[0-9a-f-]{36}$"))
+    pay = page.get_by_test_id("pay-link")
+    expect(pay).to_have_text("Pay ₹249")
+    href = pay.get_attribute("href") or ""
+    provider_page = httpx.get(href, timeout=10)
+    assert 'data-testid="demo-amount">249.00 INR<' in provider_page.text  # what the server asks the provider for
+
+    # The next visit opens in rupees.
+    page.goto(f"{shop.base_url}/app/checkout")
+    expect(page.get_by_test_id("currency-INR")).to_have_attribute("aria-current", "true")
+    assert errors == []

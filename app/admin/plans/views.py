@@ -11,7 +11,7 @@ from app.kit.formatting import money_text
 from app.kit.i18n import Translator, available_languages
 from app.kit.money import CURRENCY_EXPONENTS, Money
 from app.models import Plan, TrafficStrategy
-from app.payments.pricing import preferred_first
+from app.payments.pricing import LANGUAGE_CURRENCY, preferred_first
 from app.plans.service import BULLETS
 
 GIB = 1024**3
@@ -99,7 +99,7 @@ def previews(plan: Plan, prices: list[Money], devices_enforced: bool) -> list[di
     """The card in each language, as checkout renders it for a customer of that language."""
     shown = []
     for language in available_languages():
-        ordered = preferred_first(prices, language)
+        ordered = preferred_first(prices, [LANGUAGE_CURRENCY.get(language, "USD")])
         shown.append(
             {
                 "language": language,

@@ -1,0 +1,26 @@
+"""customers: the currency they chose to see and pay in (issue 20 item 8)
+
+Revision ID: 0018
+Revises: 0010
+Create Date: 2026-12-07 07:30:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Null: never chosen, so the shop picks by the customer's language (app/payments/pricing.py).
+    op.add_column("users", sa.Column("currency", sa.String(length=8), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("currency")
