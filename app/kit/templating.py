@@ -110,6 +110,6 @@ class Templates:
             "viewer": getattr(request.state, "viewer", None),
             "csrf_token": getattr(request.state, "csrf_token", ""),
             "language": language,
-            "_": Translator(language),
+            "_": Translator(language, settings.zone),
             "csp_nonce": getattr(request.state, "csp_nonce", ""),
         }
