@@ -30,7 +30,12 @@ PLATFORM_SYNONYMS = (
     ("macos", "mac", "мак", "макбук", "macbook"),
     ("linux", "линукс", "ubuntu", "убунту"),
 )
-_STEMMERS = {"ru": snowballstemmer.stemmer("russian"), "en": snowballstemmer.stemmer("english")}
+_STEMMERS = {
+    "ru": snowballstemmer.stemmer("russian"),
+    "en": snowballstemmer.stemmer("english"),
+    "hi": snowballstemmer.stemmer("hindi"),
+    "id": snowballstemmer.stemmer("indonesian"),
+}
 _WORD = re.compile(r"\w+")
 
 
