@@ -91,6 +91,17 @@ def _entry(language: str, key: str) -> tuple[str, Any]:
     return language, None
 
 
+def fill(template: str, params: dict[str, Any]) -> str:
+    """str.format, plus one rule of typography: a value ending in an abbreviation's dot ("7 дек. 2026 г.")
+    absorbs the sentence's full stop right after it (also across a closing tag), instead of doubling it."""
+    text = template.format(**params)
+    for value in params.values():
+        shown = format(value, "")
+        if shown.endswith("."):
+            text = text.replace(f"{shown}.", shown).replace(f"{shown}</b>.", f"{shown}</b>")
+    return text
+
+
 def translate(language: str, key: str, **params: Any) -> str:
     language, entry = _entry(language, key)
     if entry is None:
@@ -99,7 +110,7 @@ def translate(language: str, key: str, **params: Any) -> str:
         count = int(params.get("count", 0))
         entry = entry.get(plural_form(language, count)) or entry.get("other") or entry.get("many") or key
     try:
-        return str(entry).format(**params)
+        return fill(str(entry), params)
     except (KeyError, IndexError, ValueError):
         return str(entry)
 
