@@ -49,8 +49,8 @@ async def test_the_owner_sees_every_figure_of_the_day(admin: AdminHarness, engin
     assert shown["new_customers"].startswith("New customers today 2")
     assert shown["live_subscriptions"] == "Live subscriptions 2 paid 1 · trial 1"
     assert shown["online_now"].startswith("Online now 1")
-    assert shown["revenue_today"] == "Revenue today 125 ₽ ▼ -58.2 % vs yesterday -100 ₽ · 150 ★"
-    assert shown["revenue_month"] == "Revenue this month 700.58 ₽ 199 ₽ · $2.99 · 150 ★"
+    assert shown["revenue_today"] == "Revenue today ₽125 ▼ -58.2 % vs yesterday -₽100 · 150 ★"  # CLDR: en writes ₽ first
+    assert shown["revenue_month"] == "Revenue this month ₽700.58 ₽199 · $2.99 · 150 ★"
     # The latest payments, the mismatch alert and its link.
     assert 'href="/admin/payments?status=mismatch"' in response.text
     assert "1 payment whose amount did not match its order" in text_of(response.text)

@@ -474,4 +474,4 @@ async def test_a_qris_payment_shows_its_qr_code_on_the_waiting_page(shop: Shop) 
     assert response.status_code == 200
     qr = response.text.split('data-testid="payment-qr"')[1].split("</div>")[0]
     assert "<svg" in qr and 'aria-label="QR code for payment"' in qr
-    assert "75,000 Rp" in text_of(response.text) and 'data-testid="pay-link"' not in response.text
+    assert "Rp 75,000" in text_of(response.text) and 'data-testid="pay-link"' not in response.text
