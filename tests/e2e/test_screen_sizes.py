@@ -160,7 +160,9 @@ def test_hindi_and_indonesian_screenshots_at_360_px(
 ) -> None:
     """For review (issue 19's closing note): test-output/screenshots/360-<language>-light-<page>.png for home,
     checkout and help, with the texts in the customer's language and Devanagari drawn with real glyphs."""
-    page, errors = telegram_page(browser, init_data(telegram_id, language), width=360, locale=LOCALES[language])
+    page, errors = telegram_page(
+        browser, init_data(telegram_id, language), width=360, locale=LOCALES[language], theme="light"
+    )
     page.set_default_timeout(TIMEOUT)
     start_trial(page, shop)
     headings = {"hi": ("नमस्ते", "प्लान चुनें", "मदद"), "id": ("Halo", "Pilih paket", "Bantuan")}
