@@ -10,7 +10,16 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   echo "installing Debian's chromium for the end-to-end tests"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-lohit-deva >/dev/null
+fi
+
+# Hindi pages need a Devanagari font in that Chromium (a small one: fonts-lohit-deva, not all of fonts-noto-core).
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=hi family)" ] \
+  && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing a Devanagari font for the Hindi end-to-end tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends fonts-lohit-deva >/dev/null
 fi
 
 # The backup tests run PostgreSQL's own pg_dump and pg_restore (Debian's client matches Debian's server).

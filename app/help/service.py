@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.errors import ValidationFailed
-from app.kit.i18n import DEFAULT_LANGUAGE, translate
+from app.kit.i18n import DEFAULT_LANGUAGE, FALLBACKS, translate
 from app.models import FaqCategory, FaqItem
 
 MAX_QUERY_LENGTH = 100
@@ -30,7 +30,11 @@ PLATFORM_SYNONYMS = (
     ("macos", "mac", "мак", "макбук", "macbook"),
     ("linux", "линукс", "ubuntu", "убунту"),
 )
-_STEMMERS = {"ru": snowballstemmer.stemmer("russian"), "en": snowballstemmer.stemmer("english")}
+_STEMMERS = {
+    "ru": snowballstemmer.stemmer("russian"),
+    "en": snowballstemmer.stemmer("english"),
+    "hi": snowballstemmer.stemmer("hindi"),
+}
 _WORD = re.compile(r"\w+")
 
 
@@ -118,7 +122,8 @@ def _indexed(text: str) -> _Indexed:
 
 def stem(word: str) -> str:
     """The Snowball stem of a normalized word, by the script it is written in."""
-    language = "ru" if re.search("[а-я]", word) else "en"
+    # Indonesian shares the Latin script with English, so it is matched by whole words and prefixes only.
+    language = "ru" if re.search("[а-я]", word) else "hi" if re.search("[\u0900-\u097f]", word) else "en"
     return _STEMMERS[language].stemWord(word)
 
 
@@ -141,9 +146,11 @@ def _matches(word: str, text: _Indexed) -> bool:
 
 
 async def _load(session: AsyncSession, language: str, default_language: str) -> list[tuple[FaqCategory, Entry]]:
-    """Each slug once: in `language` where it has a translation, else in the default language. An entry
-    switched off in the reader's language stays hidden rather than showing its translation."""
-    languages = sorted({language, default_language})
+    """Each slug once: in `language` where it has a translation, else in its fallback (Hindi and Indonesian
+    readers get English), else in the default language. An entry switched off in the reader's language stays
+    hidden rather than showing its translation."""
+    preference = _preference(language, default_language)
+    languages = sorted(preference)
     query = (
         select(FaqCategory, FaqItem)
         .join(FaqItem, FaqItem.category_id == FaqCategory.id)
@@ -153,7 +160,7 @@ async def _load(session: AsyncSession, language: str, default_language: str) -> 
     rows = (await session.execute(query)).all()
     chosen: dict[str, tuple[int, FaqCategory, FaqItem]] = {}
     for index, (category, item) in enumerate(rows):
-        if item.slug not in chosen or item.language == language:
+        if item.slug not in chosen or preference.index(item.language) < preference.index(chosen[item.slug][2].language):
             chosen[item.slug] = (index, category, item)
     picked = sorted(chosen.values(), key=lambda found: found[0])  # the chosen row's own place in the order
     return [
@@ -163,6 +170,11 @@ async def _load(session: AsyncSession, language: str, default_language: str) -> 
     ]
 
 
+def _preference(language: str, default_language: str) -> list[str]:
+    return list(dict.fromkeys(filter(None, (language, FALLBACKS.get(language), default_language))))
+
+
 def _title(category: FaqCategory, language: str, default_language: str) -> str:
     titles = category.titles or {}
-    return titles.get(language) or titles.get(default_language) or next(iter(titles.values()), "") or category.slug
+    found = next((titles[lang] for lang in _preference(language, default_language) if titles.get(lang)), None)
+    return found or next(iter(titles.values()), "") or category.slug

@@ -1,20 +1,31 @@
-"""Message catalogs (app/locales/<lang>/<area>.json, merged per language), ru by default; Russian and English
-plural rules. One file per area keeps catalogs small and lets areas be translated independently.
+"""Message catalogs (app/locales/<lang>/<area>.json, merged per language), ru by default; plural rules from CLDR
+through Babel. One file per area keeps catalogs small and lets areas be translated independently.
 
-A catalog entry is a string with {placeholders}, or a dict of plural forms ("one", "few", "many", "other")
-chosen by the `count` parameter. A missing key falls back to the default language, then to the key itself,
-so a half-translated catalog never breaks a page.
+A catalog entry is a string with {placeholders}, or a dict of plural forms named by CLDR's categories ("zero",
+"one", "two", "few", "many", "other") chosen by the `count` parameter. A missing key falls back along
+FALLBACKS (Hindi and Indonesian to English: the admin is only written in ru and en), then to the default
+language, then to the key itself, so a half-translated catalog never breaks a page.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
+
+from app.kit.formatting import format_date
+
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DEFAULT_LANGUAGE = "ru"
+# Where a language looks for a key it lacks before the default language: readers of Hindi and Indonesian are
+# likelier to read English than Russian (the staff pages are only in ru and en).
+FALLBACKS = {"hi": "en", "id": "en"}
+# Languages the staff pages are written in (app/locales/*/admin*.json); a staff member's other language gets en.
+ADMIN_LANGUAGES = ("en", "ru")
 
 
 @lru_cache(maxsize=1)
@@ -33,47 +44,102 @@ def catalog(language: str) -> dict[str, Any]:
     return merged
 
 
-def pick_language(code: str | None, default: str = DEFAULT_LANGUAGE) -> str:
-    """Map a Telegram/browser language code ("en-US", "ru") to a language we have."""
+def pick_language(code: str | None, default: str = DEFAULT_LANGUAGE, *, among: tuple[str, ...] | None = None) -> str:
+    """Map a Telegram/browser language code ("en-US", "hi", "id") to a language we have (or one of `among`)."""
+    choices = among if among is not None else available_languages()
     if code:
         base = code.replace("_", "-").split("-")[0].lower()
-        if base in available_languages():
+        # Telegram and old browsers still send Indonesian as "in", its pre-1989 ISO code.
+        base = "id" if base == "in" else base
+        if base in choices:
             return base
+        if among is not None and FALLBACKS.get(base) in choices:
+            return FALLBACKS[base]
     return default
 
 
+@lru_cache(maxsize=32)
+def _plural_rule(language: str) -> Any:
+    try:
+        return Locale.parse(language).plural_form
+    except (ValueError, LookupError):
+        return Locale.parse("en").plural_form
+
+
 def plural_form(language: str, count: int) -> str:
-    n = abs(count)
-    if language == "ru":
-        if n % 10 == 1 and n % 100 != 11:
-            return "one"
-        if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-            return "few"
-        return "many"
-    return "one" if n == 1 else "other"
+    """CLDR's plural category of a whole count in a language: "one", "few", "many", "other"…"""
+    return str(_plural_rule(language)(abs(count)))
+
+
+@lru_cache(maxsize=16)
+def integer_plural_forms(language: str) -> frozenset[str]:
+    """The categories whole counts can reach in a language (Russian: one, few, many; Indonesian: other) — what
+    every plural catalog entry must hold. CLDR's rules repeat within every hundred past the first thousand."""
+    return frozenset(plural_form(language, n) for n in range(0, 2000))
+
+
+def _entry(language: str, key: str) -> tuple[str, Any]:
+    chain = [language]
+    while (nxt := FALLBACKS.get(chain[-1])) and nxt not in chain:
+        chain.append(nxt)
+    if DEFAULT_LANGUAGE not in chain:
+        chain.append(DEFAULT_LANGUAGE)
+    for candidate in chain:
+        entry = catalog(candidate).get(key) if candidate in available_languages() else None
+        if entry is not None:
+            return candidate, entry
+    return language, None
+
+
+def fill(template: str, params: dict[str, Any]) -> str:
+    """str.format, plus one rule of typography: a value ending in an abbreviation's dot ("7 дек. 2026 г.")
+    absorbs the sentence's full stop right after it (also across a closing tag), instead of doubling it."""
+    text = template.format(**params)
+    for value in params.values():
+        shown = format(value, "")
+        if shown.endswith("."):
+            text = text.replace(f"{shown}.", shown).replace(f"{shown}</b>.", f"{shown}</b>")
+    return text
 
 
 def translate(language: str, key: str, **params: Any) -> str:
-    entry = catalog(language).get(key)
-    if entry is None and language != DEFAULT_LANGUAGE:
-        entry = catalog(DEFAULT_LANGUAGE).get(key)
-        language = DEFAULT_LANGUAGE
+    language, entry = _entry(language, key)
     if entry is None:
         return key
     if isinstance(entry, dict):
         count = int(params.get("count", 0))
         entry = entry.get(plural_form(language, count)) or entry.get("other") or entry.get("many") or key
     try:
-        return str(entry).format(**params)
+        return fill(str(entry), params)
     except (KeyError, IndexError, ValueError):
         return str(entry)
 
 
-class Translator:
-    """Bound to one language; templates call it as `_("key", name=value)`."""
+class _Moment:
+    """A datetime parameter as a text shows it: CLDR's date in the reader's language and zone for a plain
+    "{until}", the datetime's own strftime for an explicit "{at:%Y-%m-%d %H:%M}" (reports read by support)."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, value: datetime, zone: tzinfo, language: str) -> None:
+        self.value, self.zone, self.language = value, zone, language
+
+    def __format__(self, spec: str) -> str:
+        if spec:
+            return format(self.value, spec)
+        return format_date(self.value, self.zone, self.language)
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+class Translator:
+    """Bound to one language (and the reader's time zone, for dates); templates call it as `_("key", name=value)`."""
+
+    def __init__(self, language: str, zone: tzinfo = UTC) -> None:
         self.language = language
+        self.zone = zone
 
     def __call__(self, key: str, **params: Any) -> str:
+        for name, value in params.items():
+            if isinstance(value, datetime):
+                params[name] = _Moment(value, self.zone, self.language)
         return translate(self.language, key, **params)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from app.kit.assets import asset_url
-from app.kit.formatting import format_bytes, format_date, format_date_only
+from app.kit.formatting import format_bytes, format_date, format_date_only, format_number, format_percentage
 from app.kit.i18n import Translator, pick_language
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -34,6 +34,8 @@ def create_environment(*, auto_reload: bool = False) -> Environment:
     env.globals["format_date"] = format_date
     env.globals["format_bytes"] = format_bytes
     env.globals["format_date_only"] = format_date_only
+    env.globals["format_number"] = format_number
+    env.globals["format_percentage"] = format_percentage
     # Each components/<name>.html is a global `<name>` (e.g. `ui.nav(...)`), not a `{% from %}` import: an
     # import runs in the template's top level, which a block rendered alone for HTMX never executes.
     for path in sorted((TEMPLATES_DIR / "components").glob("*.html")):
@@ -110,6 +112,6 @@ class Templates:
             "viewer": getattr(request.state, "viewer", None),
             "csrf_token": getattr(request.state, "csrf_token", ""),
             "language": language,
-            "_": Translator(language),
+            "_": Translator(language, settings.zone),
             "csp_nonce": getattr(request.state, "csp_nonce", ""),
         }

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.kit.clock import parse_utc
 from app.kit.formatting import format_date, money_text, zone_of
-from app.kit.i18n import DEFAULT_LANGUAGE, plural_form, translate
+from app.kit.i18n import DEFAULT_LANGUAGE, fill, plural_form, translate
 from app.kit.money import Money
 from app.models import MessageText, User
 from app.telegram.buttons import keyboard, page_button
@@ -102,7 +102,7 @@ def _fill(template: str | dict[str, Any], language: str, params: dict[str, Any])
         form = plural_form(language, int(params.get("count", 0)))
         template = template.get(form) or template.get("other") or template.get("many") or ""
     try:
-        return str(template).format(**params)
+        return fill(str(template), params)
     except (KeyError, IndexError, ValueError):
         # A staff text naming an unknown placeholder still goes out rather than blocking the message.
         return str(template)

@@ -80,7 +80,7 @@ def test_metric_chart_form_confirm_and_toast(env) -> None:
     card = render(env, '{{ admin_metric.card("Revenue", "1 000 ₽", delta=-12.5, refresh="/admin/x", id="rev") }}')
     assert (
         "1 000 ₽" in card
-        and "-12.5 %" in card
+        and "-12.5%" in card
         and 'class="metric-delta down"' in card
         and 'hx-trigger="every 10s"' in card
     )

@@ -42,21 +42,22 @@ async def test_the_owner_sees_every_figure_of_the_day(admin: AdminHarness, engin
     # Worked out in tests/stats/test_figures.py: app DAU 2 (yesterday 2), VPN DAU 2 (yesterday 1, +100 %), MAU 4 and
     # 3, new customers 2, live 1 paid + 1 trial, 1 online; revenue today 125.00 RUB (yesterday 299.00: -58.2 %) and
     # 700.58 RUB this month.
-    assert shown["app_dau"].startswith("Active today (app) 2 ■ +0.0 %")
-    assert shown["vpn_dau"].startswith("Active today (VPN) 2 ▲ +100.0 %")
-    assert shown["app_mau"] == "Active in 30 days (app) 4 as of 15:00"  # noon UTC in Moscow
+    assert shown["app_dau"].startswith("Active today (app) 2 ■ 0%")
+    assert shown["vpn_dau"].startswith("Active today (VPN) 2 ▲ +100%")
+    # noon UTC in Moscow, on CLDR's English clock
+    assert shown["app_mau"] == "Active in 30 days (app) 4 as of 3:00 PM"
     assert shown["vpn_mau"].startswith("Active in 30 days (VPN) 3")
     assert shown["new_customers"].startswith("New customers today 2")
     assert shown["live_subscriptions"] == "Live subscriptions 2 paid 1 · trial 1"
     assert shown["online_now"].startswith("Online now 1")
-    assert shown["revenue_today"] == "Revenue today 125 ₽ ▼ -58.2 % vs yesterday -100 ₽ · 150 ★"
-    assert shown["revenue_month"] == "Revenue this month 700.58 ₽ 199 ₽ · $2.99 · 150 ★"
+    assert shown["revenue_today"] == "Revenue today ₽125 ▼ -58.2% vs yesterday -₽100 · 150 ★"  # CLDR: en writes ₽ first
+    assert shown["revenue_month"] == "Revenue this month ₽700.58 ₽199 · $2.99 · 150 ★"
     # The latest payments, the mismatch alert and its link.
     assert 'href="/admin/payments?status=mismatch"' in response.text
     assert "1 payment whose amount did not match its order" in text_of(response.text)
     assert response.text.count('href="/admin/payments/') >= 6
     # The planted server carries five accounts of its 1000.
-    assert 'data-server="demo"' in response.text and "5 / 1000 (0 %)" in text_of(response.text)
+    assert 'data-server="demo"' in response.text and "5 / 1000 (0%)" in text_of(response.text)
 
 
 async def test_each_role_sees_only_what_its_permissions_cover(admin: AdminHarness, engine: AsyncEngine) -> None:

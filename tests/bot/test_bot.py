@@ -115,6 +115,19 @@ async def test_start_registers_once_and_opens_the_mini_app(running_bot: RunningB
     assert "С возвращением" in running_bot.replies_to(501)[-1]["text"]
 
 
+async def test_hindi_and_indonesian_speakers_are_answered_in_their_language(running_bot: RunningBot) -> None:
+    assert await running_bot.say(511, "/start", language_code="hi") == 200
+    assert await running_bot.say(512, "/start", language_code="id") == 200
+    assert (await running_bot.user(511)).language == "hi" and (await running_bot.user(512)).language == "id"
+    assert running_bot.replies_to(511)[-1]["text"].startswith("👋 नमस्ते")
+    assert running_bot.replies_to(512)[-1]["text"].startswith("👋 Hai")
+    # The command menu in each language, set by the bot itself at start.
+    commands = running_bot.emulator.commands
+    by_language = {language: items for (_, language), items in commands.items()}
+    assert {"command": "help", "description": "मदद"} in by_language["hi"]
+    assert {"command": "help", "description": "Bantuan"} in by_language["id"]
+
+
 async def test_a_referral_payload_is_recorded_once_and_never_overwritten(running_bot: RunningBot) -> None:
     await running_bot.say(601, "/start")
     referrer = await running_bot.user(601)

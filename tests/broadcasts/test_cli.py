@@ -67,7 +67,9 @@ async def test_a_broadcast_from_creation_to_cancellation(db: AsyncSession, datab
     broadcast_id = int(created.stdout.split("#", 1)[1].split(" ", 1)[0])
     stored = await reload(db, broadcast_id)
     assert stored.bodies == {"ru": "<b>Скидка</b>", "en": "<b>Sale</b> for you"}
-    assert stored.button == {"text": {"ru": "Открыть", "en": "Open"}, "url": "web_app"}
+    # The unlabelled text is every other language's (Hindi and Indonesian too).
+    labels = {"ru": "Открыть", "en": "Open", "hi": "Открыть", "id": "Открыть"}
+    assert stored.button == {"text": labels, "url": "web_app"}
 
     preview = await _run(database_url, "preview", str(broadcast_id))
     assert preview.exit_code == 0, preview.output

@@ -64,6 +64,22 @@ async def test_every_page_swap_brings_its_frame_in_the_pages_language(web: tuple
     assert 'id="frame"' not in block.text  # only whole-page swaps carry it
 
 
+async def test_settings_offer_hindi_and_indonesian_and_switch_to_them(web: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = web
+    english = await client.get("/app/settings", headers=tma(language="en") | htmx())
+    for code, name in (("ru", "Русский"), ("en", "English"), ("hi", "हिन्दी"), ("id", "Bahasa Indonesia")):
+        assert re.search(rf'value="{code}"[^>]*lang="{code}">{name}</button>', english.text), code
+
+    hindi = await client.post("/app/settings/language", headers=tma(language="en") | htmx(), data={"language": "hi"})
+    frame = re.search(r'<div id="frame" hx-swap-oob="true" data-lang="(\w+)" data-title="([^"]+)">', hindi.text)
+    assert frame and frame.groups() == ("hi", "सेटिंग्स") and "डेमो मोड" in hindi.text
+    home = text_of((await client.get("/app", headers=tma() | htmx())).text)
+    assert "नमस्ते" in home  # the choice sticks to the customer, whatever Telegram's language
+
+    indonesian = await client.post("/app/settings/language", headers=tma() | htmx(), data={"language": "id"})
+    assert 'data-lang="id" data-title="Pengaturan"' in indonesian.text and "Mode demo" in indonesian.text
+
+
 async def test_auto_renewal_without_a_saved_method_says_what_will_happen(
     web: tuple[FastAPI, httpx.AsyncClient], db: AsyncSession
 ) -> None:

@@ -82,6 +82,22 @@ async def test_the_plan_list_shows_active_plans_in_the_customers_currency(
     assert re.findall(r'data-testid="currency-(\w+)"', response.text) == currencies
 
 
+@pytest.mark.parametrize(
+    ("language", "title", "month", "year"),
+    [("hi", "प्लान चुनें", "₽199", "365 दिन"), ("id", "Pilih paket", "₽199", "365 hari")],
+)
+async def test_the_plan_list_in_hindi_and_indonesian(
+    shop: Shop, language: str, title: str, month: str, year: str
+) -> None:
+    response = await shop.client.get("/app/checkout", params={"currency": "RUB"}, headers=tma(language=language))
+    assert response.status_code == 200 and f'<html lang="{language}"' in response.text
+    page = text_of(response.text)
+    assert title in page and year in page
+    prices = [text_of(found) for found in re.findall(r'data-testid="price">([^<]+)<', response.text)]
+    # CLDR: both write the symbol first; Indonesian groups with dots ("₽1.790"), Hindi with commas.
+    assert prices[0] == month and prices[1] == ("₽1,790" if language == "hi" else "₽1.790")
+
+
 async def test_the_plan_list_switches_currency_and_refuses_an_unknown_one(shop: Shop) -> None:
     stars = await shop.client.post(
         "/app/checkout/currency", data={"currency": "xtr"}, headers=tma(language="en") | htmx()
@@ -477,4 +493,4 @@ async def test_a_qris_payment_shows_its_qr_code_on_the_waiting_page(shop: Shop) 
     assert response.status_code == 200
     qr = response.text.split('data-testid="payment-qr"')[1].split("</div>")[0]
     assert "<svg" in qr and 'aria-label="QR code for payment"' in qr
-    assert "75,000 Rp" in text_of(response.text) and 'data-testid="pay-link"' not in response.text
+    assert "Rp 75,000" in text_of(response.text) and 'data-testid="pay-link"' not in response.text

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -85,7 +85,7 @@ async def test_categories_render_in_russian_and_in_english(web: tuple[FastAPI, h
     text = text_of(page.text)
     for title in ("Помощь", "Начало работы", "Оплата", "Не работает", "Как добавить ссылку в приложение?"):
         assert title in text
-    seeded = [item[0] for _, items in FAQ.values() for item in items]
+    seeded = [slug for _, items in FAQ.values() for slug, _texts in items]
     assert shown_slugs(page.text) == seeded  # category order, then entry order, each once
     assert '<details class="faq-item" id="import-link">' in page.text  # closed until searched for
     assert 'hx-get="/app/help/search"' in page.text and 'hx-target="#faq_results"' in page.text
@@ -99,6 +99,29 @@ async def test_categories_render_in_russian_and_in_english(web: tuple[FastAPI, h
     for title in ("Getting started", "Payment", "Troubleshooting", "How do I add the link to my app?"):
         assert title in text
     assert "Начало работы" not in text and shown_slugs(english.text) == seeded
+
+
+async def test_hindi_and_indonesian_readers_get_the_faq_in_their_language(
+    web: tuple[FastAPI, httpx.AsyncClient], db: AsyncSession
+) -> None:
+    _, client = web
+    hindi = await client.get("/app/help", headers=tma(user_id=503, language="hi"))
+    assert hindi.status_code == 200 and '<html lang="hi">' in hindi.text
+    text = text_of(hindi.text)
+    for title in ("मदद", "शुरुआत", "भुगतान", "समस्या का हल", "ऐप में लिंक कैसे जोड़ें?", "सपोर्ट से संपर्क करें"):
+        assert title in text
+    found = await find(client, "भुगतान", tma(user_id=503, language="hi"))
+    assert {"how-pay", "after-payment"} <= set(shown_slugs(found.text)) and "जवाब मिले" in text_of(found.text)
+
+    indonesian = await client.get("/app/help", headers=tma(user_id=504, language="id") | htmx())
+    text = text_of(indonesian.text)
+    for title in ("Bantuan", "Memulai", "Pembayaran", "Bagaimana cara menambahkan tautan ke aplikasi?"):
+        assert title in text
+    # An entry with no Indonesian text reads in English (the fallback), not in the shop's default Russian.
+    await db.execute(delete(FaqItem).where(FaqItem.slug == "auto-renew", FaqItem.language == "id"))
+    await db.commit()
+    indonesian = await client.get("/app/help", headers=tma(user_id=504, language="id") | htmx())
+    assert "How do I turn off auto-renewal?" in text_of(indonesian.text)
 
 
 async def test_an_entry_missing_in_a_language_falls_back_to_the_default_language(
@@ -194,9 +217,11 @@ async def test_a_javascript_free_search_gets_the_whole_page(web: tuple[FastAPI, 
 def test_the_seed_answers_every_question_the_diagnostics_link_to() -> None:
     referenced = set(re.findall(r'"([a-z]+(?:-[a-z]+)+)"', DIAGNOSTICS_SOURCE.read_text()))
     assert {"after-payment", "import-link", "traffic-limit", "switch-location"} <= referenced
-    seeded = {item[0]: item for _, items in FAQ.values() for item in items}
+    seeded = dict(item for _, items in FAQ.values() for item in items)
     assert referenced <= seeded.keys()
-    assert all(all(text.strip() for text in seeded[slug][1:]) for slug in referenced)  # ru and en both
+    # every customer language answers them
+    assert all(set(seeded[slug]) == {"ru", "en", "hi", "id"} for slug in referenced)
+    assert all(q.strip() and a.strip() for slug in referenced for q, a in seeded[slug].values())
 
 
 def test_support_link_accepts_the_usual_spellings() -> None:

@@ -83,7 +83,8 @@ async def test_sent_once_in_the_users_language_with_a_button(bot: Bot) -> None:
     await bot.notify(english, "expiry_reminder", REMINDER, "r:2")  # queued twice: one outbox row
     assert (await bot.dispatch()) == {"done": 2, "retry": 0, "dead": 0}
     assert bot.texts_to(101) == [
-        "⏳ Подписка закончится через <b>3 дня</b> — 01.12.2026. Продлите, чтобы VPN не отключился."
+        # CLDR's medium date; its closing "г." takes the sentence's full stop.
+        "⏳ Подписка закончится через <b>3 дня</b> — 1 дек. 2026\u202fг. Продлите, чтобы VPN не отключился."
     ]
     assert bot.texts_to(102) == [
         "⏳ Your subscription ends in <b>3 days</b> — Dec 1, 2026. Renew it to keep your VPN on."
@@ -102,6 +103,20 @@ async def test_sent_once_in_the_users_language_with_a_button(bot: Bot) -> None:
         )
     await bot.dispatch()
     assert len(bot.texts_to(102)) == 1
+
+
+async def test_hindi_and_indonesian_readers_get_their_language_and_dates(bot: Bot) -> None:
+    hindi, indonesian = await bot.user(103, language="hi"), await bot.user(104, language="id")
+    await bot.notify(hindi, "expiry_reminder", REMINDER, "r:hi")
+    await bot.notify(indonesian, "expiry_reminder", REMINDER, "r:id")
+    assert (await bot.dispatch()) == {"done": 2, "retry": 0, "dead": 0}
+    ends = "1 दिस॰ 2026"
+    assert bot.texts_to(103) == [f"⏳ आपकी सदस्यता <b>3 दिन</b> में खत्म होगी — {ends}. VPN चालू रखने के लिए इसे रिन्यू करें।"]
+    assert bot.texts_to(104) == [
+        "⏳ Langganan Anda berakhir dalam <b>3 hari</b> — 1 Des 2026. Perpanjang agar VPN tetap menyala."
+    ]
+    buttons = " ".join(str(message["params"].get("reply_markup")) for message in bot.emulator.messages)
+    assert "रिन्यू करें" in buttons and "Perpanjang" in buttons  # the buttons are translated too
 
 
 async def test_staff_edited_text_wins_and_values_are_escaped(bot: Bot) -> None:

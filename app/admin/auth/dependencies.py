@@ -24,7 +24,7 @@ from app.auth.telegram import InitDataInvalid, verify_init_data
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated
-from app.kit.i18n import pick_language
+from app.kit.i18n import ADMIN_LANGUAGES, pick_language
 from app.models import Staff, StaffSession
 from app.staff.permissions import PERMISSIONS, permissions_of
 from app.staff.sessions import ADMIN_COOKIE, csrf_token, csrf_valid, resolve_session, staff_by_token
@@ -120,7 +120,7 @@ async def _from_telegram(request: Request, raw: str, db: DbSession, settings: Ap
     if staff is None:
         await audit_denied(request, "telegram_not_linked", telegram_id=data.user.id)
         raise TelegramNotLinked()
-    request.state.language = pick_language(data.user.language_code, settings.default_language)
+    request.state.language = pick_language(data.user.language_code, settings.default_language, among=ADMIN_LANGUAGES)
     now = utcnow()
     if staff.last_login_at is None or now - staff.last_login_at > timedelta(hours=1):
         staff.last_login_at = now

@@ -14,7 +14,7 @@ from app.admin.auth.dependencies import StaffViewer
 from app.admin.charts import series_data
 from app.admin.dashboard.queries import latest_payments, server_statuses
 from app.admin.payments.views import HELPERS
-from app.kit.formatting import money_text
+from app.kit.formatting import format_clock, money_text
 from app.kit.i18n import Translator
 from app.stats import overview
 from app.stats.alerts import current_alerts
@@ -63,7 +63,7 @@ async def live_context(
     y, rolled = today.yesterday, today.rolled_today
     vs_yesterday = _("admin_dashboard.vs_yesterday")
     as_of = (
-        _("admin_dashboard.as_of", time=rolled.computed_at.astimezone(zone).strftime("%H:%M"))
+        _("admin_dashboard.as_of", time=format_clock(rolled.computed_at, zone, language))
         if rolled
         else _("admin_dashboard.rollup_pending")
     )
