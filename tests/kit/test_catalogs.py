@@ -64,6 +64,15 @@ DYNAMIC_PREFIXES = {
     "admin_users.field.": "admin/users/bulk.html: the bulk form's fields",
     "admin_users.bulk.do.": "admin/users templates: the bulk actions",
     "admin_users.sort_note.": "admin/users/list.html: the sort notes",
+    "admin_payments.refund_status.": "admin/payments/detail.html: a refund's status",
+    "admin_broadcasts.count.": "admin/broadcasts/progress.html: the live figures",
+    "admin_broadcasts.segment.": "admin/broadcasts/new.html: the segments",
+    "admin_broadcasts.status.": "admin/broadcasts list and detail: a broadcast's status",
+    "admin_experiments.done.": "app/admin/experiments/pages.py: the toast after start or stop",
+    "admin_experiments.state.": "admin/experiments list and detail: an experiment's state",
+    "admin_providers.field.": "admin/providers/list.html: a provider's credential and option fields",
+    "admin_providers.source.": "admin/providers/list.html: where a value comes from",
+    "admin_providers.verdict.": "admin/providers/list.html: a connection test's verdict",
 }
 # Staff texts kept for admin sections built alongside this one (broadcasts' statuses and segments by value, a
 # shared Cancel button); take each off once a merged page spells or builds it.
