@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import Actor, record, record_by
 from app.db import transaction
@@ -158,14 +158,26 @@ async def drain_progress(session: AsyncSession, server: Server) -> dict[str, Any
 @handler(DRAIN_TOPIC)
 async def drain_server(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """Move the source server's accounts in batches until none is left; safe to repeat (see the module)."""
-    sessionmaker = ctx["resources"].sessionmaker
-    finished = False
-    while not finished:
+    await drain_batches(ctx["resources"].sessionmaker, payload["server_id"], payload["drain_id"])
+
+
+async def drain_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    server_id: int,
+    drain_id: str,
+    *,
+    batch: int = BATCH,
+    max_batches: int | None = None,
+) -> bool:
+    """Move up to `max_batches` batches (all when None), each in its own transaction with the progress; returns
+    whether the drain is finished. What a run killed mid-way leaves is exactly some committed batches."""
+    done = 0
+    while max_batches is None or done < max_batches:
         async with transaction(sessionmaker) as session:
-            source = await session.get(Server, payload["server_id"], with_for_update=True)
+            source = await session.get(Server, server_id, with_for_update=True)
             state = drain_state(source) if source is not None else None
-            if source is None or state is None or state.get("id") != payload["drain_id"] or state["finished_at"]:
-                return  # finished by an earlier run, or the server is gone
+            if source is None or state is None or state.get("id") != drain_id or state["finished_at"]:
+                return True  # finished by an earlier run, replaced, or the server is gone
             target = await session.get(Server, state["target_id"])
             if target is None:
                 raise PermanentFailure(f"the drain's target server {state['target_id']} no longer exists")
@@ -174,14 +186,14 @@ async def drain_server(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
                     select(VpnAccount)
                     .where(VpnAccount.server_id == source.id)
                     .order_by(VpnAccount.id)
-                    .limit(BATCH)
+                    .limit(batch)
                     .with_for_update()
                 )
             ).all()
             for account in accounts:
                 await move_account(session, account, target)
             state = {**state, "moved": int(state["moved"]) + len(accounts)}
-            finished = len(accounts) < BATCH
+            finished = len(accounts) < batch
             if finished:
                 state["finished_at"] = utcnow().isoformat()
                 record(
@@ -194,3 +206,7 @@ async def drain_server(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
                     after={STATE_KEY: state},
                 )
             _save(source, state)
+        if finished:
+            return True
+        done += 1
+    return False
