@@ -125,7 +125,7 @@ async def _save(request: Request, db: AsyncSession, viewer: StaffViewer, existin
     except ValidationError as exc:
         return await _editor(request, existing, values=_shown(form), errors=field_errors(exc), status=422)
     except FieldInvalid as exc:
-        await db.rollback()
+        await _undo(db, viewer)
         return await _editor(request, existing, values=_shown(form), errors={exc.field: exc.message}, status=422)
     await db.commit()
     return redirect(request, f"/admin/servers/{server.id}")
@@ -178,17 +178,24 @@ async def test_server_connection(request: Request, db: DbSession, server_id: Row
     return await _test(request, await servers.get_server(db, server_id))
 
 
-async def _act(request: Request, db: AsyncSession, server_id: int, do: Any, done: str) -> Response:
+async def _undo(db: AsyncSession, viewer: StaffViewer) -> None:
+    """Roll a refused action back; the signed-in staff member is read again (the rollback expired it, and the
+    page's frame shows who is signed in)."""
+    await db.rollback()
+    await db.refresh(viewer.staff)
+
+
+async def _act(request: Request, db: AsyncSession, viewer: StaffViewer, server_id: int, do: Any, done: str) -> Response:
     """Run one action of the server page: the page again with a toast, or with the refusal next to its form
     (and nothing changed)."""
     try:
         await do()
         await db.flush()
     except FieldInvalid as exc:
-        await db.rollback()
+        await _undo(db, viewer)
         return await _detail(request, db, server_id, errors={exc.field: exc.message}, status=422)
     except AppError as exc:
-        await db.rollback()
+        await _undo(db, viewer)
         return await _detail(request, db, server_id, errors={"__all__": exc.message}, status=exc.status_code)
     await db.commit()
     return await _detail(request, db, server_id, toasts=[("success", translate(request, done))])
@@ -211,7 +218,7 @@ async def set_placement(request: Request, db: DbSession, server_id: RowId, viewe
         server = await servers.get_server(db, server_id, for_update=True)
         await servers.set_placement(db, viewer.actor, server, form["accepts_new_accounts"] == "1")
 
-    return await _act(request, db, server_id, do, "admin_servers.toast.placement")
+    return await _act(request, db, viewer, server_id, do, "admin_servers.toast.placement")
 
 
 @router.post("/{server_id}/drain", response_class=HTMLResponse)
@@ -222,7 +229,7 @@ async def drain_server(request: Request, db: DbSession, server_id: RowId, viewer
         server = await servers.get_server(db, server_id, for_update=True)
         await drain.start_drain(db, viewer.actor, server, _target(form))
 
-    return await _act(request, db, server_id, do, "admin_servers.toast.drain")
+    return await _act(request, db, viewer, server_id, do, "admin_servers.toast.drain")
 
 
 @router.get("/{server_id}/drain", response_class=HTMLResponse)
@@ -262,7 +269,7 @@ async def _orphan_action(
         else:
             await orphans.ignore_orphan(db, viewer.actor, server, form.get("username"))
     except AppError as exc:
-        await db.rollback()
+        await _undo(db, viewer)
         return await _orphans(request, db, server_id, error=exc.message)
     await db.commit()
     return await _orphans(request, db, server_id)
