@@ -17,6 +17,7 @@ from app.models import AuditLog, OutboxMessage, PanelKind, Server
 from app.panels.base import AccountSpec
 from app.panels.ownership import installation_prefix, owner_mark
 from app.panels.registry import read_credentials, seal_credentials
+from app.panels.sync import SyncReport, remember_sync
 from app.provisioning.drain import DRAIN_TOPIC
 from tests.admin.conftest import AdminHarness
 from tests.emulators.harness import free_port
@@ -346,3 +347,20 @@ async def test_orphans_ours_can_be_deleted_foreign_only_ignored(admin: AdminHarn
         assert ignored.status_code == 200 and f"<code>{foreign}</code>" not in ignored.text
         admin.db.expire_all()
         assert (await admin.db.get_one(Server, server_id)).settings["ignored_orphans"] == [foreign]
+
+
+async def test_the_server_page_shows_what_the_last_sync_found(admin: AdminHarness) -> None:
+    server = await add_server(admin.db, "demo-1")
+    await admin.db.commit()
+    server_id = server.id
+    browser = await admin.browser("owner")
+    report = SyncReport(server="demo-1", seen=12, drift_fixed=3, missing_created=1, orphans=2, clashes=1)
+    await remember_sync(admin.app.state.resources.sessionmaker, server_id, report)
+    admin.db.expire_all()
+    assert (await admin.db.get_one(Server, server_id)).settings["last_sync"]["drift_fixed"] == 3
+    page = await browser.get(f"/admin/servers/{server_id}", headers={"accept-language": "en"})
+    assert page.status_code == 200
+    line = page.text.split("data-last-sync>", 1)[1].split("</p>", 1)[0]
+    english = "12 panel accounts read, 3 drifted ones repaired, 1 missing ones recreated, 2 orphans, 1 name clashes"
+    russian = "прочитано аккаунтов панели 12, исправлено расхождений 3, воссоздано недостающих 1, сирот 2, конфликтов"
+    assert english in line or russian in line, line

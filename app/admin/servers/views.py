@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.kit.clock import parse_utc
 from app.models import PanelKind, Server
 
 
@@ -41,4 +42,4 @@ def form_values(server: Server) -> dict[str, Any]:
     }
 
 
-HELPERS = {"health_badge": health_badge, "drain_percent": drain_percent}
+HELPERS = {"health_badge": health_badge, "drain_percent": drain_percent, "parse_utc": parse_utc}
