@@ -5,8 +5,9 @@ from __future__ import annotations
 from app.kit.jobs import JobContext, registry
 from app.notifications import handlers as notification_handlers  # noqa: F401  (registers their handlers)
 from app.outbox.service import dispatch
+from app.panels import orphans  # noqa: F401
 from app.payments import handlers as payment_handlers  # noqa: F401
-from app.provisioning import handlers  # noqa: F401
+from app.provisioning import drain, handlers  # noqa: F401
 
 
 @registry.cron(second=set(range(0, 60, 5)))

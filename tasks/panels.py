@@ -15,7 +15,7 @@ from app.kit.jobs import JobContext, registry
 from app.models import Server, Subscription, VpnAccount
 from app.panels.base import PanelError
 from app.panels.outages import review_outage
-from app.panels.sync import check_server_health, sync_server_accounts
+from app.panels.sync import check_server_health, remember_sync, sync_server_accounts
 from app.provisioning.service import delete_account
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ async def sync_panels(ctx: JobContext) -> dict[str, Any]:
             reports[server.name] = {"error": str(exc)}
         else:
             reports[server.name] = report.as_dict()
+            await remember_sync(resources.sessionmaker, server.id, report)
     return reports
 
 

@@ -27,6 +27,8 @@ from app.admin.plans import pages as plans_pages
 from app.admin.providers import api as providers_api
 from app.admin.providers import pages as providers_pages
 from app.admin.rendering import install_components, render
+from app.admin.servers import api as servers_api
+from app.admin.servers import pages as servers_pages
 from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
@@ -44,6 +46,7 @@ PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(broadcasts_pages.router)  # /admin/broadcasts (issue 14)
 PAGES.include_router(experiments_pages.router)  # /admin/experiments (issue 14)
+PAGES.include_router(servers_pages.router)  # /admin/servers (issue 13)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -55,6 +58,7 @@ API.include_router(plans_api.router)  # /api/admin/plans (issue 13)
 API.include_router(providers_api.router)  # /api/admin/providers (issue 13)
 API.include_router(broadcasts_api.router)  # /api/admin/broadcast (issue 14)
 API.include_router(experiments_api.router)  # /api/admin/experiments (issue 14)
+API.include_router(servers_api.router)  # /api/admin/servers (issue 13)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -46,7 +46,10 @@ class Server(IdMixin, TimestampsMixin, Base):
     location: Mapped[str] = mapped_column(String(64))
     weight: Mapped[int] = mapped_column(Integer, default=1)
     capacity: Mapped[int] = mapped_column(Integer, default=1000)
+    # In use at all: the health and sync jobs look after it.
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Placement: new accounts may go here. Off while staff drain it; its customers are still synced.
+    accepts_new_accounts: Mapped[bool] = mapped_column(Boolean, default=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     health_checked_at: Mapped[datetime | None]

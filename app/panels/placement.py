@@ -18,12 +18,13 @@ class NoServerAvailable(AppError):
 
 
 async def server_loads(session: AsyncSession, location: str | None = None) -> list[tuple[Server, int]]:
-    """Enabled servers with their account counts, optionally in one location."""
+    """Servers open to new accounts (in use and accepting them) with their account counts, optionally in one
+    location."""
     counts = select(VpnAccount.server_id, func.count().label("accounts")).group_by(VpnAccount.server_id).subquery()
     query = (
         select(Server, func.coalesce(counts.c.accounts, 0))
         .outerjoin(counts, counts.c.server_id == Server.id)
-        .where(Server.is_enabled)
+        .where(Server.is_enabled, Server.accepts_new_accounts)
         .order_by(Server.id)
     )
     if location:

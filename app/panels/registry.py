@@ -15,6 +15,9 @@ from app.models import PanelKind, Server
 from app.panels.base import VpnPanel
 from app.panels.ownership import set_prefix
 
+# The keys of `Server.settings` that shape a panel client (staff edit them on /admin/servers).
+CONNECTION_SETTINGS = ("inbounds", "flow", "squad_uuids")
+
 
 class PanelRegistry:
     """Caches one client per server, rebuilt when the server's connection settings change."""
@@ -25,7 +28,9 @@ class PanelRegistry:
         self._clients: dict[int, tuple[tuple[Any, ...], VpnPanel]] = {}
 
     def for_server(self, server: Server) -> VpnPanel:
-        version = (server.panel_kind, server.api_url, server.credentials_encrypted, server.api_version)
+        # Connection settings only: the outage state also lives in `settings` and must not rebuild the client.
+        connection = json.dumps({key: server.settings.get(key) for key in CONNECTION_SETTINGS}, sort_keys=True)
+        version = (server.panel_kind, server.api_url, server.credentials_encrypted, server.api_version, connection)
         cached = self._clients.get(server.id)
         if cached and cached[0] == version:
             return cached[1]
@@ -34,38 +39,44 @@ class PanelRegistry:
         return panel
 
     def _build(self, server: Server) -> VpnPanel:
-        credentials = read_credentials(server)
-        if server.panel_kind == PanelKind.MARZBAN:
-            from app.panels.marzban import MarzbanPanel
-
-            return MarzbanPanel(
-                server.api_url,
-                credentials.get("username", ""),
-                credentials.get("password", ""),
-                token=credentials.get("token", ""),
-                inbounds=server.settings.get("inbounds"),
-                flow=server.settings.get("flow", ""),
-            )
-        if server.panel_kind == PanelKind.REMNAWAVE:
-            from app.panels.remnawave import RemnawavePanel
-
-            # Secrets for a proxy in front of the panel (Caddy's X-Api-Key, cookies) are credentials too.
-            return RemnawavePanel(
-                server.api_url,
-                credentials.get("token", ""),
-                api_version=server.api_version or "auto",
-                squad_uuids=server.settings.get("squad_uuids"),
-                extra_headers=credentials.get("headers"),
-                cookies=credentials.get("cookies"),
-            )
-        from app.panels.demo import DemoPanel
-
-        return DemoPanel(self._sessionmaker, public_base_url=self._settings.public_base_url, server_name=server.name)
+        return build_panel(server, self._sessionmaker, self._settings)
 
     async def aclose(self) -> None:
         for _, panel in self._clients.values():
             await panel.aclose()
         self._clients.clear()
+
+
+def build_panel(server: Server, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> VpnPanel:
+    """A new client for `server` (not cached: the registry caches; staff's "test connection" uses one and closes
+    it, so a connection that is not saved yet never lands in the cache)."""
+    credentials = read_credentials(server)
+    if server.panel_kind == PanelKind.MARZBAN:
+        from app.panels.marzban import MarzbanPanel
+
+        return MarzbanPanel(
+            server.api_url,
+            credentials.get("username", ""),
+            credentials.get("password", ""),
+            token=credentials.get("token", ""),
+            inbounds=server.settings.get("inbounds"),
+            flow=server.settings.get("flow", ""),
+        )
+    if server.panel_kind == PanelKind.REMNAWAVE:
+        from app.panels.remnawave import RemnawavePanel
+
+        # Secrets for a proxy in front of the panel (Caddy's X-Api-Key, cookies) are credentials too.
+        return RemnawavePanel(
+            server.api_url,
+            credentials.get("token", ""),
+            api_version=server.api_version or "auto",
+            squad_uuids=server.settings.get("squad_uuids"),
+            extra_headers=credentials.get("headers"),
+            cookies=credentials.get("cookies"),
+        )
+    from app.panels.demo import DemoPanel
+
+    return DemoPanel(sessionmaker, public_base_url=settings.public_base_url, server_name=server.name)
 
 
 def read_credentials(server: Server) -> dict[str, Any]:

@@ -255,6 +255,20 @@ async def sync_server_accounts(
     return run.report
 
 
+LAST_SYNC_KEY = "last_sync"
+
+
+async def remember_sync(sessionmaker: async_sessionmaker[AsyncSession], server_id: int, report: SyncReport) -> None:
+    """Keep the pass's counts (drift repaired, missing accounts recreated, orphans, name clashes) on the server,
+    for the admin's servers page; under the row lock, as the outage review writes the same JSON column."""
+    async with transaction(sessionmaker) as session:
+        server = await session.get(Server, server_id, with_for_update=True)
+        if server is None:
+            return
+        counts = {key: value for key, value in report.as_dict().items() if key not in ("server", "orphan_names")}
+        server.settings = {**(server.settings or {}), LAST_SYNC_KEY: {"at": utcnow().isoformat(), **counts}}
+
+
 async def check_server_health(sessionmaker: async_sessionmaker[AsyncSession], server: Server, panel: VpnPanel) -> bool:
     """Store the panel's reachability and its nodes' state; returns whether the panel answered. A node the panel
     no longer lists is kept (its history stays) but shown offline."""

@@ -105,7 +105,9 @@ async def device_limits_enforced(session: AsyncSession, user_id: int) -> bool:
     )
     if kind is not None:
         return kind in DEVICE_LIMIT_PANELS
-    kinds = set((await session.scalars(select(Server.panel_kind).where(Server.is_enabled))).all())
+    kinds = set(
+        (await session.scalars(select(Server.panel_kind).where(Server.is_enabled, Server.accepts_new_accounts))).all()
+    )
     return bool(kinds) and kinds <= DEVICE_LIMIT_PANELS
 
 

@@ -277,3 +277,6 @@ async def test_cron_jobs_cover_every_server_and_survive_one_that_is_down(shop: S
     assert "error" in reports["nl-1"]
     assert (reports["de-1"]["seen"], reports["de-1"]["orphans"]) == (1, 1)
     assert (await shop.server(live.id)).health == "ok"
+    # What the pass found stays on the server for the admin's servers page.
+    last = (await shop.server(live.id)).settings["last_sync"]
+    assert (last["seen"], last["orphans"], last["drift_fixed"]) == (1, 1, 0)
