@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,3 +31,13 @@ def parse_form(model: type[M], data: Mapping[str, Any]) -> tuple[M | None, dict[
         return model.model_validate(values), {}
     except ValidationError as exc:
         return None, field_errors(exc)
+
+
+async def undo(request: Request, db: AsyncSession) -> None:
+    """Keep nothing of a refused request: roll its transaction back, then read the signed-in staff member again
+    (the rollback expired the row, and the page about to be rendered shows who is signed in, where no lazy load
+    may run)."""
+    await db.rollback()
+    staff = request.state.staff_viewer.staff
+    if staff in db:
+        await db.refresh(staff)

@@ -121,6 +121,9 @@ async def test_extend_by_seven_days_is_audited_and_bad_input_changes_nothing(adm
     # Without HTMX: a redirect back to the page.
     plain = await client.post(f"/admin/users/{user.id}/extend", data={"days": "1"}, follow_redirects=False)
     assert plain.status_code == 303 and plain.headers["location"] == f"/admin/users/{user.id}"
+    # ...and a refusal without HTMX is the whole page with the error beside the field.
+    plain_refused = await client.post(f"/admin/users/{user.id}/extend", data={"days": "abc"})
+    assert plain_refused.status_code == 422 and "field-error" in plain_refused.text
 
 
 async def test_block_message_and_the_other_actions_through_the_page(admin: AdminHarness) -> None:

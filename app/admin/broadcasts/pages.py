@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.broadcasts import queries, views
+from app.admin.forms import undo
 from app.admin.rendering import is_htmx, redirect, render, translate
 from app.broadcasts import service
 from app.broadcasts.errors import BroadcastInvalid
@@ -36,14 +37,6 @@ BroadcastId = Annotated[int, Path(ge=1, le=2**62)]
 # last figures sent) or after STREAM_SECONDS, when the browser's EventSource reconnects by itself.
 STREAM_INTERVAL = 1.0
 STREAM_SECONDS = 300.0
-
-
-async def _undo(request: Request, db: AsyncSession) -> None:
-    """Roll the request's transaction back (a refusal keeps nothing) and reload the signed-in staff member, whom
-    the page about to be rendered shows (the rollback expired the row)."""
-    await db.rollback()
-    viewer: StaffViewer = request.state.staff_viewer
-    await db.refresh(viewer.staff)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -123,7 +116,7 @@ async def create(
         draft = views.draft_from_form(form, request.app.state.settings.zone)
         created = await service.create(db, request.app.state.settings, draft, views.actor(viewer))
     except BroadcastInvalid as exc:
-        await _undo(request, db)
+        await undo(request, db)
         return await _new_page(request, db, form, {exc.field or "__all__": exc.message}, status=422)
     await db.commit()
     return redirect(request, f"/admin/broadcasts/{created.id}")
@@ -176,7 +169,7 @@ async def events(request: Request, db: DbSession, broadcast_id: BroadcastId) -> 
     as a keep-alive); the stream ends after the finished broadcast's last figures."""
     settings = request.app.state.settings
     await service.get(db, broadcast_id)  # a 404 now, not an empty stream
-    await _undo(request, db)  # the stream reads in short transactions of its own, not in the request's
+    await undo(request, db)  # the stream reads in short transactions of its own, not in the request's
     sessionmaker = request.app.state.resources.sessionmaker
 
     async def stream() -> AsyncIterator[str]:
@@ -211,10 +204,10 @@ async def _change(
         await do(db, broadcast_id, views.actor(viewer))
         await db.flush()
     except BroadcastInvalid as exc:
-        await _undo(request, db)
+        await undo(request, db)
         return await _detail(request, db, broadcast_id, errors={exc.field or "__all__": exc.message}, status=422)
     except AppError as exc:
-        await _undo(request, db)
+        await undo(request, db)
         return await _detail(request, db, broadcast_id, errors={"__all__": exc.message}, status=exc.status_code)
     await db.commit()
     if not is_htmx(request):
@@ -287,7 +280,7 @@ async def test_send(
         return await _detail(request, db, broadcast_id, errors={"test": message}, status=422)
     resources = request.app.state.resources
     language = (form.get("language") or "").strip() or None
-    await _undo(request, db)  # send_test reads and audits in transactions of its own
+    await undo(request, db)  # send_test reads and audits in transactions of its own
     try:
         await service.send_test(
             resources.sessionmaker,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.experiments import views
+from app.admin.forms import undo
 from app.admin.rendering import is_htmx, redirect, render, translate
 from app.deps import DbSession
 from app.experiments import service, stats
@@ -25,13 +26,6 @@ from app.models import Plan
 router = APIRouter(prefix="/experiments")
 
 ExperimentId = Annotated[int, Path(ge=1, le=2**62)]
-
-
-async def _undo(request: Request, db: AsyncSession) -> None:
-    """Keep nothing of a refused request, and reload the staff row the page shows (the rollback expired it)."""
-    await db.rollback()
-    viewer: StaffViewer = request.state.staff_viewer
-    await db.refresh(viewer.staff)
 
 
 @router.get("", response_class=HTMLResponse, dependencies=[require("experiments:write")])
@@ -70,7 +64,7 @@ async def create(
     try:
         created = await service.create(db, views.draft_from_form(form), viewer.actor)
     except FieldInvalid as exc:
-        await _undo(request, db)
+        await undo(request, db)
         return await _new_page(request, db, form, {exc.field: exc.message}, status=422)
     await db.commit()
     return redirect(request, f"/admin/experiments/{created.id}")
@@ -107,7 +101,7 @@ async def _change(request: Request, db: AsyncSession, viewer: StaffViewer, exper
         await action(db, experiment_id, viewer.actor)
         await db.flush()
     except AppError as exc:
-        await _undo(request, db)
+        await undo(request, db)
         return await _detail(request, db, experiment_id, errors={"__all__": exc.message}, status=exc.status_code)
     await db.commit()
     if not is_htmx(request):

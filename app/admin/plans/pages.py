@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.forms import undo
 from app.admin.plans.views import CURRENCIES, PlanRow, form_data, form_field, form_values, previews, price_texts
 from app.admin.rendering import is_htmx, redirect, render, translate
 from app.deps import DbSession
@@ -26,14 +27,6 @@ from app.plans import service as plans
 router = APIRouter(prefix="/plans")
 
 PlanId = Annotated[int, Path(ge=1, le=2**53)]
-
-
-async def _undo(db: AsyncSession, viewer: StaffViewer) -> None:
-    """Roll back a refused change, then reload the signed-in staff member (the rollback expired it, and the full
-    page's sidebar reads it while rendering, where no lazy load may run)."""
-    await db.rollback()
-    if viewer.staff in db:
-        await db.refresh(viewer.staff)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -81,7 +74,7 @@ async def _list_action(request: Request, db: AsyncSession, viewer: StaffViewer, 
         await action(plan)
         await db.flush()
     except AppError as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _list(request, db, viewer, error=exc.message, status=exc.status_code)
     await db.commit()
     return await _list(request, db, viewer) if is_htmx(request) else redirect(request, "/admin/plans")
@@ -189,13 +182,13 @@ async def _save(request: Request, db: AsyncSession, viewer: StaffViewer, plan: P
             await plans.update(db, viewer.actor, plan, data)
         await db.flush()
     except FieldInvalid as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         shown = None if existing is None else await plans.get_plan(db, existing)
         return await _editor(
             request, db, viewer, shown, values=form, errors={form_field(exc.field): exc.message}, status=422
         )
     except AppError as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         shown = None if existing is None else await plans.get_plan(db, existing)
         errors = {"__all__": exc.message}
         return await _editor(request, db, viewer, shown, values=form, errors=errors, status=exc.status_code)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.forms import undo
 from app.admin.providers.views import provider_views
 from app.admin.rendering import render, translate
 from app.deps import DbSession
@@ -77,13 +78,6 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: str(value) for key, value in (await request.form()).items() if key != "csrf_token"}
 
 
-async def _undo(db: AsyncSession, viewer: StaffViewer) -> None:
-    # A rollback expires the signed-in staff member, whom the full page's sidebar reads while rendering.
-    await db.rollback()
-    if viewer.staff in db:
-        await db.refresh(viewer.staff)
-
-
 @router.post("/{name}", response_class=HTMLResponse)
 async def save_provider(
     request: Request, db: DbSession, name: ProviderName, viewer: Annotated[StaffViewer, require("settings:write")]
@@ -96,10 +90,10 @@ async def save_provider(
         )
         await db.flush()
     except FieldInvalid as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _page(request, db, errors={name: {exc.field: exc.message}}, status=422)
     except AppError as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _page(request, db, errors={name: {"__all__": exc.message}}, status=exc.status_code)
     await db.commit()
     await request.app.state.resources.payments.reload(db)

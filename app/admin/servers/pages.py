@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
-from app.admin.forms import field_errors
+from app.admin.forms import field_errors, undo
 from app.admin.rendering import redirect, render, translate
 from app.admin.servers.queries import move_targets, server_detail, server_rows
 from app.admin.servers.schemas import ServerIn
@@ -125,7 +125,7 @@ async def _save(request: Request, db: AsyncSession, viewer: StaffViewer, existin
     except ValidationError as exc:
         return await _editor(request, existing, values=_shown(form), errors=field_errors(exc), status=422)
     except FieldInvalid as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _editor(request, existing, values=_shown(form), errors={exc.field: exc.message}, status=422)
     await db.commit()
     return redirect(request, f"/admin/servers/{server.id}")
@@ -178,13 +178,6 @@ async def test_server_connection(request: Request, db: DbSession, server_id: Row
     return await _test(request, await servers.get_server(db, server_id))
 
 
-async def _undo(db: AsyncSession, viewer: StaffViewer) -> None:
-    """Roll a refused action back; the signed-in staff member is read again (the rollback expired it, and the
-    page's frame shows who is signed in)."""
-    await db.rollback()
-    await db.refresh(viewer.staff)
-
-
 async def _act(request: Request, db: AsyncSession, viewer: StaffViewer, server_id: int, do: Any, done: str) -> Response:
     """Run one action of the server page: the page again with a toast, or with the refusal next to its form
     (and nothing changed)."""
@@ -192,10 +185,10 @@ async def _act(request: Request, db: AsyncSession, viewer: StaffViewer, server_i
         await do()
         await db.flush()
     except FieldInvalid as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _detail(request, db, server_id, errors={exc.field: exc.message}, status=422)
     except AppError as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _detail(request, db, server_id, errors={"__all__": exc.message}, status=exc.status_code)
     await db.commit()
     return await _detail(request, db, server_id, toasts=[("success", translate(request, done))])
@@ -269,7 +262,7 @@ async def _orphan_action(
         else:
             await orphans.ignore_orphan(db, viewer.actor, server, form.get("username"))
     except AppError as exc:
-        await _undo(db, viewer)
+        await undo(request, db)
         return await _orphans(request, db, server_id, error=exc.message)
     await db.commit()
     return await _orphans(request, db, server_id)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin import exports
 from app.admin.auth.dependencies import CurrentStaff, StaffViewer, require
-from app.admin.forms import field_errors
+from app.admin.forms import field_errors, undo
 from app.admin.rendering import is_htmx, redirect, render
 from app.admin.users.exports import CUSTOMERS
 from app.admin.users.queries import PAGE_SIZE, STATUSES, CustomerFilters, CustomerQuery, Segment
@@ -388,10 +388,10 @@ async def _act(
         message = await do(db, viewer, user, form)
         await db.flush()
     except FieldInvalid as exc:
-        await db.rollback()
+        await undo(request, db)
         return await _detail(request, db, viewer, user_id, form=name, errors={exc.field: exc.message}, status=422)
     except AppError as exc:
-        await db.rollback()
+        await undo(request, db)
         errors = {"__all__": exc.message}
         return await _detail(request, db, viewer, user_id, form=name, errors=errors, status=exc.status_code)
     await db.commit()
