@@ -87,7 +87,7 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
 
 
-async def drain_outbox(app: FastAPI, *, within: float = 15.0) -> None:
+async def drain_outbox(app: FastAPI, *, within: float = 60.0) -> None:
     """Run the outbox until nothing is due. The app's own in-process dispatcher may hold some messages at
     the same moment (it is nudged after every commit), so this waits for those too instead of assuming that
     one dispatch call saw everything."""

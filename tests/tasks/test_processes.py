@@ -45,7 +45,7 @@ async def test_the_worker_sends_queued_notifications_and_records_its_runs(emulat
             )
         worker = stack.start("worker")
         try:
-            await wait_for(lambda: emu.messages, within=30, what="the notification reaching Telegram")
+            await wait_for(lambda: emu.messages, within=90, what="the notification reaching Telegram")
 
             async def run_recorded() -> bool:
                 async with sessionmaker() as session:
@@ -77,7 +77,7 @@ async def test_the_bot_answers_by_long_polling_and_stops_cleanly(emulator) -> No
         bot = stack.start("bot")
         try:
             emu.user_message(5151, "/start", language_code="en")
-            await wait_for(lambda: emu.messages_to(5151), within=30, what="the bot's answer to /start")
+            await wait_for(lambda: emu.messages_to(5151), within=90, what="the bot's answer to /start")
             engine = create_async_engine(stack.database_url)
             async with create_sessionmaker(engine)() as session:
                 user = await session.scalar(select(User).where(User.telegram_id == 5151))
