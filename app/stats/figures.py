@@ -9,8 +9,9 @@ Definitions (ADMIN.md "Numbers that must be right"; a "day" is a UTC day, see pe
 - live subscriptions at an instant: started, not yet ended, and not cancelled by then; trial ones are
   `is_trial`; pending checkouts never count;
 - revenue: provider payments that succeeded in the span (by paid_at; a payment refunded later did succeed),
-  minus the payments refunded in the span (by refunded_at). Trials, bonus, referral and promo days and staff
-  grants are not payments and never count; neither does a mismatch (the money does not match the order);
+  minus the amounts refunded in the span (by refunded_at; `refunded_minor()` is a payment's refunded amount).
+  Trials, bonus, referral and promo days and staff grants are not payments and never count; neither does a
+  mismatch (the money does not match the order);
 - online now: VPN accounts their panel saw online in the last ONLINE_WINDOW.
 """
 
@@ -40,9 +41,20 @@ from app.stats.periods import Span
 ONLINE_WINDOW = timedelta(minutes=10)
 
 # A payment in either status succeeded at paid_at; a refunded one is also subtracted at refunded_at.
-_PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 # Statuses that gave access at some time; a cancelled subscription stopped at cancelled_at.
 _ACCESS_STATUSES = (SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE, SubscriptionStatus.EXPIRED)
+
+
+def refunded_minor():  # type: ignore[no-untyped-def]  (a SQL expression)
+    """The refunded amount of a payment in its minor units: the ONE definition every figure uses. Refunds are
+    whole today (status REFUNDED); with partial refunds this becomes the payment's refunded_minor column."""
+    return case((Payment.status == PaymentStatus.REFUNDED, Payment.amount_minor), else_=0)
+
+
+def refunded_in(span: Span):  # type: ignore[no-untyped-def]  (a SQL condition)
+    """A payment with money given back within the span (by refunded_at)."""
+    return and_(refunded_minor() > 0, Payment.refunded_at >= span.start, Payment.refunded_at < span.end)
 
 
 async def new_customers(session: AsyncSession, span: Span) -> int:
@@ -149,14 +161,12 @@ async def revenue(session: AsyncSession, span: Span) -> dict[str, CurrencyRevenu
     """Revenue over the span per currency (only currencies with a payment or a refund in it)."""
     paid = await session.execute(
         select(Payment.currency, func.count(), func.sum(Payment.amount_minor))
-        .where(Payment.status.in_(_PAID_STATUSES), Payment.paid_at >= span.start, Payment.paid_at < span.end)
+        .where(Payment.status.in_(PAID_STATUSES), Payment.paid_at >= span.start, Payment.paid_at < span.end)
         .group_by(Payment.currency)
     )
     refunded = await session.execute(
-        select(Payment.currency, func.count(), func.sum(Payment.amount_minor))
-        .where(
-            Payment.status == PaymentStatus.REFUNDED, Payment.refunded_at >= span.start, Payment.refunded_at < span.end
-        )
+        select(Payment.currency, func.count(), func.sum(refunded_minor()))
+        .where(refunded_in(span))
         .group_by(Payment.currency)
     )
     totals: dict[str, CurrencyRevenue] = {}
