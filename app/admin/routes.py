@@ -16,6 +16,7 @@ from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
 from app.admin.dashboard import pages as dashboard_pages
+from app.admin.finance import pages as finance_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.rendering import install_components, render
@@ -30,6 +31,7 @@ PAGES.include_router(auth_pages.account_router)  # /admin/account (A)
 dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added rather than included
 PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
+PAGES.include_router(finance_pages.router)  # /admin/finance (14a)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
