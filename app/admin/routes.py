@@ -19,6 +19,8 @@ from app.admin.dashboard import pages as dashboard_pages
 from app.admin.finance import pages as finance_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
+from app.admin.promo import api as promo_api
+from app.admin.promo import pages as promo_pages
 from app.admin.rendering import install_components, render
 from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
@@ -32,6 +34,7 @@ dashboard_pages.install(PAGES)  # /admin (C): the admin's root page, so added ra
 PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(finance_pages.router)  # /admin/finance (14a)
+PAGES.include_router(promo_pages.router)  # /admin/promo (14a)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
@@ -41,6 +44,7 @@ API.include_router(auth_api.me_router)  # /api/admin/me (A)
 API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
+API.include_router(promo_api.router)  # /api/admin/promo (14a)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()
