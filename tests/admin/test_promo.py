@@ -205,7 +205,8 @@ async def test_redemptions_are_listed_with_revenue_and_discount(admin: AdminHarn
     await admin.db.flush()
     admin.db.add_all(
         [
-            PromoRedemption(promo_code_id=promo.id, user_id=anna.id, payment_id=paid.id, status=RedemptionStatus.REDEEMED),
+            PromoRedemption(promo_code_id=promo.id, user_id=anna.id, payment_id=paid.id,
+                            status=RedemptionStatus.REDEEMED),
             PromoRedemption(promo_code_id=promo.id, user_id=boris.id, payment_id=refunded.id,
                             status=RedemptionStatus.REDEEMED, once_per_user=False),
             PromoRedemption(promo_code_id=promo.id, user_id=boris.id, payment_id=open_checkout.id,
