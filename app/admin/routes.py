@@ -23,6 +23,7 @@ from app.admin.promo import api as promo_api
 from app.admin.promo import pages as promo_pages
 from app.admin.rendering import install_components, render
 from app.admin.staff import pages as staff_pages
+from app.admin.stats import api as stats_api
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
@@ -45,6 +46,7 @@ API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
 API.include_router(promo_api.router)  # /api/admin/promo (14a)
+API.include_router(stats_api.router)  # /api/admin/stats (14a)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -71,3 +71,35 @@ async def test_by_day_and_a_wrong_breakdown(admin: AdminHarness) -> None:
 async def test_support_may_not_see_finance(admin: AdminHarness) -> None:
     support = await admin.browser("support")
     assert (await support.get("/admin/finance")).status_code == 403
+
+
+async def test_the_stats_api(admin: AdminHarness) -> None:
+    marketing = await admin.bearer("marketing")
+    support = await admin.bearer("support")
+    await plant(admin.db)
+    revenue = await admin.client.get("/api/admin/stats/revenue?by=month", headers=marketing)
+    assert revenue.status_code == 200, revenue.text
+    body = revenue.json()
+    # The figures of tests/stats/test_finance.py: 4915 RUB over 12 months, February 1915, MRR 1555 from 3 payers.
+    assert body["total"] == {"currency": "RUB", "amount": "4915.00", "missing": []}
+    assert body["buckets"][-2]["start"] == "2026-02-01" and body["buckets"][-2]["revenue"]["amount"] == "1915.00"
+    assert (body["mrr"]["amount"], body["paying_customers"], body["arppu"], body["ltv"]) == (
+        "1555.00", 3, "518.33", "1036.67",
+    )  # fmt: skip
+    rub = next(item for item in body["by_currency"] if item["currency"] == "RUB")
+    assert (rub["gross_minor"], rub["refunded_minor"], rub["net_minor"]) == (4500_00, 500_00, 4000_00)
+    bad = await admin.client.get("/api/admin/stats/revenue?by=year", headers=marketing)
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "by"
+    assert (await admin.client.get("/api/admin/stats/revenue", headers=support)).status_code == 403
+
+    overview = await admin.client.get("/api/admin/stats/overview", headers=support)
+    assert overview.status_code == 200
+    # Now (20 March, noon): A, C and G hold paid subscriptions; nobody was created today.
+    assert overview.json() | {"day": None} == {
+        "day": None, "new_customers": 0, "app_dau": 0, "vpn_dau": 0, "live_trial": 0, "live_paid": 3, "online_now": 0,
+    }  # fmt: skip
+    users = await admin.client.get("/api/admin/stats/users?days=30", headers=support)
+    assert users.status_code == 200 and len(users.json()["days"]) == 30
+    assert set(users.json()["values"]) == {"new_customers", "live_trial", "live_paid"}
+    usage = await admin.client.get("/api/admin/stats/usage?days=7", headers=support)
+    assert usage.status_code == 422
