@@ -21,6 +21,7 @@ from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.promo import api as promo_api
 from app.admin.promo import pages as promo_pages
+from app.admin.referrals import pages as referrals_pages
 from app.admin.rendering import install_components, render
 from app.admin.staff import pages as staff_pages
 from app.admin.stats import api as stats_api
@@ -36,6 +37,7 @@ PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(finance_pages.router)  # /admin/finance (14a)
 PAGES.include_router(promo_pages.router)  # /admin/promo (14a)
+PAGES.include_router(referrals_pages.router)  # /admin/referrals (14a)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 
