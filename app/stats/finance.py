@@ -529,6 +529,13 @@ async def rate_table(session: AsyncSession, book: RateBook, currencies: set[str]
     return [rows[currency] for currency in sorted(rows)]
 
 
+async def cohort_table(session: AsyncSession, now: datetime) -> list[Cohort]:
+    """The retention triangle alone (the finance page's cohort block, loaded on its own)."""
+    months = bucket_starts(day_of(now), "month", HISTORY_MONTHS)
+    history = await load_history(session, day_start(add_months(months[0], -13)))
+    return cohorts(history, months, day_of(now))
+
+
 # --- the page ----------------------------------------------------------------------------------------------------
 
 

@@ -55,6 +55,10 @@ async def test_the_finance_page_shows_the_planted_figures(admin: AdminHarness) -
     chart = json.loads(re.search(r'data-chart="([^"]*)"', html).group(1).replace("&#34;", '"').replace("&amp;", "&"))
     assert chart["series"][0]["values"][-3:] == [2000.0, 1915.0, 1000.0]
     assert "missing-rates" not in html
+    # The cohort block alone, as the page shows it.
+    block = await owner.get("/admin/finance/cohorts", headers=EN)
+    assert block.status_code == 200 and "<html" not in block.text
+    assert row(block.text, "data-month", "2026-02") == "2026-02 3 100.0 % 66.7 %"
 
 
 async def test_by_day_and_a_wrong_breakdown(admin: AdminHarness) -> None:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.admin.auth.dependencies import require
-from app.admin.finance.views import finance_context
+from app.admin.finance.views import cohort_context, finance_context
 from app.admin.rendering import render
 from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
 from app.kit.templating import Templates
-from app.stats.finance import GRANULARITIES, finance_report
+from app.stats.finance import GRANULARITIES, cohort_table, finance_report
 
 router = APIRouter(prefix="/finance")
 DEFAULT_GRANULARITY = "month"
@@ -34,3 +34,10 @@ async def finance_page(
     context = {"section": "finance", "granularities": list(GRANULARITIES), "by_error": error}
     context |= finance_context(report, _)
     return render(request, "admin/finance/index.html", context, status_code=422 if error else 200)
+
+
+@router.get("/cohorts", response_class=HTMLResponse, dependencies=[require("finance:read")])
+async def cohorts_block(request: Request, db: DbSession) -> Response:
+    """The cohort triangle alone (the page's `cohorts` block), for a refresh or a look without the rest."""
+    cohorts = await cohort_table(db, utcnow())
+    return render(request, "admin/finance/index.html", cohort_context(cohorts), block="cohorts")

@@ -13,7 +13,7 @@ from app.admin.dashboard.views import Card, change
 from app.kit.formatting import money_text
 from app.kit.i18n import Translator
 from app.kit.money import exponent
-from app.stats.finance import FinanceReport
+from app.stats.finance import Cohort, FinanceReport
 from app.stats.rates import Converted
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -47,6 +47,10 @@ def bucket_label(start: date, granularity: str) -> str:
     if granularity == "month":
         return start.strftime("%Y-%m")
     return start.isoformat()
+
+
+def cohort_context(cohorts: list[Cohort]) -> dict[str, Any]:
+    return {"cohorts": cohorts, "cohort_width": max((len(c.retained) for c in cohorts), default=0), "percent": percent}
 
 
 def finance_context(report: FinanceReport, _: Translator) -> dict[str, Any]:
@@ -93,13 +97,12 @@ def finance_context(report: FinanceReport, _: Translator) -> dict[str, Any]:
         zone=UTC_ZONE,
         unit=currency,
     )
-    cohort_width = max((len(c.retained) for c in report.cohorts), default=0)
     return {
         "report": report,
         "cards": cards,
         "chart": chart,
         "missing_rates": sorted(report.missing_rates),
-        "cohort_width": cohort_width,
+        **cohort_context(report.cohorts),
         "percent": percent,
         "money": lambda amount: money(amount, currency, language),
         "minor": lambda amount, cur: minor(amount, cur, language),
