@@ -81,8 +81,8 @@ def statements(customers: int) -> list[str]:
     n = customers
     return [
         "INSERT INTO plans (id, code, name, duration_days, discount_percent, is_active, sort_order, features,"
-        ' created_at, updated_at) VALUES (1, \'month\', \'{"ru": "Месяц", "en": "Month"}\', 30, 0, true, 0,'
-        " '[]', :now, :now)",
+        ' traffic_strategy, created_at, updated_at) VALUES (1, \'month\', \'{"ru": "Месяц", "en": "Month"}\', 30, 0,'
+        " true, 0, '[]', 'no_reset', :now, :now)",
         "INSERT INTO servers (id, name, panel_kind, api_url, credentials_encrypted, location, weight, capacity,"
         " is_enabled, settings, health, health_checked_at, created_at, updated_at)"
         " VALUES (1, 'nl-1', 'remnawave', 'https://panel.invalid', 'sealed', 'nl', 1, 200000, true, '{}', 'ok',"
@@ -119,9 +119,9 @@ def statements(customers: int) -> list[str]:
         " :now - make_interval(days => 90 + i % 200), false, 0, :now, :now"
         f" FROM generate_series(1, {n // 2}) AS i",
         "INSERT INTO vpn_accounts (id, user_id, subscription_id, server_id, panel_username, status, sub_token,"
-        " used_traffic_bytes, online_at, created_at, updated_at)"
+        " used_traffic_bytes, traffic_strategy, online_at, created_at, updated_at)"
         " SELECT i, i, i, CASE WHEN i % 100 = 0 THEN 2 ELSE 1 END, 'vs' || i, 'active', 'tok' || i,"
-        " (i % 1000) * 1048576, :now - make_interval(mins => (i * 7) % 1440), :now, :now"
+        " (i % 1000) * 1048576, 'no_reset', :now - make_interval(mins => (i * 7) % 1440), :now, :now"
         f" FROM generate_series(1, {n}) AS i",
         # Each account used the VPN every third day of the last 90: 30 rows each.
         "INSERT INTO usage_daily (vpn_account_id, user_id, day, upload_bytes, download_bytes, connections)"
