@@ -119,9 +119,10 @@ def statements(customers: int) -> list[str]:
         " :now - make_interval(days => 90 + i % 200), false, 0, :now, :now"
         f" FROM generate_series(1, {n // 2}) AS i",
         "INSERT INTO vpn_accounts (id, user_id, subscription_id, server_id, panel_username, status, sub_token,"
-        " used_traffic_bytes, traffic_strategy, online_at, created_at, updated_at)"
+        " used_traffic_bytes, lifetime_traffic_bytes, traffic_strategy, owner_key, online_at, created_at, updated_at)"
         " SELECT i, i, i, CASE WHEN i % 100 = 0 THEN 2 ELSE 1 END, 'vs' || i, 'active', 'tok' || i,"
-        " (i % 1000) * 1048576, 'no_reset', :now - make_interval(mins => (i * 7) % 1440), :now, :now"
+        " (i % 1000) * 1048576, (i % 1000) * 1048576, 'no_reset', 'bench' || i,"
+        " :now - make_interval(mins => (i * 7) % 1440), :now, :now"
         f" FROM generate_series(1, {n}) AS i",
         # Each account used the VPN every third day of the last 90: 30 rows each.
         "INSERT INTO usage_daily (vpn_account_id, user_id, day, upload_bytes, download_bytes, connections)"
