@@ -31,7 +31,7 @@ from app.models import (
 )
 
 SEED = 14
-CUSTOMERS = 320
+CUSTOMERS = 240
 DAYS = 365
 # Telegram ids of the demo's invented customers (far from real ones and from the demo customer's).
 FIRST_TELEGRAM_ID = 900_000_000
