@@ -153,7 +153,7 @@ async def seed_history(session: AsyncSession, now: datetime) -> None:
             ends_at=paid_at + timedelta(days=plan.duration_days),
             created_at=paid_at,
         )
-        if rng.random() < 0.04:  # changed their mind: refunded within days, access cut
+        if rng.random() < 0.06:  # changed their mind: refunded within days, access cut
             refunded_at = paid_at + timedelta(hours=rng.randrange(2, 72))
             if refunded_at < now:
                 first.status, first.refunded_at = PaymentStatus.REFUNDED, refunded_at
