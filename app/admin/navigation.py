@@ -26,6 +26,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("servers", "/admin/servers", "⛁"),
     Section("plans", "/admin/plans", "☰"),
     Section("promo", "/admin/promo", "%"),
+    Section("referrals", "/admin/referrals", "⇄"),
     Section("broadcasts", "/admin/broadcasts", "✉"),
     Section("texts", "/admin/texts", "¶"),
     Section("experiments", "/admin/experiments", "⚗"),

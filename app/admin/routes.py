@@ -20,16 +20,21 @@ from app.admin.broadcasts import pages as broadcasts_pages
 from app.admin.dashboard import pages as dashboard_pages
 from app.admin.experiments import api as experiments_api
 from app.admin.experiments import pages as experiments_pages
+from app.admin.finance import pages as finance_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.plans import api as plans_api
 from app.admin.plans import pages as plans_pages
+from app.admin.promo import api as promo_api
+from app.admin.promo import pages as promo_pages
 from app.admin.providers import api as providers_api
 from app.admin.providers import pages as providers_pages
+from app.admin.referrals import pages as referrals_pages
 from app.admin.rendering import install_components, render
 from app.admin.servers import api as servers_api
 from app.admin.servers import pages as servers_pages
 from app.admin.staff import pages as staff_pages
+from app.admin.stats import api as stats_api
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
@@ -42,6 +47,9 @@ PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(plans_pages.router)  # /admin/plans (issue 13)
 PAGES.include_router(providers_pages.router)  # /admin/providers (issue 13)
+PAGES.include_router(finance_pages.router)  # /admin/finance (14a)
+PAGES.include_router(promo_pages.router)  # /admin/promo (14a)
+PAGES.include_router(referrals_pages.router)  # /admin/referrals (14a)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(broadcasts_pages.router)  # /admin/broadcasts (issue 14)
@@ -59,6 +67,8 @@ API.include_router(providers_api.router)  # /api/admin/providers (issue 13)
 API.include_router(broadcasts_api.router)  # /api/admin/broadcast (issue 14)
 API.include_router(experiments_api.router)  # /api/admin/experiments (issue 14)
 API.include_router(servers_api.router)  # /api/admin/servers (issue 13)
+API.include_router(promo_api.router)  # /api/admin/promo (14a)
+API.include_router(stats_api.router)  # /api/admin/stats (14a)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app import migrate
 from app.config import Settings
 from app.db import standalone_transaction
+from app.demo.history import seed_history
 from app.demo.seed import seed_demo
 from app.kit.clock import utcnow
 from app.kit.crypto import configure_cipher
@@ -17,6 +18,8 @@ async def prepare_demo(settings: Settings) -> str:
     configure_cipher(settings.encryption_key, settings.secret_key)
     async with standalone_transaction(settings) as session:
         seeded = await seed_demo(session)
+        if seeded:
+            await seed_history(session, utcnow())
         await bootstrap_servers(session, settings)
         await prepare_demo_stats(session, settings.reporting_currency, utcnow())
     return "database created and seeded with demo data" if seeded else "using the existing demo database"

@@ -42,9 +42,16 @@ from app.stats.periods import Span
 ONLINE_WINDOW = timedelta(minutes=10)
 
 # A payment in either status succeeded at paid_at; its refunds are subtracted when each of them succeeded.
-_PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 # Statuses that gave access at some time; a cancelled subscription stopped at cancelled_at.
 _ACCESS_STATUSES = (SubscriptionStatus.TRIAL, SubscriptionStatus.ACTIVE, SubscriptionStatus.EXPIRED)
+
+
+def refunded_minor():  # type: ignore[no-untyped-def]  (a SQL expression)
+    """How much of a payment went back so far, whole or in parts, in its minor units (kept by
+    app/payments/refunds.settle): what per-payment figures (a promo code's or a referrer's net revenue) subtract.
+    Figures over time take each refund at its own time instead (refunds.refunds_in, finance.revenue_lines)."""
+    return Payment.refunded_minor
 
 
 async def new_customers(session: AsyncSession, span: Span) -> int:
@@ -151,7 +158,7 @@ async def revenue(session: AsyncSession, span: Span) -> dict[str, CurrencyRevenu
     """Revenue over the span per currency (only currencies with a payment or a refund in it)."""
     paid = await session.execute(
         select(Payment.currency, func.count(), func.sum(Payment.amount_minor))
-        .where(Payment.status.in_(_PAID_STATUSES), Payment.paid_at >= span.start, Payment.paid_at < span.end)
+        .where(Payment.status.in_(PAID_STATUSES), Payment.paid_at >= span.start, Payment.paid_at < span.end)
         .group_by(Payment.currency)
     )
     totals: dict[str, CurrencyRevenue] = {}

@@ -1,0 +1,1 @@
+"""/admin/promo and /api/admin/promo: promo codes, their redemptions, revenue and discount."""

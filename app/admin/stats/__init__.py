@@ -1,0 +1,1 @@
+"""/api/admin/stats: the dashboard's and the finance page's figures as JSON."""
