@@ -19,6 +19,8 @@ from app.admin.dashboard import pages as dashboard_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.rendering import install_components, render
+from app.admin.settings import api as settings_api
+from app.admin.settings import pages as settings_pages
 from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
@@ -32,6 +34,7 @@ PAGES.include_router(users_pages.router)  # /admin/users (B)
 PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
+PAGES.include_router(settings_pages.router)  # /admin/settings (i13b)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -39,6 +42,7 @@ API.include_router(auth_api.me_router)  # /api/admin/me (A)
 API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
+API.include_router(settings_api.router)  # /api/admin/settings (i13b)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()
