@@ -30,7 +30,7 @@ def row(entry: Entry, form: dict[str, Any] | None = None) -> Row:
         definition.key,
         definition.kind,
         shown,
-        definition.text(entry.default),
+        ("on" if entry.default else "off") if definition.kind == "bool" else definition.text(entry.default),
         entry.overridden,
         definition.minimum,
         definition.maximum,
