@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.texts import overrides as text_overrides
 
 
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -35,3 +36,13 @@ async def _settings(request: Request) -> Settings:
 
 DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+# Machines only: nothing they answer is a staff-editable text, so they skip the texts' freshness query.
+_NO_TEXTS = ("/healthz", "/readyz", "/metrics", "/sub/", "/static/", "/api/payments/webhook/", "/api/panels/webhook/")
+
+
+async def texts_in_force(request: Request) -> None:
+    """App-wide: the staff's edited texts (/admin/texts) are used by every page and answer of this request."""
+    if not request.url.path.startswith(_NO_TEXTS):
+        await text_overrides.bind(request.app.state.resources.sessionmaker)

@@ -24,6 +24,7 @@ from app.checkout.result_pages import router as payment_result_router
 from app.config import Settings, get_settings
 from app.connect.pages import router as connect_router
 from app.demo.pages import router as demo_router
+from app.deps import texts_in_force
 from app.error_handlers import install_error_handlers
 from app.health.api import router as health_router
 from app.help.pages import router as help_router
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
         redoc_url=None,
         # Every route of every router, now and later ones, is limited per client address.
-        dependencies=[Depends(limit_per_ip)],
+        # Staff-edited texts are in force from the first line of each request.
+        dependencies=[Depends(limit_per_ip), Depends(texts_in_force)],
     )
     app.state.settings = settings
     app.state.templates = Templates(auto_reload=settings.debug)

@@ -22,6 +22,8 @@ from app.admin.rendering import install_components, render
 from app.admin.settings import api as settings_api
 from app.admin.settings import pages as settings_pages
 from app.admin.staff import pages as staff_pages
+from app.admin.texts import api as texts_api
+from app.admin.texts import pages as texts_pages
 from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
@@ -35,6 +37,7 @@ PAGES.include_router(payments_pages.router)  # /admin/payments (C)
 PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(settings_pages.router)  # /admin/settings (i13b)
+PAGES.include_router(texts_pages.router)  # /admin/texts (i13b)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -43,6 +46,7 @@ API.include_router(users_api.router)  # /api/admin/users (B)
 API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
 API.include_router(settings_api.router)  # /api/admin/settings (i13b)
+API.include_router(texts_api.router)  # /api/admin/texts (i13b)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -9,12 +9,19 @@ so a half-translated catalog never breaks a page.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DEFAULT_LANGUAGE = "ru"
+
+# Staff-edited texts ((language, key) -> entry) in force for the current request, bot update or job; set by
+# app/texts/overrides.py (the foundation cannot read the database). A context variable, so two app instances in
+# one process, and each request, see their own database's texts.
+OVERRIDES: ContextVar[Mapping[tuple[str, str], Any] | None] = ContextVar("i18n_overrides", default=None)
 
 
 @lru_cache(maxsize=1)
@@ -54,9 +61,10 @@ def plural_form(language: str, count: int) -> str:
 
 
 def translate(language: str, key: str, **params: Any) -> str:
-    entry = catalog(language).get(key)
+    overrides = OVERRIDES.get() or {}
+    entry = overrides.get((language, key)) or catalog(language).get(key)
     if entry is None and language != DEFAULT_LANGUAGE:
-        entry = catalog(DEFAULT_LANGUAGE).get(key)
+        entry = overrides.get((DEFAULT_LANGUAGE, key)) or catalog(DEFAULT_LANGUAGE).get(key)
         language = DEFAULT_LANGUAGE
     if entry is None:
         return key

@@ -27,6 +27,7 @@ from app.notifications.texts import Rendered, render
 from app.outbox import service as outbox
 from app.resources import Resources
 from app.telegram.api import NotSent, OutcomeUnknown, RecipientUnreachable, TelegramError
+from app.texts import overrides as text_overrides
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ async def _settle(
 @outbox.handler(USER_TOPIC)
 async def send_user_notification(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     resources: Resources = ctx["resources"]
+    await text_overrides.bind(resources.sessionmaker)  # staff-edited texts, buttons included
     claimed = await _claim(resources, payload)
     if claimed is None:
         return
