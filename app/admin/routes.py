@@ -22,9 +22,9 @@ from app.admin.rendering import install_components, render
 from app.admin.settings import api as settings_api
 from app.admin.settings import pages as settings_pages
 from app.admin.staff import pages as staff_pages
+from app.admin.subscriptions import api as subscriptions_api
 from app.admin.texts import api as texts_api
 from app.admin.texts import pages as texts_pages
-from app.admin.subscriptions import api as subscriptions_api
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
 
