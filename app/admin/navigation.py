@@ -28,8 +28,10 @@ SECTIONS: tuple[Section, ...] = (
     Section("promo", "/admin/promo", "%"),
     Section("broadcasts", "/admin/broadcasts", "✉"),
     Section("texts", "/admin/texts", "¶"),
+    Section("faq", "/admin/faq", "?"),
     Section("experiments", "/admin/experiments", "⚗"),
     Section("settings", "/admin/settings", "⚙"),
+    Section("system", "/admin/system", "⚠"),
     Section("audit", "/admin/audit", "☷"),
     Section("staff", "/admin/staff", "♟"),
 )

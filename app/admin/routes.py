@@ -16,6 +16,8 @@ from app.admin.auth import api as auth_api
 from app.admin.auth import pages as auth_pages
 from app.admin.auth.dependencies import AdminShellRequired, authenticated_staff
 from app.admin.dashboard import pages as dashboard_pages
+from app.admin.faq import api as faq_api
+from app.admin.faq import pages as faq_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
 from app.admin.rendering import install_components, render
@@ -38,6 +40,7 @@ PAGES.include_router(audit_pages.router)  # /admin/audit (A)
 PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(settings_pages.router)  # /admin/settings (i13b)
 PAGES.include_router(texts_pages.router)  # /admin/texts (i13b)
+PAGES.include_router(faq_pages.router)  # /admin/faq (i13b)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -47,6 +50,7 @@ API.include_router(subscriptions_api.router)  # /api/admin/subscriptions (B)
 API.include_router(payments_api.router)  # /api/admin/payments (C)
 API.include_router(settings_api.router)  # /api/admin/settings (i13b)
 API.include_router(texts_api.router)  # /api/admin/texts (i13b)
+API.include_router(faq_api.router)  # /api/admin/faq (i13b)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

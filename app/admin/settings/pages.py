@@ -51,7 +51,6 @@ async def save_settings(
     try:
         await service.update(db, viewer.actor, settings, raw)
     except FieldInvalid as exc:
-        await db.rollback()
         return await _page(request, db, settings, form=raw, errors={exc.field: exc.message}, status=422)
     return await _page(request, db, settings, toasts=[("success", translate(request, "admin_settings.saved"))])
 

@@ -84,7 +84,6 @@ async def save_text(
     try:
         await service.save(db, viewer.actor, key, language, body_of(text, typed))
     except FieldInvalid as exc:
-        await db.rollback()
         return await _editor(request, db, language, key, typed=typed, errors={exc.field: exc.message}, status=422)
     return await _editor(request, db, language, key, toasts=[("success", translate(request, "admin_texts.saved"))])
 
