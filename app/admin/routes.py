@@ -25,6 +25,7 @@ from app.admin.settings import api as settings_api
 from app.admin.settings import pages as settings_pages
 from app.admin.staff import pages as staff_pages
 from app.admin.subscriptions import api as subscriptions_api
+from app.admin.system import pages as system_pages
 from app.admin.texts import api as texts_api
 from app.admin.texts import pages as texts_pages
 from app.admin.users import api as users_api
@@ -41,6 +42,7 @@ PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(settings_pages.router)  # /admin/settings (i13b)
 PAGES.include_router(texts_pages.router)  # /admin/texts (i13b)
 PAGES.include_router(faq_pages.router)  # /admin/faq (i13b)
+PAGES.include_router(system_pages.router)  # /admin/system (i13b)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
