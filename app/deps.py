@@ -38,11 +38,7 @@ DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(_settings)]
 
 
-# Machines only: nothing they answer is a staff-editable text, so they skip the texts' freshness query.
-_NO_TEXTS = ("/healthz", "/readyz", "/metrics", "/sub/", "/static/", "/api/payments/webhook/", "/api/panels/webhook/")
-
-
 async def texts_in_force(request: Request) -> None:
-    """App-wide: the staff's edited texts (/admin/texts) are used by every page and answer of this request."""
-    if not request.url.path.startswith(_NO_TEXTS):
-        await text_overrides.bind(request.app.state.resources.sessionmaker)
+    """App-wide: the staff's edited texts (/admin/texts) are used by every page and answer of this request (the
+    snapshot the app's refresher keeps: no query here)."""
+    text_overrides.use_snapshot(request.app.state.resources.sessionmaker)

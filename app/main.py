@@ -38,6 +38,7 @@ from app.payments.demo_pages import router as demo_pay_router
 from app.payments.webhook_api import router as payment_webhooks_router
 from app.referrals.pages import router as referral_router
 from app.resources import open_resources
+from app.runtime_settings.refresher import kept_fresh
 from app.throttle import limit_per_ip
 from tasks.worker import build_in_process_runner
 
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start()
         configure_jobs(runner)
         try:
-            yield
+            async with kept_fresh(resources):
+                yield
         finally:
             configure_jobs(None)
             await runner.stop()

@@ -32,9 +32,8 @@ async def enforce(request: Request, key: str, limit: int, *, window: int = WINDO
 
 
 async def _limits(request: Request) -> RuntimeValues:
-    # Staff change the limits in /admin/settings; read through a snapshot a few seconds old at most, as this
-    # runs on every request.
-    return await runtime_settings.cached(request.app.state.resources.sessionmaker, request.app.state.settings)
+    # Staff change the limits in /admin/settings; the app's refresher keeps them (no query per request).
+    return runtime_settings.snapshot(request.app.state.resources.sessionmaker, request.app.state.settings)
 
 
 def _address(request: Request) -> str:

@@ -74,7 +74,7 @@ def _me(ov: Overview, base_url: str) -> MeOut:
 @router.get("/me", response_model=MeOut)
 async def me(user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
     """The signed-in user and their current subscription."""
-    trial_days = (await runtime_settings.current(db, settings)).trial_days
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
     return _me(await overview(db, user, trial_days=trial_days), settings.public_base_url)
 
 
@@ -82,6 +82,6 @@ async def me(user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
 async def trial(request: Request, user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
     """Activate the free trial (once per user and per Telegram account); the VPN account is created in the
     background: poll `/api/me` until `subscription.ready`."""
-    trial_days = (await runtime_settings.current(db, settings)).trial_days
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
     await activate_trial(db, user, trial_days=trial_days, ip=client_ip(request))
     return _me(await overview(db, user, trial_days=trial_days), settings.public_base_url)

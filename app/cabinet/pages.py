@@ -47,7 +47,7 @@ async def _home(
     request: Request, viewer: Viewer, db: AsyncSession, settings: Settings, **kwargs: object
 ) -> HTMLResponse:
     payments = request.app.state.resources.payments
-    trial_days = (await runtime_settings.current(db, settings)).trial_days
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
     ov = await overview(db, viewer.user, trial_days=trial_days, payments=payments)
     return render(request, "cabinet/home.html", {"ov": ov, "trial_days": trial_days}, **kwargs)
 
@@ -61,7 +61,7 @@ async def home(request: Request, viewer: PageViewer, db: DbSession, settings: Ap
 async def start_trial(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> HTMLResponse | Response:
-    trial_days = (await runtime_settings.current(db, settings)).trial_days
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
     await activate_trial(db, viewer.user, trial_days=trial_days, ip=client_ip(request))
     if not is_htmx(request):
         return see_other("/app")

@@ -130,7 +130,7 @@ async def _plan_page(
         "plan": choice.plan,
         "error_message": message,
         "devices_enforced": await provisioning.device_limits_enforced(db, viewer.user.id),
-        **_helpers(viewer, settings, (await runtime_settings.current(db, settings)).support_username),
+        **_helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username),
     }
     return render(request, "checkout/plan.html", context, status_code=status_code)
 
@@ -244,7 +244,7 @@ async def _payment_page(
     block: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    support = (await runtime_settings.current(db, settings)).support_username
+    support = runtime_settings.snapshot(db, settings).support_username
     context = _payment_context(viewer, settings, view, support)
     return render(request, "checkout/payment.html", context, block=block, headers=headers)
 
@@ -286,5 +286,5 @@ async def receipt_page(
     view = await payment_view(db, viewer.user, public_id, with_plan=False)
     if view.receipt is None:
         raise NotFound("This payment has no receipt: it has not been paid.", code="receipt_not_found")
-    support = (await runtime_settings.current(db, settings)).support_username
+    support = runtime_settings.snapshot(db, settings).support_username
     return render(request, "checkout/receipt.html", _payment_context(viewer, settings, view, support))

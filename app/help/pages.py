@@ -60,7 +60,7 @@ async def _faq_context(db: AsyncSession, viewer: Viewer, settings: Settings, que
 
 
 async def _base(db: AsyncSession, settings: Settings) -> dict[str, object]:
-    live = await runtime_settings.current(db, settings)
+    live = runtime_settings.snapshot(db, settings)
     return {"support": _support(live.support_username), "max_query": faq.MAX_QUERY_LENGTH}
 
 
@@ -105,7 +105,7 @@ async def _report_context(db: AsyncSession, user: User, settings: Settings, repo
     return {
         "report": report,
         "summary": summary,
-        "escalate_url": support_link((await runtime_settings.current(db, settings)).support_username, summary),
+        "escalate_url": support_link(runtime_settings.snapshot(db, settings).support_username, summary),
         "faq_questions": {entry.slug: entry.question for entry in entries},
     }
 

@@ -12,7 +12,15 @@ from app.models.notifications import (
     DeliveryStatus,
     Notification,
 )
-from app.models.ops import AuditLog, Experiment, ExperimentAssignment, JobRun, OutboxMessage, OutboxStatus
+from app.models.ops import (
+    AuditLog,
+    Experiment,
+    ExperimentAssignment,
+    JobRun,
+    OutboxMessage,
+    OutboxStatus,
+    WebhookReceipt,
+)
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
 from app.models.payments import Payment, PaymentEvent, PaymentStatus, SavedPaymentMethod
 from app.models.plans import Plan, PlanPrice, TrafficStrategy
@@ -91,5 +99,6 @@ __all__ = [
     "UserActivityDay",
     "UserIdentity",
     "VpnAccount",
+    "WebhookReceipt",
     "promo_code_plans",
 ]

@@ -24,7 +24,7 @@ async def referral_page(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, period: Period = Period.MONTH
 ) -> HTMLResponse:
     user, now = viewer.user, utcnow()
-    live = await runtime_settings.current(db, settings)
+    live = runtime_settings.snapshot(db, settings)
     context: dict[str, object] = {
         "bonus_days_referrer": live.referral_bonus_days_referrer,
         "bonus_days_referred": live.referral_bonus_days_referred,

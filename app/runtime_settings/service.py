@@ -1,9 +1,10 @@
 """Reading and changing the runtime settings.
 
-`current(session, settings)` reads the whole `system_settings` table (a dozen rows, one query) at each use, so
-a change committed by any process is seen by every other at its next request or job with no cache to expire.
-Hot paths that run on every HTTP request without a session (the request throttle) use `cached(...)`, which
-keeps a snapshot per database engine for at most CACHE_SECONDS."""
+Rules that run in a transaction (checkout, referral rewards, reminders, the bot, the worker) call
+`current(session, settings)`, which reads the whole `system_settings` table (a dozen rows, one query) at each
+use: a change committed by any process is in force at their next use. Web pages and the request throttle read
+`snapshot(...)` instead — no query on the request path; the web process's refresher (app/runtime_settings/
+refresher.py) reloads it every REFRESH_SECONDS, so a page shows a change within about a second."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from app.kit.field_errors import FieldInvalid
 from app.models import SystemSetting
 from app.runtime_settings.registry import BY_KEY, DEFINITIONS, Definition
 
+REFRESH_SECONDS = 1.0
+# The bot's hot path (/support) may reuse a read this young.
 CACHE_SECONDS = 5.0
 
 
@@ -155,15 +158,21 @@ async def update(
 _snapshots: weakref.WeakKeyDictionary[Any, tuple[float, RuntimeValues]] = weakref.WeakKeyDictionary()
 
 
+def _engine(source: AsyncSession | async_sessionmaker[AsyncSession]) -> Any:
+    """Snapshots are kept per engine (one per process and database): a page holds its session, the refresher
+    and the throttle the sessionmaker, and both name the same engine."""
+    return source.bind if isinstance(source, AsyncSession) else source.kw["bind"]
+
+
 async def cached(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> RuntimeValues:
-    """`current` read at most every CACHE_SECONDS per sessionmaker (that is, per process and database)."""
+    """`current` read at most every CACHE_SECONDS per engine (that is, per process and database)."""
     now = time.monotonic()
-    found = _snapshots.get(sessionmaker)
+    found = _snapshots.get(_engine(sessionmaker))
     if found is not None and now - found[0] < CACHE_SECONDS:
         return found[1]
     async with sessionmaker() as session:
         values = await current(session, settings)
-    _snapshots[sessionmaker] = (now, values)
+    _snapshots[_engine(sessionmaker)] = (now, values)
     return values
 
 
@@ -183,3 +192,18 @@ async def auto_renew_default(session: AsyncSession) -> bool:
     """Whether a new paid subscription (or a trial's first payment) starts with auto-renewal on."""
     value = await stored(session, "auto_renew_default")
     return True if value is None else bool(value)
+
+
+async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> RuntimeValues:
+    """Read the values now and keep them as this sessionmaker's snapshot."""
+    async with sessionmaker() as session:
+        values = await current(session, settings)
+    _snapshots[_engine(sessionmaker)] = (time.monotonic(), values)
+    return values
+
+
+def snapshot(source: AsyncSession | async_sessionmaker[AsyncSession], settings: Settings) -> RuntimeValues:
+    """The refresher's last read for this session's or sessionmaker's database (no query); the env defaults
+    before the first one."""
+    found = _snapshots.get(_engine(source))
+    return found[1] if found is not None else RuntimeValues(**defaults(settings))

@@ -1,5 +1,7 @@
-"""Putting staff-edited texts in force: `bind(sessionmaker)` makes the current request, bot update or job
-translate with the `MessageText` rows of that database.
+"""Putting staff-edited texts in force: `bind(sessionmaker)` makes the current bot update or job translate
+with the `MessageText` rows of that database (one query); web requests call `use_snapshot(sessionmaker)`,
+which costs no query: the web process's refresher (app/runtime_settings/refresher.py) calls `current` every
+second.
 
 Each bind asks the database for a signature of the table (row count, newest change, sum of ids: one
 aggregate query) and reloads the rows only when it moved, so every process sees an edit or a reset at its
@@ -64,3 +66,9 @@ async def current(sessionmaker: async_sessionmaker[AsyncSession]) -> Mapping[tup
 async def bind(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Translate with this database's overrides for the rest of the current task (request, update, job)."""
     OVERRIDES.set(await current(sessionmaker))
+
+
+def use_snapshot(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Translate with the last texts read for this sessionmaker (none before the first read)."""
+    found = _snapshots.get(sessionmaker)
+    OVERRIDES.set(found[1] if found is not None else None)

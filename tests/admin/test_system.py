@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.backups.service import make_backup
 from app.config import Settings
 from app.kit.clock import utcnow
-from app.models import AuditLog, JobRun, OutboxMessage, OutboxStatus
+from app.models import AuditLog, JobRun, OutboxMessage, OutboxStatus, PanelKind, WebhookReceipt
 from app.notifications.service import STAFF_TOPIC
 from tests.admin.conftest import AdminHarness
 from tests.conftest import make_settings
@@ -107,3 +107,29 @@ async def test_backups_are_listed_and_only_owners_download_them(admin: AdminHarn
     assert [row.action for row in await admin.db.scalars(select(AuditLog).where(AuditLog.action.like("backup.%")))] == [
         "backup.download"
     ]
+
+
+async def test_panel_webhooks_are_recorded_accepted_or_refused_with_the_reason(admin: AdminHarness) -> None:
+    from tests.factories import add_server
+
+    server = await add_server(
+        admin.db, "mz-1", PanelKind.MARZBAN, api_url="https://mz.example", settings={"webhook_secret": "s3cret"}
+    )
+    await admin.db.commit()
+    owner = await admin.browser("owner")
+    owner.headers["accept-language"] = "en"
+    server_id = server.id
+    path = f"/api/panels/webhook/{server_id}"
+    refused = await admin.client.post(path, json=[], headers={"x-webhook-secret": "wrong"})
+    assert refused.status_code == 401
+    accepted = await admin.client.post(path, json=[], headers={"x-webhook-secret": "s3cret"})
+    assert accepted.status_code == 200
+    await fresh(admin)
+    rows = list(await admin.db.scalars(select(WebhookReceipt).order_by(WebhookReceipt.id)))
+    assert [(r.source, r.sender, r.verdict, r.status_code) for r in rows] == [
+        ("panel", str(server_id), "refused", 401),
+        ("panel", str(server_id), "accepted", 200),
+    ]
+    assert rows[0].reason == "x-webhook-secret is wrong"
+    page = await owner.get("/admin/system")
+    assert "x-webhook-secret is wrong" in page.text and "refused" in page.text

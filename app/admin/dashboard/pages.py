@@ -45,7 +45,7 @@ async def _growth(
         viewer,
         utcnow(),
         days,
-        (await runtime_settings.current(db, settings)).reporting_currency,
+        runtime_settings.snapshot(db, settings).reporting_currency,
         _translator(request),
     )
     if given is not None and str(days) != given:
@@ -64,7 +64,7 @@ async def dashboard(
 ) -> Response:
     _ = _translator(request)
     live = await live_context(
-        db, viewer, utcnow(), (await runtime_settings.current(db, settings)).reporting_currency, _, settings.zone
+        db, viewer, utcnow(), runtime_settings.snapshot(db, settings).reporting_currency, _, settings.zone
     )
     growth = await _growth(request, db, settings, viewer, days)
     status = 422 if "days_error" in growth else 200
@@ -79,7 +79,7 @@ async def dashboard_live(
         db,
         viewer,
         utcnow(),
-        (await runtime_settings.current(db, settings)).reporting_currency,
+        runtime_settings.snapshot(db, settings).reporting_currency,
         _translator(request),
         settings.zone,
     )

@@ -43,6 +43,7 @@ async def _page(
         "outbox": await queries.outbox_counts(db),
         "troubled": await queries.troubled(db),
         "events": await queries.payment_events(db),
+        "receipts": await queries.webhook_receipts(db),
         "backups": await queries.backups(settings.backup_dir),
         "backup_enabled": settings.backup_enabled,
         "can_download": viewer.can("backups:download"),

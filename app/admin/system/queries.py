@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.backups.files import Backup, complete_backups
-from app.models import JobRun, OutboxMessage, OutboxStatus, PaymentEvent
+from app.models import JobRun, OutboxMessage, OutboxStatus, PaymentEvent, WebhookReceipt
 
 FAILURE_WINDOW = timedelta(hours=24)
 LISTED = 50
@@ -104,6 +104,11 @@ async def troubled(session: AsyncSession) -> list[OutboxMessage]:
 
 async def payment_events(session: AsyncSession) -> list[PaymentEvent]:
     query = select(PaymentEvent).order_by(PaymentEvent.received_at.desc(), PaymentEvent.id.desc()).limit(LISTED)
+    return list((await session.scalars(query)).all())
+
+
+async def webhook_receipts(session: AsyncSession) -> list[WebhookReceipt]:
+    query = select(WebhookReceipt).order_by(WebhookReceipt.id.desc()).limit(LISTED)
     return list((await session.scalars(query)).all())
 
 
