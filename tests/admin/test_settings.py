@@ -149,3 +149,49 @@ async def test_roles_without_settings_write_cannot_change_settings(admin: AdminH
     )
     assert response.status_code == 403
     assert await stored_count(admin) == 0
+
+
+async def test_exchange_rates_are_validated_stored_and_audited(admin: AdminHarness) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from app.models import ExchangeRate
+
+    owner = await admin.browser("owner")
+    owner.headers["accept-language"] = "en"
+    token = await admin.bearer("owner")
+    good = {"currency": "USD", "valid_from": "2026-12-01", "rate": "92.50"}
+    cases = [
+        ({"currency": "RUB"}, "currency", "reporting currency itself"),
+        ({"currency": "ZZZ"}, "currency", "Expected one of"),
+        ({"rate": "-1"}, "rate", "positive number"),
+        ({"rate": "abc"}, "rate", "valid decimal"),
+        ({"rate": "1.12345678901"}, "rate", "decimal places"),
+        ({"valid_from": "2029-01-01"}, "valid_from", "more than a year ahead"),
+        ({"valid_from": "yesterday"}, "valid_from", "valid date"),
+    ]
+    for change, field, message in cases:
+        response = await owner.post("/admin/settings/rates", data=good | change, headers=htmx())
+        assert response.status_code == 422, change
+        assert f'id="{field}-error"' in response.text, change
+        assert message in html.unescape(text_of(response.text)), (change, message)
+    bad_api = await admin.client.put("/api/admin/settings/rates", json=good | {"rate": "0"}, headers=token)
+    assert bad_api.status_code == 422 and bad_api.json()["error"]["code"] == "invalid_rate"
+    await fresh(admin)
+    assert not list(await admin.db.scalars(select(ExchangeRate)))
+
+    saved = await owner.post("/admin/settings/rates", data=good, headers=htmx())
+    assert saved.status_code == 200 and 'data-rate="USD-2026-12-01"' in saved.text
+    replaced = await admin.client.put("/api/admin/settings/rates", json=good | {"rate": "93"}, headers=token)
+    assert replaced.status_code == 200 and replaced.json()["rate"] == "93"
+    await fresh(admin)
+    (row,) = await admin.db.scalars(select(ExchangeRate))
+    assert (row.currency, row.quote_currency, row.valid_from, row.rate) == (
+        "USD",
+        "RUB",
+        date(2026, 12, 1),
+        Decimal(93),
+    )
+    audits = list(await admin.db.scalars(select(AuditLog).where(AuditLog.action == "exchange_rate.set")))
+    assert [a.before for a in audits][0] is None and Decimal(audits[1].before["rate"]) == Decimal("92.5")
+    assert [a.after for a in audits] == [{"rate": "92.50"}, {"rate": "93"}]

@@ -4,15 +4,19 @@ and nothing saved."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.settings.schemas import RateIn
 from app.admin.settings.views import as_json
 from app.deps import AppSettings, DbSession
+from app.kit.clock import utcnow
 from app.runtime_settings import service
+from app.stats import rates
 
 router = APIRouter(prefix="/settings")
 
@@ -44,3 +48,30 @@ async def put_settings(
 ) -> SettingsOut:
     await service.update(db, viewer.actor, settings, body.values, reset=tuple(body.reset))
     return await _out(db, settings)
+
+
+class RateOut(BaseModel):
+    currency: str
+    quote_currency: str
+    valid_from: date
+    rate: str
+
+
+@router.get("/rates", response_model=list[RateOut], dependencies=[require("settings:write")])
+async def get_rates(db: DbSession, settings: AppSettings) -> list[RateOut]:
+    quote = (await service.current(db, settings)).reporting_currency
+    return [
+        RateOut(currency=r.currency, quote_currency=r.quote_currency, valid_from=r.valid_from, rate=str(r.rate))
+        for r in await rates.recent_rates(db, quote)
+    ]
+
+
+@router.put("/rates", response_model=RateOut)
+async def put_rate(
+    db: DbSession, settings: AppSettings, body: RateIn, viewer: Annotated[StaffViewer, require("settings:write")]
+) -> RateOut:
+    quote = (await service.current(db, settings)).reporting_currency
+    row = await rates.staff_set_rate(db, viewer.actor, quote=quote, today=utcnow().date(), **body.model_dump())
+    return RateOut(
+        currency=row.currency, quote_currency=row.quote_currency, valid_from=row.valid_from, rate=str(row.rate)
+    )

@@ -10,12 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.forms import parse_form
 from app.admin.rendering import render, translate
+from app.admin.settings.schemas import RateIn
 from app.admin.settings.views import grouped
 from app.deps import AppSettings, DbSession
+from app.kit.clock import utcnow
 from app.kit.field_errors import FieldInvalid
 from app.runtime_settings import service
 from app.runtime_settings.registry import BY_KEY
+from app.stats import rates
 
 router = APIRouter(prefix="/settings")
 PERMISSION = "settings:write"
@@ -28,11 +32,22 @@ async def _page(
     *,
     form: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
+    rate_form: dict[str, str] | None = None,
+    rate_errors: dict[str, str] | None = None,
     toasts: list[tuple[str, str]] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     entries = await service.entries(db, settings)
-    context = {"section": "settings", "groups": grouped(entries, form), "errors": errors or {}}
+    quote = (await service.current(db, settings)).reporting_currency
+    context = {
+        "section": "settings",
+        "groups": grouped(entries, form),
+        "errors": errors or {},
+        "quote": quote,
+        "rates": await rates.recent_rates(db, quote),
+        "rate_form": rate_form or {},
+        "rate_errors": rate_errors or {},
+    }
     return render(request, "admin/settings/index.html", context, toasts=toasts, status_code=status)
 
 
@@ -67,3 +82,21 @@ async def reset_setting(
         return await _page(request, db, settings, errors={"__all__": f"Unknown setting {key[:64]!r}."}, status=404)
     await service.update(db, viewer.actor, settings, {}, reset=(key,))
     return await _page(request, db, settings, toasts=[("success", translate(request, "admin_settings.reset_done"))])
+
+
+@router.post("/rates", response_class=HTMLResponse)
+async def add_rate(
+    request: Request, db: DbSession, settings: AppSettings, viewer: Annotated[StaffViewer, require(PERMISSION)]
+) -> Response:
+    """A dated exchange rate into the reporting currency (replacing that day's, if any)."""
+    data = {k: str(v) for k, v in (await request.form()).items() if k != "csrf_token"}
+    parsed, errors = parse_form(RateIn, data)
+    if parsed is not None:
+        quote = (await service.current(db, settings)).reporting_currency
+        try:
+            await rates.staff_set_rate(db, viewer.actor, quote=quote, today=utcnow().date(), **parsed.model_dump())
+        except FieldInvalid as exc:
+            errors = {exc.field: exc.message}
+    if errors:
+        return await _page(request, db, settings, rate_form=data, rate_errors=errors, status=422)
+    return await _page(request, db, settings, toasts=[("success", translate(request, "admin_settings.rate_saved"))])
