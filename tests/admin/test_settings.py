@@ -193,5 +193,5 @@ async def test_exchange_rates_are_validated_stored_and_audited(admin: AdminHarne
         Decimal(93),
     )
     audits = list(await admin.db.scalars(select(AuditLog).where(AuditLog.action == "exchange_rate.set")))
-    assert [a.before for a in audits][0] is None and Decimal(audits[1].before["rate"]) == Decimal("92.5")
+    assert audits[0].before is None and Decimal(audits[1].before["rate"]) == Decimal("92.5")
     assert [a.after for a in audits] == [{"rate": "92.50"}, {"rate": "93"}]
