@@ -38,16 +38,23 @@ MAX_EVENT_AGE = timedelta(minutes=5)
 async def panel_webhook(server_id: RowId, request: Request, session: DbSession) -> dict[str, Any]:
     """Apply a panel's events to our records; unknown kinds are acknowledged and ignored. Every delivery is
     recorded with its verdict (/admin/system), a refused one with the reason."""
-    sessionmaker = request.app.state.resources.sessionmaker
     try:
         answer = await _apply(server_id, request, session)
     except AppError as exc:
+        # Let go of whatever the request's transaction holds first: on SQLite its write lock would keep the
+        # record's own transaction waiting.
+        await session.rollback()
         await webhook_log.record(
-            sessionmaker, source="panel", sender=str(server_id), status_code=exc.status_code, reason=exc.message
+            request.app.state.resources.sessionmaker,
+            source="panel",
+            sender=str(server_id),
+            status_code=exc.status_code,
+            reason=exc.message,
         )
         raise
+    # Accepted: recorded in the request's transaction, with the changes it made.
     reason = f"{answer['received']} events, {answer['changed']} changed"
-    await webhook_log.record(sessionmaker, source="panel", sender=str(server_id), status_code=200, reason=reason)
+    webhook_log.add(session, source="panel", sender=str(server_id), status_code=200, reason=reason)
     return answer
 
 
