@@ -37,15 +37,16 @@ async def test_the_sidebar_links_only_what_exists_and_the_role_may_open(admin: A
     assert '<meta name="csrf-token"' in page.text
     assert "/static/uPlot-1.6.32.min.js" in page.text
     owner_sections = sidebar(page.text)
-    assert {"dashboard", "users", "payments", "audit", "staff"} <= owner_sections
+    assert {"dashboard", "users", "payments", "audit", "staff", "settings", "texts", "faq", "system"} <= owner_sections
     # Sections of ADMIN.md that this build does not have yet are not linked.
-    assert not owner_sections & {"servers", "promo", "broadcasts", "settings", "experiments"}
+    assert not owner_sections & {"promo", "broadcasts", "experiments"}
 
     support = sidebar((await (await admin.browser("support")).get("/admin/account")).text)
     assert {"dashboard", "users", "payments"} <= support
-    assert not support & {"audit", "staff"}
+    assert not support & {"audit", "staff", "settings", "texts", "faq", "system"}
     marketing = sidebar((await (await admin.browser("marketing")).get("/admin/account")).text)
     assert "payments" not in marketing and "staff" not in marketing
+    assert {"texts", "faq"} <= marketing and not marketing & {"settings", "system"}
 
 
 async def test_a_refused_permission_is_audited(admin: AdminHarness) -> None:
