@@ -101,7 +101,7 @@ async def choose_plan(
         "devices_enforced": devices,
         "currencies": currencies,
         "shown_currency": shown,
-        **_helpers(viewer, settings),
+        **_helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username),
     }
     return render(request, "checkout/plans.html", context)
 
@@ -158,7 +158,7 @@ async def quote(
     choice = await plan_choice(db, _providers(request), viewer.user, plan_code, promo_code=promo_code, now=utcnow())
     templates = request.app.state.templates
     context = templates.base_context(request) | {"choice": choice, "plan": choice.plan, "oob": True}
-    context |= _helpers(viewer, settings)
+    context |= _helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username)
     body = templates.render_block("checkout/plan.html", "price_block", context)
     body += templates.render_block("checkout/plan.html", "method_prices", context)
     return HTMLResponse(body)
