@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.texts import overrides as text_overrides
 
 
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -35,3 +36,9 @@ async def _settings(request: Request) -> Settings:
 
 DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+async def texts_in_force(request: Request) -> None:
+    """App-wide: the staff's edited texts (/admin/texts) are used by every page and answer of this request (the
+    snapshot the app's refresher keeps: no query here)."""
+    text_overrides.use_snapshot(request.app.state.resources.sessionmaker)

@@ -25,6 +25,7 @@ from app.checkout.result_pages import router as payment_result_router
 from app.config import Settings, get_settings
 from app.connect.pages import router as connect_router
 from app.demo.pages import router as demo_router
+from app.deps import texts_in_force
 from app.error_handlers import install_error_handlers
 from app.health.api import router as health_router
 from app.help.pages import router as help_router
@@ -38,6 +39,7 @@ from app.payments.demo_pages import router as demo_pay_router
 from app.payments.webhook_api import router as payment_webhooks_router
 from app.referrals.pages import router as referral_router
 from app.resources import open_resources
+from app.runtime_settings.refresher import kept_fresh
 from app.throttle import limit_per_ip
 from tasks.worker import build_in_process_runner
 
@@ -59,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start()
         configure_jobs(runner)
         try:
-            yield
+            async with kept_fresh(resources):
+                yield
         finally:
             configure_jobs(None)
             await runner.stop()
@@ -73,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
         redoc_url=None,
         # Every route of every router, now and later ones, is limited per client address.
-        dependencies=[Depends(limit_per_ip)],
+        # Staff-edited texts are in force from the first line of each request.
+        dependencies=[Depends(limit_per_ip), Depends(texts_in_force)],
     )
     app.state.settings = settings
     app.state.templates = Templates(auto_reload=settings.debug)

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import Depends, Request
 
 from app.kit.errors import RateLimited
+from app.runtime_settings import service as runtime_settings
+from app.runtime_settings.service import RuntimeValues
 
 WINDOW_SECONDS = 60
 # Machines, not people: health checks and metrics scrapes, and providers' and panels' webhooks (which retry
@@ -29,6 +31,11 @@ async def enforce(request: Request, key: str, limit: int, *, window: int = WINDO
         raise RateLimited("Too many requests; wait a little and try again.", retry_after=decision.retry_after)
 
 
+async def _limits(request: Request) -> RuntimeValues:
+    # Staff change the limits in /admin/settings; the app's refresher keeps them (no query per request).
+    return runtime_settings.snapshot(request.app.state.resources.sessionmaker, request.app.state.settings)
+
+
 def _address(request: Request) -> str:
     # Behind a proxy, uvicorn has put the forwarded address here, and only for trusted proxies (cli.serve).
     return request.client.host if request.client else "unknown"
@@ -38,13 +45,13 @@ async def limit_per_ip(request: Request) -> None:
     """The app-wide limit per client address."""
     if request.url.path.startswith(EXEMPT_PREFIXES):
         return
-    per_minute = request.app.state.settings.rate_limit_per_ip_per_minute
+    per_minute = (await _limits(request)).rate_limit_per_ip_per_minute
     await enforce(request, f"req:ip:{_address(request)}", per_minute)
 
 
 async def limit_per_user(request: Request, user_id: int) -> None:
     """The limit per signed-in customer, applied where the customer is resolved (app.auth.dependencies)."""
-    await enforce(request, f"req:user:{user_id}", request.app.state.settings.rate_limit_per_user_per_minute)
+    await enforce(request, f"req:user:{user_id}", (await _limits(request)).rate_limit_per_user_per_minute)
 
 
 def limited(name: str, *, per_minute: int, caller: Callable[[Request], str | None] | None = None) -> Any:

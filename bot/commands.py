@@ -21,6 +21,7 @@ from app.kit.clock import utcnow
 from app.kit.i18n import Translator, pick_language
 from app.models import Staff, User
 from app.resources import Resources
+from app.runtime_settings import service as runtime_settings
 from app.telegram.buttons import keyboard, page_button
 from app.users.service import upsert_from_telegram
 
@@ -73,7 +74,7 @@ async def support(message: Message, resources: Resources) -> None:
     assert message.from_user is not None
     user, _created = await _user(resources, message.from_user)
     _ = Translator(user.language)
-    contact = resources.settings.support_username.strip()
+    contact = (await runtime_settings.cached(resources.sessionmaker, resources.settings)).support_username
     handle = contact.removeprefix("@").removeprefix("https://t.me/")
     markup = keyboard([{"text": _("bot.support_button"), "url": f"https://t.me/{handle}"}])
     await message.answer(

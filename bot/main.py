@@ -25,6 +25,7 @@ from app.config import ConfigError, Settings
 from app.kit.i18n import available_languages, translate
 from app.kit.metrics import BOT_UPDATE_LATENCY, BOT_UPDATES, serve_metrics
 from app.resources import Resources, open_resources
+from app.texts import overrides as text_overrides
 from bot import commands, payments
 from bot.throttling import Throttle
 
@@ -73,9 +74,20 @@ async def observe_update(handler: Any, update: Any, data: dict[str, Any]) -> Any
     return result
 
 
+def texts_in_force(resources: Resources) -> Any:
+    """The staff's edited texts (/admin/texts) for each update, read afresh (app/texts/overrides.py)."""
+
+    async def bind(handler: Any, update: Any, data: dict[str, Any]) -> Any:
+        await text_overrides.bind(resources.sessionmaker)
+        return await handler(update, data)
+
+    return bind
+
+
 def build_dispatcher(resources: Resources) -> Dispatcher:
     dispatcher = Dispatcher(resources=resources)
     dispatcher.update.outer_middleware(observe_update)
+    dispatcher.update.outer_middleware(texts_in_force(resources))
     throttle = Throttle(resources)
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)

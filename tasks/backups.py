@@ -27,3 +27,10 @@ async def backup_database(ctx: JobContext) -> dict[str, Any]:
         "size": made.size if made else None,
         "deleted": len(pruned.deleted),
     }
+
+
+@registry.job
+async def backup_now(ctx: JobContext) -> dict[str, Any]:
+    """A backup asked for in the admin (/admin/system): made at once, whatever the schedule says."""
+    made = await make_backup(ctx["resources"].settings, utcnow())
+    return {"made": str(made.path), "size": made.size}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 
@@ -108,3 +108,13 @@ async def drain_outbox(app: FastAPI, *, within: float = 60.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{pending} outbox messages still pending after {within} s")
         await asyncio.sleep(0.05)
+
+
+async def eventually(probe: Callable[[], Awaitable[bool]], *, within: float = 30.0) -> None:
+    """Wait until `probe()` is true (what another process sees after its refresher's next read), polling; the
+    deadline is generous as the machine may be loaded, and no assertion depends on how fast it comes."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        await asyncio.sleep(0.1)

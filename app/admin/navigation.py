@@ -29,9 +29,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("referrals", "/admin/referrals", "⇄"),
     Section("broadcasts", "/admin/broadcasts", "✉"),
     Section("texts", "/admin/texts", "¶"),
+    Section("faq", "/admin/faq", "?"),
     Section("experiments", "/admin/experiments", "⚗"),
     Section("providers", "/admin/providers", "¤"),
     Section("settings", "/admin/settings", "⚙"),
+    Section("system", "/admin/system", "⚠"),
     Section("audit", "/admin/audit", "☷"),
     Section("staff", "/admin/staff", "♟"),
 )

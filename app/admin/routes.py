@@ -20,6 +20,8 @@ from app.admin.broadcasts import pages as broadcasts_pages
 from app.admin.dashboard import pages as dashboard_pages
 from app.admin.experiments import api as experiments_api
 from app.admin.experiments import pages as experiments_pages
+from app.admin.faq import api as faq_api
+from app.admin.faq import pages as faq_pages
 from app.admin.finance import pages as finance_pages
 from app.admin.payments import api as payments_api
 from app.admin.payments import pages as payments_pages
@@ -33,9 +35,14 @@ from app.admin.referrals import pages as referrals_pages
 from app.admin.rendering import install_components, render
 from app.admin.servers import api as servers_api
 from app.admin.servers import pages as servers_pages
+from app.admin.settings import api as settings_api
+from app.admin.settings import pages as settings_pages
 from app.admin.staff import pages as staff_pages
 from app.admin.stats import api as stats_api
 from app.admin.subscriptions import api as subscriptions_api
+from app.admin.system import pages as system_pages
+from app.admin.texts import api as texts_api
+from app.admin.texts import pages as texts_pages
 from app.admin.users import api as users_api
 from app.admin.users import pages as users_pages
 
@@ -55,6 +62,10 @@ PAGES.include_router(staff_pages.router)  # /admin/staff (A)
 PAGES.include_router(broadcasts_pages.router)  # /admin/broadcasts (issue 14)
 PAGES.include_router(experiments_pages.router)  # /admin/experiments (issue 14)
 PAGES.include_router(servers_pages.router)  # /admin/servers (issue 13)
+PAGES.include_router(settings_pages.router)  # /admin/settings (i13b)
+PAGES.include_router(texts_pages.router)  # /admin/texts (i13b)
+PAGES.include_router(faq_pages.router)  # /admin/faq (i13b)
+PAGES.include_router(system_pages.router)  # /admin/system (i13b)
 
 # --- JSON API: /api/admin/... -------------------------------------------------------------------------------
 API = APIRouter(prefix="/api/admin", dependencies=[Depends(authenticated_staff)], tags=["admin"])
@@ -69,6 +80,9 @@ API.include_router(experiments_api.router)  # /api/admin/experiments (issue 14)
 API.include_router(servers_api.router)  # /api/admin/servers (issue 13)
 API.include_router(promo_api.router)  # /api/admin/promo (14a)
 API.include_router(stats_api.router)  # /api/admin/stats (14a)
+API.include_router(settings_api.router)  # /api/admin/settings (i13b)
+API.include_router(texts_api.router)  # /api/admin/texts (i13b)
+API.include_router(faq_api.router)  # /api/admin/faq (i13b)
 
 # --- public: sign-in ----------------------------------------------------------------------------------------
 PUBLIC = APIRouter()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.auth.dependencies import CurrentUser
 from app.cabinet.service import Overview, overview
 from app.deps import AppSettings, DbSession, client_ip
+from app.runtime_settings import service as runtime_settings
 from app.subscriptions.trial import activate_trial
 
 router = APIRouter(prefix="/api", tags=["customer"])
@@ -78,12 +79,14 @@ def _me(ov: Overview, base_url: str) -> MeOut:
 @router.get("/me", response_model=MeOut)
 async def me(user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
     """The signed-in user and their current subscription."""
-    return _me(await overview(db, user, trial_days=settings.trial_days), settings.public_base_url)
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
+    return _me(await overview(db, user, trial_days=trial_days), settings.public_base_url)
 
 
 @router.post("/trial", response_model=MeOut, status_code=201, responses={409: {"description": "trial already used"}})
 async def trial(request: Request, user: CurrentUser, db: DbSession, settings: AppSettings) -> MeOut:
     """Activate the free trial (once per user and per Telegram account); the VPN account is created in the
     background: poll `/api/me` until `subscription.ready`."""
-    await activate_trial(db, user, trial_days=settings.trial_days, ip=client_ip(request))
-    return _me(await overview(db, user, trial_days=settings.trial_days), settings.public_base_url)
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
+    await activate_trial(db, user, trial_days=trial_days, ip=client_ip(request))
+    return _me(await overview(db, user, trial_days=trial_days), settings.public_base_url)

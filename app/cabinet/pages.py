@@ -15,6 +15,7 @@ from app.cabinet.usage import usage_report
 from app.config import Settings
 from app.deps import AppSettings, DbSession, client_ip
 from app.models import Subscription
+from app.runtime_settings import service as runtime_settings
 from app.subscriptions.renewal_methods import renewal_of
 from app.subscriptions.trial import activate_trial
 
@@ -46,8 +47,9 @@ async def _home(
     request: Request, viewer: Viewer, db: AsyncSession, settings: Settings, **kwargs: object
 ) -> HTMLResponse:
     payments = request.app.state.resources.payments
-    ov = await overview(db, viewer.user, trial_days=settings.trial_days, payments=payments)
-    return render(request, "cabinet/home.html", {"ov": ov}, **kwargs)
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
+    ov = await overview(db, viewer.user, trial_days=trial_days, payments=payments)
+    return render(request, "cabinet/home.html", {"ov": ov, "trial_days": trial_days}, **kwargs)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -59,7 +61,8 @@ async def home(request: Request, viewer: PageViewer, db: DbSession, settings: Ap
 async def start_trial(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> HTMLResponse | Response:
-    await activate_trial(db, viewer.user, trial_days=settings.trial_days, ip=client_ip(request))
+    trial_days = runtime_settings.snapshot(db, settings).trial_days
+    await activate_trial(db, viewer.user, trial_days=trial_days, ip=client_ip(request))
     if not is_htmx(request):
         return see_other("/app")
     return await _home(request, viewer, db, settings, block="status_card")

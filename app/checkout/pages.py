@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.pages import is_htmx, render, see_other
@@ -35,6 +36,7 @@ from app.payments.orders import CheckoutRequest, start_checkout
 from app.payments.registry import PaymentRegistry
 from app.promo.service import PromoInvalid
 from app.provisioning import service as provisioning
+from app.runtime_settings import service as runtime_settings
 from app.users import preferences
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -69,9 +71,10 @@ def method_label(language: str, provider: str, method: str | None) -> str:
     return name
 
 
-def _helpers(viewer: Viewer, settings: Settings) -> dict[str, Any]:
+def _helpers(viewer: Viewer, settings: Settings, support_username: str) -> dict[str, Any]:
     language = viewer.user.language
     return {
+        "support_username": support_username,  # /admin/settings may have changed it since start-up
         "money": lambda value: money_text(value, language) if isinstance(value, Money) else "—",
         "method_label": lambda provider, method=None: method_label(language, provider, method),
         "zone": zone_of(viewer.user.timezone, settings.zone),
@@ -110,7 +113,7 @@ async def _plan_list(
         "currencies": currencies,
         "shown_currency": currencies[0] if currencies else None,
         "error_message": error_message,
-        **_helpers(viewer, settings),
+        **_helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username),
     }
     return render(request, "checkout/plans.html", context, status_code=status_code)
 
@@ -189,7 +192,7 @@ async def _plan_page(
         "plan": choice.plan,
         "error_message": message,
         "devices_enforced": await provisioning.device_limits_enforced(db, viewer.user.id),
-        **_helpers(viewer, settings),
+        **_helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username),
     }
     return render(request, "checkout/plan.html", context, status_code=status_code)
 
@@ -218,7 +221,7 @@ async def quote(
     choice = await _choice(request, viewer, db, settings, plan_code, promo_code=promo_code, currency=currency)
     templates = request.app.state.templates
     context = templates.base_context(request) | {"choice": choice, "plan": choice.plan}
-    context |= _helpers(viewer, settings)
+    context |= _helpers(viewer, settings, runtime_settings.snapshot(db, settings).support_username)
     return HTMLResponse(templates.render_block("checkout/plan.html", "price_block", context))
 
 
@@ -290,13 +293,13 @@ async def start(
     if not is_htmx(request):
         return see_other(waiting)
     view = PaymentView(payment, await db.get(Plan, payment.plan_id) if payment.plan_id else None)
-    return _payment_page(request, viewer, settings, view, headers={"HX-Push-Url": waiting})
+    return await _payment_page(request, db, viewer, settings, view, headers={"HX-Push-Url": waiting})
 
 
 # --- the waiting page, success and receipt -------------------------------------------------------------------
 
 
-def _payment_context(viewer: Viewer, settings: Settings, view: PaymentView) -> dict[str, Any]:
+def _payment_context(viewer: Viewer, settings: Settings, view: PaymentView, support: str) -> dict[str, Any]:
     language = viewer.user.language
     qr = None
     if view.is_pending and view.qr_string:
@@ -306,12 +309,13 @@ def _payment_context(viewer: Viewer, settings: Settings, view: PaymentView) -> d
         "payment": view.payment,
         "plan_name": view.plan_name(language),
         "qr": qr,
-        **_helpers(viewer, settings),
+        **_helpers(viewer, settings, support),
     }
 
 
-def _payment_page(
+async def _payment_page(
     request: Request,
+    db: AsyncSession,
     viewer: Viewer,
     settings: Settings,
     view: PaymentView,
@@ -319,7 +323,8 @@ def _payment_page(
     block: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    context = _payment_context(viewer, settings, view)
+    support = runtime_settings.snapshot(db, settings).support_username
+    context = _payment_context(viewer, settings, view, support)
     return render(request, "checkout/payment.html", context, block=block, headers=headers)
 
 
@@ -328,7 +333,7 @@ async def payment_page(
     request: Request, public_id: str, viewer: PageViewer, db: DbSession, settings: AppSettings
 ) -> HTMLResponse:
     view = await payment_view(db, viewer.user, public_id)
-    return _payment_page(request, viewer, settings, view)
+    return await _payment_page(request, db, viewer, settings, view)
 
 
 @router.get("/payments/{public_id}/status", response_model=None)
@@ -350,7 +355,7 @@ async def payment_status(
         view.plan = await db.get(Plan, view.payment.plan_id)
     if view.payment.status == PaymentStatus.SUCCEEDED:
         headers["HX-Trigger"] = "payment-succeeded"  # app.js: haptic success inside Telegram
-    return _payment_page(request, viewer, settings, view, block="payment_status", headers=headers)
+    return await _payment_page(request, db, viewer, settings, view, block="payment_status", headers=headers)
 
 
 @router.get("/payments/{public_id}/receipt", response_class=HTMLResponse)
@@ -360,4 +365,5 @@ async def receipt_page(
     view = await payment_view(db, viewer.user, public_id, with_plan=False)
     if view.receipt is None:
         raise NotFound("This payment has no receipt: it has not been paid.", code="receipt_not_found")
-    return render(request, "checkout/receipt.html", _payment_context(viewer, settings, view))
+    support = runtime_settings.snapshot(db, settings).support_username
+    return render(request, "checkout/receipt.html", _payment_context(viewer, settings, view, support))

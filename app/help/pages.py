@@ -22,6 +22,7 @@ from app.help import service as faq
 from app.kit.errors import RateLimited
 from app.kit.i18n import Translator, translate
 from app.models import Node, PanelKind, Server, User, VpnAccount
+from app.runtime_settings import service as runtime_settings
 
 router = APIRouter(prefix="/app/help", include_in_schema=False)
 
@@ -44,8 +45,8 @@ def support_link(username: str, text: str | None = None) -> str | None:
     return f"https://t.me/{name}" + (f"?text={quote(text, safe='')}" if text else "")
 
 
-def _support(settings: Settings) -> dict[str, str] | None:
-    url = support_link(settings.support_username)
+def _support(username: str) -> dict[str, str] | None:
+    url = support_link(username)
     return {"name": "@" + url.rsplit("/", 1)[1], "url": url} if url else None
 
 
@@ -58,15 +59,16 @@ async def _faq_context(db: AsyncSession, viewer: Viewer, settings: Settings, que
     return {"query": query, "categories": await faq.categories(db, language, default_language=default)}
 
 
-def _base(settings: Settings) -> dict[str, object]:
-    return {"support": _support(settings), "max_query": faq.MAX_QUERY_LENGTH}
+async def _base(db: AsyncSession, settings: Settings) -> dict[str, object]:
+    live = runtime_settings.snapshot(db, settings)
+    return {"support": _support(live.support_username), "max_query": faq.MAX_QUERY_LENGTH}
 
 
 @router.get("", response_class=HTMLResponse)
 async def help_page(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, q: str = ""
 ) -> HTMLResponse:
-    context = _base(settings) | await _faq_context(db, viewer, settings, q)
+    context = await _base(db, settings) | await _faq_context(db, viewer, settings, q)
     return render(request, "help/index.html", context)
 
 
@@ -75,7 +77,7 @@ async def search(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, q: str = ""
 ) -> HTMLResponse:
     """The results region as the customer types; a JavaScript-free visit gets the whole page."""
-    context = _base(settings) | await _faq_context(db, viewer, settings, q)
+    context = await _base(db, settings) | await _faq_context(db, viewer, settings, q)
     return render(request, "help/index.html", context, block="faq_results" if is_htmx(request) else None)
 
 
@@ -90,7 +92,7 @@ async def run_diagnostics(request: Request, viewer: PageViewer, db: DbSession, s
             translate(user.language, "help.diag.rate_limited", count=minutes), retry_after=decision.retry_after
         )
     report = await diagnose(db, user, resources.panels, probe=await _probe_for(db, user))
-    context = _base(settings) | await _report_context(db, user, settings, report)
+    context = await _base(db, settings) | await _report_context(db, user, settings, report)
     if is_htmx(request):
         return render(request, "help/index.html", context, block="diagnostics")
     # Without JavaScript the report comes back inside the whole page (it is not stored, so no redirect).
@@ -103,7 +105,7 @@ async def _report_context(db: AsyncSession, user: User, settings: Settings, repo
     return {
         "report": report,
         "summary": summary,
-        "escalate_url": support_link(settings.support_username, summary),
+        "escalate_url": support_link(runtime_settings.snapshot(db, settings).support_username, summary),
         "faq_questions": {entry.slug: entry.question for entry in entries},
     }
 

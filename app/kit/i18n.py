@@ -10,6 +10,8 @@ language, then to the key itself, so a half-translated catalog never breaks a pa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +28,11 @@ DEFAULT_LANGUAGE = "ru"
 FALLBACKS = {"hi": "en", "id": "en"}
 # Languages the staff pages are written in (app/locales/*/admin*.json); a staff member's other language gets en.
 ADMIN_LANGUAGES = ("en", "ru")
+
+# Staff-edited texts ((language, key) -> entry) in force for the current request, bot update or job; set by
+# app/texts/overrides.py (the foundation cannot read the database). A context variable, so two app instances in
+# one process, and each request, see their own database's texts.
+OVERRIDES: ContextVar[Mapping[tuple[str, str], Any] | None] = ContextVar("i18n_overrides", default=None)
 
 
 @lru_cache(maxsize=1)
@@ -79,13 +86,17 @@ def integer_plural_forms(language: str) -> frozenset[str]:
 
 
 def _entry(language: str, key: str) -> tuple[str, Any]:
+    """The text of `key` in the first language of the reader's chain that has it, staff overrides first."""
     chain = [language]
     while (nxt := FALLBACKS.get(chain[-1])) and nxt not in chain:
         chain.append(nxt)
     if DEFAULT_LANGUAGE not in chain:
         chain.append(DEFAULT_LANGUAGE)
+    overrides = OVERRIDES.get() or {}
     for candidate in chain:
-        entry = catalog(candidate).get(key) if candidate in available_languages() else None
+        entry = overrides.get((candidate, key))
+        if entry is None and candidate in available_languages():
+            entry = catalog(candidate).get(key)
         if entry is not None:
             return candidate, entry
     return language, None

@@ -20,6 +20,7 @@ from app.models.ops import (
     JobRun,
     OutboxMessage,
     OutboxStatus,
+    WebhookReceipt,
 )
 from app.models.panels import Node, PanelKind, Server, UsageDaily, VpnAccount
 from app.models.payments import (
@@ -111,5 +112,6 @@ __all__ = [
     "UserActivityDay",
     "UserIdentity",
     "VpnAccount",
+    "WebhookReceipt",
     "promo_code_plans",
 ]

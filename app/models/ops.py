@@ -82,6 +82,23 @@ class ExperimentKind(enum.StrEnum):
     TEXT = "text"  # target: a text key; a variant's params: {"text": {"ru": ..., "en": ...}}
 
 
+class WebhookReceipt(IdMixin, Base):
+    """One webhook delivery from a payment provider or a panel and our verdict on it: accepted, refused (bad
+    signature, stale, malformed: and why) or failed (we could not finish; the sender retries). Written in its
+    own transaction, so a refusal is kept although the request's work is rolled back (/admin/system)."""
+
+    __tablename__ = "webhook_receipts"
+
+    source: Mapped[str] = mapped_column(String(16))  # payment | panel
+    sender: Mapped[str] = mapped_column(String(64))  # the provider's name, or the server's id
+    verdict: Mapped[str] = mapped_column(String(16))  # accepted | refused | failed
+    status_code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_receipts_received_at", "received_at"),)
+
+
 class Experiment(IdMixin, CreatedMixin, Base):
     """An A/B experiment (app/experiments/). The first variant is the control. Draft until started (started_at
     set, is_active true), running until stopped (is_active false, ended_at set); never restarted, so the

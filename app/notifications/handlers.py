@@ -26,7 +26,9 @@ from app.notifications.service import STAFF_TOPIC, USER_TOPIC
 from app.notifications.texts import Rendered, render
 from app.outbox import service as outbox
 from app.resources import Resources
+from app.runtime_settings import service as runtime_settings
 from app.telegram.api import NotSent, OutcomeUnknown, RecipientUnreachable, TelegramError
+from app.texts import overrides as text_overrides
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ async def _settle(
 @outbox.handler(USER_TOPIC)
 async def send_user_notification(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     resources: Resources = ctx["resources"]
+    await text_overrides.bind(resources.sessionmaker)  # staff-edited texts, buttons included
     claimed = await _claim(resources, payload)
     if claimed is None:
         return
@@ -160,6 +163,20 @@ async def fan_out_staff_alert(ctx: dict[str, Any], payload: dict[str, Any]) -> N
                 {"chat_id": member.telegram_id, "kind": payload["kind"], "data": payload["data"]},
                 dedupe_key=f"{STAFF_MEMBER_TOPIC}:{payload['dedupe_key']}:{member.id}",
             )
+        # The staff chat (and forum topic) set in /admin/settings gets its own copy.
+        live = await runtime_settings.current(session, resources.settings)
+        if live.staff_alert_chat_id is not None:
+            await outbox.add(
+                session,
+                STAFF_MEMBER_TOPIC,
+                {
+                    "chat_id": live.staff_alert_chat_id,
+                    "thread_id": live.staff_alert_topic_id,
+                    "kind": payload["kind"],
+                    "data": payload["data"],
+                },
+                dedupe_key=f"{STAFF_MEMBER_TOPIC}:{payload['dedupe_key']}:chat",
+            )
 
 
 @outbox.handler(STAFF_MEMBER_TOPIC, max_attempts=50)
@@ -175,6 +192,6 @@ async def send_staff_alert(ctx: dict[str, Any], payload: dict[str, Any]) -> None
         details = "\n".join(f"{name}: {value}" for name, value in data.items())
         text = translate(language, "staff.generic", kind=payload["kind"], details=details)
     try:
-        await resources.telegram.send(payload["chat_id"], text)
+        await resources.telegram.send(payload["chat_id"], text, thread_id=payload.get("thread_id"))
     except (OutcomeUnknown, RecipientUnreachable) as exc:
         log.warning("staff alert to %s not confirmed: %s", payload["chat_id"], exc.description)

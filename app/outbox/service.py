@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db import insert_for
 from app.kit.clock import utcnow
+from app.kit.errors import Conflict, NotFound
 from app.kit.jobs import enqueue, renewed
 from app.models import OutboxMessage, OutboxStatus
 
@@ -325,3 +326,20 @@ async def _enqueue_dispatch() -> None:
             await enqueue(job, _job_id=f"cron:{job}")
     except Exception:  # no runner (CLI, tests) or Redis hiccup: the crons still run the dispatch
         log.debug("could not nudge the outbox dispatcher", exc_info=True)
+
+
+async def retry(session: AsyncSession, message_id: int) -> tuple[OutboxMessage, dict[str, Any]]:
+    """Staff's "retry now" (/admin/system): a dead or failing message becomes due at once with a fresh attempt
+    budget (its last error is kept until the next outcome); the dispatcher is nudged after the commit. Returns
+    the message and its state before, for the audit row. A message being run now, or already done, is refused."""
+    message = await session.get(OutboxMessage, message_id, with_for_update=True)
+    if message is None:
+        raise NotFound("No such outbox message.")
+    before = {"status": message.status.value, "attempts": message.attempts, "available_at": str(message.available_at)}
+    if message.status == OutboxStatus.DONE:
+        raise Conflict("This message was delivered already.", code="outbox_done")
+    if message.locked_until is not None and message.locked_until > utcnow():
+        raise Conflict("This message is being run right now.", code="outbox_running")
+    message.status, message.attempts, message.available_at = OutboxStatus.PENDING, 0, utcnow()
+    session.info["outbox_added"] = True
+    return message, before

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Request
 from app.deps import DbSession
 from app.inbound import RowId, read_capped_body
 from app.kit.clock import parse_utc, utcnow
-from app.kit.errors import NotAuthenticated, NotFound
+from app.kit.errors import AppError, NotAuthenticated, NotFound
 from app.models import PanelKind, Server
 from app.panels.events import InvalidPanelEvent, apply_panel_event, parse_events
+from app.webhook_log import service as webhook_log
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,29 @@ MAX_EVENT_AGE = timedelta(minutes=5)
 
 @router.post("/api/panels/webhook/{server_id}")
 async def panel_webhook(server_id: RowId, request: Request, session: DbSession) -> dict[str, Any]:
-    """Apply a panel's events to our records; unknown kinds are acknowledged and ignored."""
+    """Apply a panel's events to our records; unknown kinds are acknowledged and ignored. Every delivery is
+    recorded with its verdict (/admin/system), a refused one with the reason."""
+    try:
+        answer = await _apply(server_id, request, session)
+    except AppError as exc:
+        # Let go of whatever the request's transaction holds first: on SQLite its write lock would keep the
+        # record's own transaction waiting.
+        await session.rollback()
+        await webhook_log.record(
+            request.app.state.resources.sessionmaker,
+            source="panel",
+            sender=str(server_id),
+            status_code=exc.status_code,
+            reason=exc.message,
+        )
+        raise
+    # Accepted: recorded in the request's transaction, with the changes it made.
+    reason = f"{answer['received']} events, {answer['changed']} changed"
+    webhook_log.add(session, source="panel", sender=str(server_id), status_code=200, reason=reason)
+    return answer
+
+
+async def _apply(server_id: int, request: Request, session: DbSession) -> dict[str, Any]:
     server, secret = _configured(await session.get(Server, server_id))
     raw = await read_capped_body(request)
     if server.panel_kind == PanelKind.REMNAWAVE:

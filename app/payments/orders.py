@@ -34,6 +34,7 @@ from app.payments.providers.base import (
 from app.payments.registry import PaymentRegistry
 from app.payments.service import close_unpaid
 from app.promo import service as promo_service
+from app.runtime_settings import service as runtime_settings
 from app.subscriptions.renewal_methods import keeps_auto_renewal
 
 
@@ -175,6 +176,7 @@ async def start_checkout(
         return _replayed(existing, request, plan, provider, currency)
     now = utcnow()
     await _ensure_room_for_another(session, user, settings, now)
+    checkout_minutes = (await runtime_settings.current(session, settings)).checkout_ttl_minutes
     quote = await pricing.quote(session, plan, currency, user=user, promo_code=request.promo_code, now=now)
     # SPEC §4.3: renewal is set up wherever the method allows it, unless the customer turned auto-renewal off
     # or chose to pay once.
@@ -196,7 +198,7 @@ async def start_checkout(
             idempotency_key=key,
             promo_code_id=quote.promo.id if quote.promo else None,
             days=quote.days,
-            expires_at=now + timedelta(minutes=settings.checkout_ttl_minutes),
+            expires_at=now + timedelta(minutes=checkout_minutes),
             details={"price_minor": quote.price.minor, "promo_code": quote.promo.code if quote.promo else None},
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])

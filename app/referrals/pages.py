@@ -12,6 +12,7 @@ from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
 from app.referrals.service import Period, leaderboard, referral_history, referral_links, referral_stats
+from app.runtime_settings import service as runtime_settings
 
 router = APIRouter(prefix="/app/referrals", include_in_schema=False)
 
@@ -23,7 +24,10 @@ async def referral_page(
     request: Request, viewer: PageViewer, db: DbSession, settings: AppSettings, period: Period = Period.MONTH
 ) -> HTMLResponse:
     user, now = viewer.user, utcnow()
+    live = runtime_settings.snapshot(db, settings)
     context: dict[str, object] = {
+        "bonus_days_referrer": live.referral_bonus_days_referrer,
+        "bonus_days_referred": live.referral_bonus_days_referred,
         "board": await leaderboard(db, user.id, period, now=now),
         "periods": list(Period),
     }

@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.notifications.service import notify_user
 from app.referrals.service import has_live_subscription, has_paid
+from app.runtime_settings import service as runtime_settings
 from app.subscriptions.activation import add_days
 
 # A payment refunded later still was a payment: the next one is not the first.
@@ -93,7 +94,8 @@ async def _reward_referrer(
     session: AsyncSession, referrer: User, payer: User, payment: Payment, settings: Settings, now: datetime
 ) -> None:
     granted: list[tuple[int, int]] = []  # (reward id, days)
-    days = settings.referral_bonus_days_referrer
+    live = await runtime_settings.current(session, settings)
+    days = live.referral_bonus_days_referrer
     reward_id = await _grant(
         session,
         beneficiary_id=referrer.id,
@@ -107,7 +109,7 @@ async def _reward_referrer(
         return
     granted.append((reward_id, days))
     count = await _paying_referrals(session, referrer.id)
-    for milestone, milestone_days in sorted(settings.referral_milestones.items()):
+    for milestone, milestone_days in sorted(live.referral_milestones.items()):
         if milestone > count:
             break
         milestone_id = await _grant(
@@ -182,7 +184,7 @@ async def on_successful_payment(
                 beneficiary_id=payer.id,
                 source_user_id=referrer.id,
                 kind=ReferralRewardKind.FIRST_PAYMENT_REFERRED,
-                days=settings.referral_bonus_days_referred,
+                days=(await runtime_settings.current(session, settings)).referral_bonus_days_referred,
                 dedupe_key=f"first_payment:{payer.id}:referred",
                 payment=payment,
             )

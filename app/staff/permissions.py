@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, str] = {
     "staff:manage": "Staff accounts and their permissions",
     "audit:read": "The audit log",
     "export": "Export customers and payments",
+    "system:manage": "System: job runs, outbox (retry), webhooks received, backups (make one now)",
+    "backups:download": "Download database backups (they hold every customer's data)",
 }
 
 # Every signed-in staff member may manage their own account; an override cannot take that away.
@@ -36,7 +38,7 @@ _EVERYTHING = frozenset(PERMISSIONS)
 ROLE_PRESETS: dict[StaffRole, frozenset[str]] = {
     StaffRole.OWNER: _EVERYTHING,
     # Credentials, provider settings and other staff stay with owners (ADMIN.md).
-    StaffRole.ADMIN: _EVERYTHING - {"settings:write", "staff:manage"},
+    StaffRole.ADMIN: _EVERYTHING - {"settings:write", "staff:manage", "backups:download"},
     StaffRole.SUPPORT: frozenset({"account:self", "dashboard:read", "users:read", "users:write", "payments:read"}),
     StaffRole.MARKETING: frozenset(
         {

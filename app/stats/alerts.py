@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import OutboxMessage, OutboxStatus, Payment, PaymentStatus, Server, Subscription
+from app.models import JobRun, OutboxMessage, OutboxStatus, Payment, PaymentStatus, Server, Subscription
+from app.notifications.service import alert_staff
 
 # Mismatches stay until someone refunds or settles them; older ones are in the payments list, filtered.
 MISMATCH_WINDOW = timedelta(days=30)
@@ -65,3 +66,42 @@ async def current_alerts(session: AsyncSession, now: datetime) -> Alerts:
         outbox_dead=dead or 0,
         servers_down=tuple(down),
     )
+
+
+# Subscriptions whose renewal charge failed within FAILED_RENEWAL_WINDOW at which staff are told: one or two are
+# customers' cards; this many at once is a provider or configuration problem.
+FAILED_RENEWALS_SPIKE = 10
+BACKUP_JOBS = ("backup_database", "backup_now")
+
+
+async def raise_alerts(session: AsyncSession, now: datetime) -> list[str]:
+    """Queue a staff alert (Telegram: owners, admins and the staff chat of /admin/settings) for each condition
+    that needs a person; returns the kinds raised. Each condition's dedupe key holds a time bucket, so a
+    lasting problem is repeated at most hourly (daily for renewals) instead of every run. A payment mismatch is
+    alerted where it is found (app/payments/service.py). An outbox alert travels through the outbox itself:
+    it reaches staff once the dispatcher moves again, and the dashboard shows the backlog meanwhile."""
+    alerts = await current_alerts(session, now)
+    hour, day = now.strftime("%Y-%m-%dT%H"), now.date().isoformat()
+    raised: list[str] = []
+    for name in alerts.servers_down:
+        await alert_staff(session, "server_down", {"server": name}, dedupe_key=f"server_down:{name}:{hour}")
+        raised.append("server_down")
+    if alerts.failed_renewals >= FAILED_RENEWALS_SPIKE:
+        data = {"count": alerts.failed_renewals}
+        await alert_staff(session, "renewals_failing", data, dedupe_key=f"renewals_failing:{day}")
+        raised.append("renewals_failing")
+    if alerts.outbox_overdue or alerts.outbox_dead:
+        data = {"overdue": alerts.outbox_overdue, "dead": alerts.outbox_dead}
+        await alert_staff(session, "outbox_stuck", data, dedupe_key=f"outbox_stuck:{hour}")
+        raised.append("outbox_stuck")
+    failed_backup = await session.scalar(
+        select(JobRun)
+        .where(JobRun.job_name.in_(BACKUP_JOBS), JobRun.started_at >= now - timedelta(days=1))
+        .order_by(JobRun.id.desc())
+        .limit(1)
+    )
+    if failed_backup is not None and failed_backup.outcome == "failed":
+        data = {"job": failed_backup.job_name, "error": (failed_backup.error or "")[:500]}
+        await alert_staff(session, "backup_failed", data, dedupe_key=f"backup_failed:{failed_backup.id}")
+        raised.append("backup_failed")
+    return raised

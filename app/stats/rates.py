@@ -12,7 +12,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.money import Money, exponent
+from app.audit.service import Actor, record_by
+from app.kit.field_errors import FieldInvalid
+from app.kit.money import CURRENCY_EXPONENTS, Money, exponent
 from app.models import ExchangeRate
 
 
@@ -96,3 +98,60 @@ async def set_rate(session: AsyncSession, currency: str, quote: str, valid_from:
         row.rate = rate
     await session.flush()
     return row
+
+
+MAX_RATE = Decimal(10) ** 9
+RATE_PLACES = 10
+# Rates are entered for days that have come or are about to: a year ahead is a typo.
+MAX_DAYS_AHEAD = 366
+
+
+def parse_rate(currency: str, quote: str, valid_from: date, rate: Decimal, today: date) -> None:
+    """Refuse a rate staff cannot mean; FieldInvalid names the field."""
+    if currency not in CURRENCY_EXPONENTS:
+        raise FieldInvalid("currency", f"Expected one of {', '.join(sorted(CURRENCY_EXPONENTS))}.")
+    if currency == quote:
+        raise FieldInvalid("currency", f"{currency} is the reporting currency itself: its rate is always 1.")
+    if not rate.is_finite() or rate <= 0 or rate >= MAX_RATE:
+        raise FieldInvalid("rate", "The rate must be a positive number below 1 000 000 000.")
+    exponent_ = rate.as_tuple().exponent
+    if isinstance(exponent_, int) and -exponent_ > RATE_PLACES:
+        raise FieldInvalid("rate", f"At most {RATE_PLACES} decimal places.")
+    if (valid_from - today).days > MAX_DAYS_AHEAD:
+        raise FieldInvalid("valid_from", "The date is more than a year ahead.")
+
+
+async def staff_set_rate(
+    session: AsyncSession, actor: Actor, *, currency: str, quote: str, valid_from: date, rate: Decimal, today: date
+) -> ExchangeRate:
+    """A rate entered in /admin/settings: validated (nothing written when refused), then set_rate, audited."""
+    currency, quote = currency.upper(), quote.upper()
+    parse_rate(currency, quote, valid_from, rate, today)
+    old = await session.scalar(
+        select(ExchangeRate.rate).where(
+            ExchangeRate.currency == currency,
+            ExchangeRate.quote_currency == quote,
+            ExchangeRate.valid_from == valid_from,
+        )
+    )
+    row = await set_rate(session, currency, quote, valid_from, rate)
+    record_by(
+        session,
+        actor,
+        action="exchange_rate.set",
+        entity_type="exchange_rate",
+        entity_id=f"{currency}/{quote}/{valid_from.isoformat()}",
+        before={"rate": str(old)} if old is not None else None,
+        after={"rate": str(rate)},
+    )
+    return row
+
+
+async def recent_rates(session: AsyncSession, quote: str, limit: int = 30) -> list[ExchangeRate]:
+    statement = (
+        select(ExchangeRate)
+        .where(ExchangeRate.quote_currency == quote)
+        .order_by(ExchangeRate.valid_from.desc(), ExchangeRate.currency)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import LIVE_STATUSES, Plan, Subscription, SubscriptionStatus, TrafficStrategy
 from app.provisioning import service as provisioning
+from app.runtime_settings import service as runtime_settings
 
 
 async def latest_subscription(session: AsyncSession, user_id: int, *, lock: bool = False) -> Subscription | None:
@@ -38,6 +39,7 @@ async def add_days(session: AsyncSession, user_id: int, days: int, *, plan: Plan
             status=SubscriptionStatus.ACTIVE,
             starts_at=now,
             ends_at=now + timedelta(days=days),
+            auto_renew=await runtime_settings.auto_renew_default(session),
         )
         session.add(subscription)
         await session.flush()
@@ -48,7 +50,7 @@ async def add_days(session: AsyncSession, user_id: int, days: int, *, plan: Plan
         if subscription.is_trial:
             # A trial starts with auto-renewal off because there is nothing to renew with, not because the
             # customer chose so (they cannot change it during a trial): the first payment turns it on (SPEC §4.3).
-            subscription.auto_renew = True
+            subscription.auto_renew = await runtime_settings.auto_renew_default(session)
         subscription.is_trial = False
         subscription.renewal_failures = 0
         subscription.next_renewal_attempt_at = None

@@ -27,6 +27,7 @@ from app.models import Subscription, SubscriptionStatus
 from app.notifications.service import UserNotice, notify_users
 from app.payments.registry import PaymentRegistry
 from app.resources import Resources
+from app.runtime_settings import service as runtime_settings
 from app.subscriptions.renewal_methods import (
     Renewal,
     charged_providers,
@@ -43,6 +44,12 @@ STATUSES_OF_STAGE = {
     1: (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL),
 }
 BATCH = 5000
+
+
+def statuses_of_stage(stage: int) -> tuple[SubscriptionStatus, ...]:
+    """Staff may choose other days (/admin/settings, reminder_days); trials still hear only the last day."""
+    return STATUSES_OF_STAGE.get(stage, (SubscriptionStatus.ACTIVE,))
+
 
 Position = tuple[datetime, int]  # (ends_at, id) of the last row a batch took
 
@@ -126,12 +133,14 @@ async def _walk(
 async def send_reminders(resources: Resources, *, batch: int = BATCH) -> dict[int, int]:
     """Queue the reminders due now; returns how many were queued per stage."""
     now = utcnow()
-    walks = [(stage, status) for stage in STAGES for status in STATUSES_OF_STAGE[stage]]
+    async with resources.sessionmaker() as session:
+        stages = (await runtime_settings.current(session, resources.settings)).reminder_days
+    walks = [(stage, status) for stage in stages for status in statuses_of_stage(stage)]
     # The walks touch disjoint rows, so on PostgreSQL they run side by side: one backend's writes overlap another
     # batch's Python work. SQLite has a single writer, so there they take turns.
     lane = asyncio.Semaphore(len(walks) if resources.engine.dialect.name == "postgresql" else 1)
     counts = await asyncio.gather(*(_walk(resources, stage, status, now, batch, lane) for stage, status in walks))
-    queued = dict.fromkeys(STAGES, 0)
+    queued = dict.fromkeys(stages, 0)
     for (stage, _), count in zip(walks, counts, strict=True):
         queued[stage] += count
     return queued

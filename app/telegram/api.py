@@ -113,8 +113,9 @@ class BotApi:
         *,
         reply_markup: dict[str, Any] | None = None,
         paid_broadcast: bool = False,
+        message_thread_id: int | None = None,
     ) -> dict[str, Any]:
-        """sendMessage with HTML formatting and no link previews."""
+        """sendMessage with HTML formatting and no link previews (into a forum topic with message_thread_id)."""
         params: dict[str, Any] = {
             "chat_id": chat_id,
             "text": text,
@@ -125,6 +126,8 @@ class BotApi:
             params["reply_markup"] = reply_markup
         if paid_broadcast:
             params["allow_paid_broadcast"] = True
+        if message_thread_id is not None:
+            params["message_thread_id"] = message_thread_id
         return await self.call("sendMessage", params)
 
     async def aclose(self) -> None:

@@ -35,14 +35,22 @@ class TelegramOutbound:
         return cls(BotApi(settings.bot_token, settings.telegram_api_url), pacer)
 
     async def send(
-        self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None, paid: bool = False
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_markup: dict[str, Any] | None = None,
+        paid: bool = False,
+        thread_id: int | None = None,
     ) -> dict[str, Any]:
         """Send one message in its turn; raises the api module's errors (RetryAfter after repeated 429s)."""
         attempt = 1
         while True:
             await wait_turn(self.pacer, chat_id, paid=paid)
             try:
-                message = await self.api.send_message(chat_id, text, reply_markup=reply_markup, paid_broadcast=paid)
+                message = await self.api.send_message(
+                    chat_id, text, reply_markup=reply_markup, paid_broadcast=paid, message_thread_id=thread_id
+                )
             except RetryAfter as exc:
                 TELEGRAM_MESSAGES.labels("throttled").inc()
                 # Telegram's own advice plus a second, as its limits are approximate (reference §8).

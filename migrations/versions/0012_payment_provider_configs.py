@@ -4,7 +4,7 @@ One row per provider changed in the admin: on/off, credentials (encrypted), opti
 process's payment registry watches to rebuild its providers without a restart.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-07 07:45:00
 """
 

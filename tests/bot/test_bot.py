@@ -265,3 +265,23 @@ async def test_the_bot_answers_500_when_it_cannot_record_a_payment_so_telegram_r
         response = await client.post(running_bot.settings.bot_webhook_url, content=body, headers=charge_update.headers)
     assert response.status_code == 500
     assert (await _payment(running_bot, payment)).status == PaymentStatus.PENDING
+
+
+async def test_staff_edits_reach_the_bot_without_a_restart(running_bot: RunningBot) -> None:
+    """A text override (/admin/texts) and a setting (/admin/settings) committed while the bot runs are in its
+    next answers."""
+    from app.audit.service import Actor
+    from app.runtime_settings import service as runtime_settings
+    from app.texts import service as texts
+
+    await running_bot.say(811, "/help")
+    staff = Actor("system", None)
+    await texts.save(running_bot.db, staff, "bot.help", "en", "<b>Edited help</b>\n/support — write to us")
+    await runtime_settings.update(running_bot.db, staff, running_bot.settings, {"support_username": "@desk_team"})
+    await running_bot.db.commit()
+    await running_bot.say(811, "/help")
+    await running_bot.say(811, "/support")
+    before, after, support = running_bot.replies_to(811)
+    assert "Edited help" not in before["text"] and "/login" in before["text"]
+    assert after["text"].startswith("<b>Edited help</b>") or after["text"].startswith("Edited help")
+    assert "t.me/desk_team" in str(support["params"]["reply_markup"]) and "@desk_team" in support["text"]

@@ -235,3 +235,39 @@ async def test_staff_alerts_reach_each_owner_and_admin_with_telegram(bot: Bot) -
     await bot.dispatch()  # the fan-out queued one message per member
     assert {message["chat"]["id"] for message in bot.emulator.messages} == {901, 902}
     assert "&lt;amount&gt;" in bot.texts_to(901)[0]
+
+
+async def test_problems_are_alerted_to_the_staff_chat_and_topic_set_in_the_admin(bot: Bot) -> None:
+    """raise_alerts (the alert job) finds a server down, a stuck outbox and a failed backup; each reaches the
+    chat and forum topic chosen in /admin/settings, besides the owners."""
+    from app.audit.service import Actor
+    from app.models import JobRun
+    from app.runtime_settings import service as runtime_settings
+    from app.stats.alerts import raise_alerts
+    from tests.factories import add_server
+
+    bot.db.add(Staff(username="own", password_hash="x", role=StaffRole.OWNER, telegram_id=901))
+    server = await add_server(bot.db, "helsinki-1")
+    server.health = "down"
+    now = utcnow()
+    bot.db.add(JobRun(job_name="backup_database", started_at=now, finished_at=now, outcome="failed", error="disk full"))
+    await runtime_settings.update(
+        bot.db,
+        Actor("system", None),
+        bot.resources.settings,
+        {"staff_alert_chat_id": "-1001234567890", "staff_alert_topic_id": "7"},
+    )
+    await bot.db.commit()
+    async with transaction(bot.resources.sessionmaker) as session:
+        raised = await raise_alerts(session, now)
+    assert sorted(raised) == ["backup_failed", "server_down"]
+    async with transaction(bot.resources.sessionmaker) as session:
+        assert await raise_alerts(session, now) == raised  # the same hour: queued again under the same keys …
+    for _ in range(3):
+        await bot.dispatch()
+    to_chat = [m for m in bot.emulator.messages if m["chat"]["id"] == -1001234567890]
+    assert len(to_chat) == 2  # … so each is sent once
+    assert {m["params"].get("message_thread_id") for m in to_chat} == {7}
+    texts = " ".join(m["text"] for m in to_chat)
+    assert "helsinki-1" in texts and "disk full" in texts
+    assert len(bot.texts_to(901)) == 2

@@ -16,6 +16,7 @@ from app.deps import AppSettings, DbSession
 from app.kit.clock import utcnow
 from app.kit.i18n import Translator
 from app.kit.templating import Templates
+from app.runtime_settings import service as runtime_settings
 from app.stats.overview import GROWTH_PERIODS
 
 router = APIRouter()
@@ -39,7 +40,14 @@ async def _growth(
     request: Request, db: DbSession, settings: AppSettings, viewer: StaffViewer, raw: str | None
 ) -> dict[str, Any]:
     days, given = _days(raw)
-    context = await growth_context(db, viewer, utcnow(), days, settings.reporting_currency, _translator(request))
+    context = await growth_context(
+        db,
+        viewer,
+        utcnow(),
+        days,
+        runtime_settings.snapshot(db, settings).reporting_currency,
+        _translator(request),
+    )
     if given is not None and str(days) != given:
         context["days_error"] = _translator(request)(
             "admin_dashboard.bad_period", periods=", ".join(map(str, GROWTH_PERIODS))
@@ -55,7 +63,9 @@ async def dashboard(
     days: Annotated[str | None, Query(max_length=8)] = None,
 ) -> Response:
     _ = _translator(request)
-    live = await live_context(db, viewer, utcnow(), settings.reporting_currency, _, settings.zone)
+    live = await live_context(
+        db, viewer, utcnow(), runtime_settings.snapshot(db, settings).reporting_currency, _, settings.zone
+    )
     growth = await _growth(request, db, settings, viewer, days)
     status = 422 if "days_error" in growth else 200
     return render(request, TEMPLATE, {"section": "dashboard", **live, **growth}, status_code=status)
@@ -65,7 +75,14 @@ async def dashboard(
 async def dashboard_live(
     request: Request, db: DbSession, settings: AppSettings, viewer: Annotated[StaffViewer, require("dashboard:read")]
 ) -> Response:
-    live = await live_context(db, viewer, utcnow(), settings.reporting_currency, _translator(request), settings.zone)
+    live = await live_context(
+        db,
+        viewer,
+        utcnow(),
+        runtime_settings.snapshot(db, settings).reporting_currency,
+        _translator(request),
+        settings.zone,
+    )
     return render(request, TEMPLATE, live, block="live")
 
 

@@ -1,7 +1,7 @@
 """customers: the currency they chose to see and pay in (issue 20 item 8)
 
-Revision ID: 0018
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 07:30:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0016"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

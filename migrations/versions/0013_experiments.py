@@ -4,8 +4,8 @@ The kind (a plan's price or a text), its target (the plan's code or the text's k
 days and when it started. Experiments existed as a table since 0001 but nothing wrote them, so the new NOT NULL
 columns take defaults only to satisfy ALTER TABLE on a non-empty table.
 
-Revision ID: 0016
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 07:30:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 import app.models.base
 
-revision = "0016"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None

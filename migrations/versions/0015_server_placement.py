@@ -3,8 +3,8 @@
 `is_enabled` keeps its meaning (the health and sync jobs look after the server); a server that takes no new
 accounts (turned off by staff, or being drained) still has its customers synced until they are moved.
 
-Revision ID: 0014
-Revises: 0010
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0018"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,45 @@
+"""The web process keeps its runtime settings and message texts fresh in the background, so no request waits
+on a query for them: loaded once before the app serves, then every REFRESH_SECONDS until it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from app.resources import Resources
+from app.runtime_settings import service as runtime_settings
+from app.runtime_settings.service import REFRESH_SECONDS
+from app.texts import overrides as text_overrides
+
+log = logging.getLogger(__name__)
+
+
+async def refresh_once(resources: Resources) -> None:
+    await runtime_settings.refresh(resources.sessionmaker, resources.settings)
+    await text_overrides.current(resources.sessionmaker)
+
+
+async def _loop(resources: Resources) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_SECONDS)
+        try:
+            await refresh_once(resources)
+        except Exception:  # a database hiccup: keep the last values and try again
+            log.warning("could not refresh runtime settings and texts", exc_info=True)
+
+
+@asynccontextmanager
+async def kept_fresh(resources: Resources) -> AsyncIterator[None]:
+    try:
+        await refresh_once(resources)
+    except Exception:  # a database not migrated yet, or down: env defaults and catalog texts until it answers
+        log.warning("could not load runtime settings and texts", exc_info=True)
+    task = asyncio.create_task(_loop(resources))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

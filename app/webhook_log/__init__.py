@@ -1,0 +1,1 @@
+"""The record of webhooks received (payment providers and panels) with our verdict, shown in /admin/system."""
