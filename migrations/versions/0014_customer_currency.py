@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("currency")
+    # Not a batch: rebuilding `users` on SQLite would break the triggers of migration 0011 that name it; SQLite
+    # (3.35+) drops a plain column itself.
+    op.drop_column("users", "currency")
