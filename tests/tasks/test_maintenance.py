@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.db import create_sessionmaker
 from app.kit.clock import utcnow
 from app.models import JobRun, WebhookReceipt
-from tests.conftest import make_settings
 from tasks.maintenance import prune_old_records
+from tests.conftest import make_settings
 
 
 async def test_prune_job_runs_keeps_recent_runs_failures_longer_and_running_ones(
