@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     backup_retention_days: int = Field(30, ge=1, le=3650)
     backup_copy_dir: str = ""
 
+    # --- housekeeping ---
+    # Webhook receipts (/admin/system: what each provider and panel sent, and our verdict) are deleted after this
+    # many days by the nightly prune job; a delivery problem is looked into long before that.
+    webhook_receipt_retention_days: int = Field(30, ge=1, le=3650)
+
     @field_validator("encryption_key", "yookassa_trusted_proxies", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""Housekeeping jobs: drop expired sign-in codes and sessions (SPEC §12 "cleanup of stale sessions") and old
-job-run records (the outbox cron alone records a run every five seconds)."""
+"""Housekeeping jobs: drop expired sign-in codes and sessions (SPEC §12 "cleanup of stale sessions"), old
+job-run records (the outbox cron alone records a run every five seconds) and old webhook receipts (one row per
+delivery from every provider and panel, retried ones included)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import and_, delete, or_
 from app.db import transaction
 from app.kit.clock import utcnow
 from app.kit.jobs import JobContext, registry
-from app.models import BrowserSession, JobRun, LoginCode
+from app.models import BrowserSession, JobRun, LoginCode, WebhookReceipt
 
 # Keep used or expired rows a day for support questions ("my link did not work").
 KEEP_FOR = timedelta(days=1)
@@ -34,11 +35,13 @@ async def cleanup_stale_auth(ctx: JobContext) -> dict[str, int]:
 
 
 @registry.cron(hour=3, minute=25)
-async def prune_job_runs(ctx: JobContext) -> int:
-    """Delete successful job runs older than three days and failed ones older than thirty."""
+async def prune_old_records(ctx: JobContext) -> dict[str, int]:
+    """Delete successful job runs older than three days and failed ones older than thirty, and webhook receipts
+    older than `webhook_receipt_retention_days`."""
     now = utcnow()
+    receipts_cutoff = now - timedelta(days=ctx["resources"].settings.webhook_receipt_retention_days)
     async with transaction(ctx["resources"].sessionmaker) as session:
-        result = await session.execute(
+        runs = await session.execute(
             delete(JobRun).where(
                 or_(
                     and_(JobRun.outcome == "ok", JobRun.started_at < now - KEEP_OK_RUNS),
@@ -46,4 +49,5 @@ async def prune_job_runs(ctx: JobContext) -> int:
                 )
             )
         )
-    return result.rowcount
+        receipts = await session.execute(delete(WebhookReceipt).where(WebhookReceipt.received_at < receipts_cutoff))
+    return {"job_runs": runs.rowcount, "webhook_receipts": receipts.rowcount}

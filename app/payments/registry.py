@@ -41,6 +41,11 @@ def _provider_class(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def has_connection_test(name: str) -> bool:
+    """Whether the provider's adapter offers `check_connection()` (an authenticated read that changes nothing)."""
+    return callable(getattr(_provider_class(PROVIDERS[name]), "check_connection", None))
+
+
 # How often each process looks for provider settings changed in the admin.
 WATCH_SECONDS = 5.0
 

@@ -1,12 +1,14 @@
 """Payment providers in the admin (/admin/providers and /api/admin/providers): credentials stored encrypted with
 the environment as the fallback, secrets never in any answer, bad input refused naming the field and nothing
 changed, a provider switched off gone from checkout at once (and from another process after its watch), test
-connection against the YooKassa and Crypto Pay emulators (good, wrong, unreachable), and the audit trail."""
+connection against the YooKassa, Crypto Pay, WATA, Razorpay and Xendit emulators (good, wrong, unreachable), and the
+audit trail."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,10 @@ from tests.admin.conftest import AdminHarness
 from tests.checkout.conftest import seed_plans
 from tests.conftest import make_settings
 from tests.emulators.cryptopay import CryptoPayEmulator
-from tests.emulators.harness import free_port, serve
+from tests.emulators.harness import Plug, free_port, serve
+from tests.emulators.razorpay import RazorpayEmulator
+from tests.emulators.wata import WataEmulator
+from tests.emulators.xendit import XenditEmulator
 from tests.emulators.yookassa import YooKassaEmulator
 from tests.web import BOT_TOKEN, htmx, tma
 
@@ -197,3 +202,102 @@ async def test_a_disabled_provider_disappears_from_checkout_in_every_process(adm
     assert "yookassa" in _rub_providers((await admin.client.get("/api/plans", headers=tma(language="ru"))).json())
     actions = (await admin.db.scalars(select(AuditLog.after).where(AuditLog.action == "provider.update"))).all()
     assert [row["enabled"] for row in actions] == [False, None]
+
+
+@pytest.fixture
+def more_emulators() -> Iterator[dict[str, tuple[Any, str]]]:
+    """WATA, Razorpay and Xendit, each on its own loopback port, by provider name."""
+    reset_breakers()
+    wata, razorpay, xendit = WataEmulator(), RazorpayEmulator(), XenditEmulator()
+    # Razorpay's and Xendit's apps are bound methods, which uvicorn takes for ASGI2: a Plug presents them as ASGI3.
+    razorpay_plug, xendit_plug = Plug(), Plug()
+    razorpay_plug.app, xendit_plug.app = razorpay.app, xendit.app
+    with serve(wata.app) as wata_url, serve(razorpay_plug) as razorpay_url, serve(xendit_plug) as xendit_url:
+        yield {"wata": (wata, wata_url), "razorpay": (razorpay, razorpay_url), "xendit": (xendit, xendit_url)}
+    reset_breakers()
+
+
+# name -> (a credential field typed wrong in the admin, the setting that points at the API, its path on the host)
+WRONG = {
+    "wata": ({"api_key": "wata-token-that-expired"}, "wata_api_url", "/api/h2h"),
+    "razorpay": ({"key_secret": "not-the-key-secret"}, "razorpay_api_url", "/v1"),
+    "xendit": ({"secret_key": "xnd_development_not_ours"}, "xendit_api_url", ""),
+}
+
+
+class TestConnectionOfWataRazorpayAndXendit:
+    @pytest.fixture
+    def admin_settings(self, database_url: str, more_emulators: dict[str, tuple[Any, str]]) -> Settings:
+        overrides: dict[str, Any] = {}
+        for emulator, url in more_emulators.values():
+            overrides.update(emulator.settings(url))
+        return make_settings(database_url, bot_token=BOT_TOKEN, **overrides)
+
+    async def test_good_wrong_and_unreachable_through_the_api(
+        self, admin: AdminHarness, more_emulators: dict[str, tuple[Any, str]]
+    ) -> None:
+        owner = await admin.bearer("owner")
+        listing = {p["name"]: p for p in (await admin.client.get("/api/admin/providers", headers=owner)).json()}
+        for name, (wrong, url_setting, path) in WRONG.items():
+            assert listing[name]["can_test"] is True and listing[name]["active"] is True
+            good = await admin.client.post(f"/api/admin/providers/{name}/test", headers=owner)
+            assert good.status_code == 200 and good.json()["verdict"] == "ok", (name, good.text)
+            refused = await admin.client.post(
+                f"/api/admin/providers/{name}/test", json={"values": wrong}, headers=owner
+            )
+            assert refused.status_code == 200 and refused.json()["verdict"] == "refused", (name, refused.text)
+            # The provider's API failing (5xx through every retry) is not the credentials' fault.
+            emulator, _ = more_emulators[name]
+            emulator.fail_next(503, times=3)
+            failing = await admin.client.post(f"/api/admin/providers/{name}/test", headers=owner)
+            assert failing.json()["verdict"] == "unreachable", (name, failing.text)
+            # Nobody answering at all: another process's settings pointing at a closed port.
+            closed = f"http://127.0.0.1:{free_port()}{path}"
+            admin.app.state.settings = admin.settings.model_copy(update={url_setting: closed})
+            try:
+                down = await admin.client.post(f"/api/admin/providers/{name}/test", headers=owner)
+            finally:
+                admin.app.state.settings = admin.settings
+            assert down.json()["verdict"] == "unreachable", (name, down.text)
+
+        # The reasons a refusal gives are the provider's own: WATA's IP allow-list, a Xendit key without the
+        # Invoice permission.
+        wata, _ = more_emulators["wata"]
+        wata.ip_allowed = False
+        ip = (await admin.client.post("/api/admin/providers/wata/test", headers=owner)).json()
+        assert ip["verdict"] == "refused" and "IP address" in ip["message"]
+        xendit, _ = more_emulators["xendit"]
+        xendit.key_permitted = False
+        forbidden = (await admin.client.post("/api/admin/providers/xendit/test", headers=owner)).json()
+        assert forbidden["verdict"] == "refused" and "REQUEST_FORBIDDEN_ERROR" in forbidden["message"]
+
+        # A test changes nothing: no settings stored, nothing made at the providers.
+        await admin.db.rollback()
+        assert (await admin.db.scalars(select(PaymentProviderConfig))).all() == []
+        razorpay, _ = more_emulators["razorpay"]
+        assert not wata.links and not razorpay.links and not xendit.invoices
+        # Only owners (settings:write) may test.
+        staff_admin = await admin.bearer("admin")
+        assert (await admin.client.post("/api/admin/providers/wata/test", headers=staff_admin)).status_code == 403
+
+    async def test_the_page_tests_typed_credentials_without_saving_them(
+        self, admin: AdminHarness, more_emulators: dict[str, tuple[Any, str]]
+    ) -> None:
+        browser = await admin.browser("owner")
+        page = await browser.get("/admin/providers")
+        assert page.status_code == 200
+        for name, (wrong, _, _) in WRONG.items():
+            assert f'formaction="/admin/providers/{name}/test"' in page.text, name
+            good = await browser.post(f"/admin/providers/{name}/test", data={"enabled": "env"}, headers=htmx())
+            assert good.status_code == 200 and 'data-verdict="ok"' in good.text, name
+            typed = await browser.post(
+                f"/admin/providers/{name}/test", data={"enabled": "env", **wrong}, headers=htmx()
+            )
+            assert typed.status_code == 200 and 'data-verdict="refused"' in typed.text, name
+            # The typed secret is neither saved nor shown back.
+            assert next(iter(wrong.values())) not in typed.text
+        # Without HTMX (a plain form post) the whole page answers with the verdict too.
+        plain = await browser.post("/admin/providers/xendit/test", data={"enabled": "env"})
+        assert plain.status_code == 200 and 'data-verdict="ok"' in plain.text
+        await admin.db.rollback()
+        assert (await admin.db.scalars(select(PaymentProviderConfig))).all() == []

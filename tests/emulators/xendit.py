@@ -9,9 +9,10 @@ key and body replay the first answer), truncates IDR decimals as Xendit does, an
 Tests play the customer through Python methods that change the stored objects and return the callback `Delivery`
 Xendit would send (with `x-callback-token` and a fresh `webhook-id`), without sending it: `pay` (an invoice or a
 QR code; `amount`/`currency` override what was paid, and a re-fetch then reports it), `expire`, `settle`.
-`forged` swaps the token; `fail_next`/`delay_next` break the next API answers; `requests` counts calls per route
-and `log` keeps them. The same actions are HTTP endpoints under `/_emu/xendit/...`, which also POST the delivery to
-`webhook_url` (retrying non-2xx `webhook_attempts` times, six by default as Xendit does).
+`forged` swaps the token; `key_permitted = False` answers 403 REQUEST_FORBIDDEN_ERROR to a valid key (one whose
+dashboard permissions do not cover the API); `fail_next`/`delay_next` break the next API answers; `requests`
+counts calls per route and `log` keeps them. The same actions are HTTP endpoints under `/_emu/xendit/...`, which
+also POST the delivery to `webhook_url` (retrying non-2xx `webhook_attempts` times, six by default as Xendit does).
 
 Guesses beyond the reference (a sandbox must confirm): the error codes and messages, the answer to a reused
 idempotency key with another body (409 DUPLICATE_ERROR here), the QR v2 shapes (the reference has them from
@@ -147,6 +148,7 @@ class XenditEmulator:
         self.webhook_url = webhook_url
         self.webhook_attempts = webhook_attempts
         self.business_id = secrets.token_hex(12)
+        self.key_permitted = True  # False: the key is valid but lacks the Invoice permission → 403
         self.invoices: dict[str, dict[str, Any]] = {}
         self.qr_codes: dict[str, dict[str, Any]] = {}
         self.qr_payments: dict[str, list[dict[str, Any]]] = {}
@@ -544,6 +546,9 @@ def build_api(emu: XenditEmulator) -> FastAPI:
         good = hmac.compare_digest(user, emu.secret_key.encode()) and not password
         if scheme.lower() != "basic" or not good:
             raise XenditError(401, "INVALID_API_KEY", "API key is not authorized for this API service")
+        if not emu.key_permitted:
+            # A valid key whose permissions (set per product in the dashboard) do not cover this API.
+            raise XenditError(403, "REQUEST_FORBIDDEN_ERROR", "The API key is forbidden to perform this request")
 
     def require_qr_version(request: Request) -> None:
         if request.headers.get("api-version") != QR_API_VERSION:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.payments import provider_settings
-from app.payments.registry import PROVIDERS, PaymentRegistry
+from app.payments.registry import PROVIDERS, PaymentRegistry, has_connection_test
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +49,7 @@ async def provider_views(
                 webhook_url=provider_settings.webhook_url(settings, name),
                 last_webhook_kind=event.kind if event else None,
                 last_webhook_at=event.received_at if event else None,
-                can_test=name in TESTABLE,
+                can_test=has_connection_test(name),
             )
         )
     return views
-
-
-# Providers whose adapter has a connection test (an authenticated read that changes nothing).
-TESTABLE = frozenset({"yookassa", "cryptopay"})

@@ -44,6 +44,7 @@ from app.payments.providers.base import (
     Checkout,
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentState,
@@ -357,6 +358,17 @@ class RazorpayProvider:
         # Not active yet (created, authenticated) or halted: there is no cycle end to wait for.
         await self._call("POST", path, body={"cancel_at_cycle_end": 0})
 
+    async def check_connection(self) -> None:
+        """The admin's "test connection": an authenticated list of the payment links with a reference no order of
+        ours has (an empty list; nothing changes). Refused keys (401/403) raise CredentialsRefused; network
+        failures, 5xx and any other refusal raise ProviderUnavailable."""
+        try:
+            answer = await self._call("GET", "payment_links", params={"reference_id": "vpnshop-connection-check"})
+        except RazorpayRefusal as exc:
+            raise ProviderUnavailable(f"razorpay: the connection check was refused: {exc.description}") from exc
+        if not isinstance(answer, dict) or not isinstance(answer.get("payment_links"), list):
+            raise ProviderUnavailable("razorpay: the payment link list has no items; check RAZORPAY_API_URL (…/v1)")
+
     async def charge_saved(self, order: CheckoutOrder, secret: str) -> ProviderUpdate:
         raise NotSupported("razorpay: subscriptions charge by themselves; there is no merchant-initiated charge")
 
@@ -392,7 +404,7 @@ class RazorpayProvider:
         code, description, field = error_details(response)
         if response.status_code in (401, 403):
             # Our keys are wrong or revoked: nothing the customer did, and retrying will not help.
-            raise ProviderUnavailable(f"razorpay: our API keys were refused: {description}")
+            raise CredentialsRefused(f"razorpay: our API keys were refused: {description}")
         if response.status_code >= 500 or response.status_code < 400:
             raise ProviderUnavailable(f"razorpay: {method} {path} answered HTTP {response.status_code}")
         raise RazorpayRefusal(response.status_code, code, description, field)

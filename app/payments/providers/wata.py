@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ from app.payments.providers.base import (
     Checkout,
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentState,
@@ -294,6 +296,27 @@ class WataProvider:
             return None
         return refund_result(max(refunds, key=transaction_time))
 
+    # --- the admin's "test connection" -------------------------------------------------------------------------
+
+    async def check_connection(self) -> None:
+        """An authenticated search for an order that cannot exist: an answer proves that WATA accepts the token
+        from this server's IP address, and nothing changes. 401/403 raise CredentialsRefused (with WATA's hints:
+        expired token, IP not allowed); network failures, 5xx and 429 raise ProviderUnavailable. The order id is
+        new each time, since WATA allows one GET per 30 s for the same id or query (§3.1)."""
+        order_id = f"vpnshop-connection-check-{secrets.token_hex(6)}"
+        response = await self._send("GET", "v2/transactions", params={"OrderId": order_id, "MaxResultCount": 1})
+        if response.status_code in (401, 403):
+            self._answer(response, "connection check", refusal=CredentialsRefused)
+        if response.status_code == 404:
+            # WATA has answered "nothing found" with a 404 of its error shape (see _search); an empty 404 is what
+            # a path WATA does not serve answers, i.e. WATA_API_URL is wrong.
+            if _has_error_object(response):
+                return
+            raise ProviderUnavailable(f"wata: {response.request.url} answered 404; check WATA_API_URL (…/api/h2h)")
+        found = self._answer(response, "connection check", refusal=ProviderUnavailable).get("items")
+        if not isinstance(found, list):
+            raise ProviderUnavailable("wata: the transaction search answer has no item list; check WATA_API_URL")
+
     # --- not offered -------------------------------------------------------------------------------------------
 
     async def charge_saved(self, order: CheckoutOrder, secret: str) -> ProviderUpdate:
@@ -405,6 +428,15 @@ def error_message(response: httpx.Response) -> str:
             if isinstance(error.get(key), str) and error[key]:
                 return error[key]
     return response.text[:200] or f"HTTP {response.status_code}"
+
+
+def _has_error_object(response: httpx.Response) -> bool:
+    """Whether the body is WATA's error shape `{"error": {...}}` (the API itself answered, not a stray server)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
 
 
 def decimal_of(value: Any) -> Decimal | None:

@@ -43,6 +43,7 @@ from app.payments.providers.base import (
     Checkout,
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentState,
@@ -255,6 +256,20 @@ class XenditProvider:
         answer = api_fields(await self._call("GET", f"qr_codes/{quote(qr_id, safe='')}/payments", qr=True), "list")
         return [item for item in answer.list("data") if isinstance(item, dict)]
 
+    async def check_connection(self) -> None:
+        """The admin's "test connection": an authenticated invoice search for an external id no order of ours has
+        (an empty list, or Xendit's not-found; nothing changes). It uses the Invoice permission checkout needs,
+        not the Balance API, which a key limited to money-in may not read. 401/403 raise CredentialsRefused;
+        network failures, 5xx and any other refusal raise ProviderUnavailable."""
+        try:
+            found = await self._call("GET", "v2/invoices", params={"external_id": "vpnshop-connection-check"})
+        except XenditRefusal as exc:
+            if exc.not_found and exc.code:
+                return
+            raise ProviderUnavailable(f"xendit: the connection check was refused: {exc.code} {exc.message}") from exc
+        if not isinstance(found, list):
+            raise ProviderUnavailable("xendit: the invoice search did not answer a list; check XENDIT_API_URL")
+
     # --- what the Invoice API does not do ----------------------------------------------------------------------
 
     async def refund(
@@ -307,7 +322,7 @@ class XenditProvider:
         code, message = error_details(response)
         if response.status_code in (401, 403):
             # Our key is wrong, revoked or lacks a permission: nothing the customer did.
-            raise ProviderUnavailable(f"xendit: our secret key was refused: {code} {message}")
+            raise CredentialsRefused(f"xendit: our secret key was refused: {code} {message}")
         if response.status_code >= 500 or response.status_code < 400:
             raise ProviderUnavailable(f"xendit: {method} {path} answered HTTP {response.status_code}")
         raise XenditRefusal(response.status_code, code, message)

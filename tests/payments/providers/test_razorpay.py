@@ -22,6 +22,7 @@ from app.kit.money import Money
 from app.payments.providers.base import (
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentProvider,
@@ -782,3 +783,40 @@ async def test_the_browser_callback_carries_the_payment_link_signature(env: Env)
     message = f"{link_id}|{the_order.order_id}|paid|{payment_id}".encode()
     expected = hmac.new(env.emu.key_secret.encode(), message, hashlib.sha256).hexdigest()
     assert query["razorpay_signature"] == expected and query["razorpay_payment_id"] == payment_id
+
+
+# --- the admin's connection test ------------------------------------------------------------------------------
+
+
+async def test_check_connection_reads_without_changing_anything(env: Env) -> None:
+    await env.provider.check_connection()
+    (call,) = env.emu.calls("GET /v1/payment_links")
+    assert call.query == {"reference_id": "vpnshop-connection-check"}
+    assert not env.emu.links and not env.emu.orders and not env.emu.plans
+
+
+async def test_check_connection_with_wrong_keys_is_credentials_refused(env: Env) -> None:
+    provider = env.make(key_secret="wrong")
+    try:
+        with pytest.raises(CredentialsRefused, match="API keys were refused"):
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_check_connection_failing_api_is_unavailable_not_refused(env: Env, status: int) -> None:
+    env.emu.fail_next(status, times=2)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await env.provider.check_connection()
+    assert not isinstance(caught.value, CredentialsRefused)
+
+
+async def test_check_connection_at_a_wrong_url_is_unavailable(env: Env) -> None:
+    provider = RazorpayProvider(env.base_url, env.emu.key_id, env.emu.key_secret, env.emu.webhook_secret)
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+    assert not isinstance(caught.value, CredentialsRefused)

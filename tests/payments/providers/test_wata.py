@@ -21,6 +21,7 @@ from app.kit.money import Money
 from app.payments.providers.base import (
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentProvider,
@@ -591,3 +592,52 @@ async def test_emulator_limits_gets_of_one_link(env: Env) -> None:
     assert second.headers["retry-after"] == "30"
     with pytest.raises(ValueError, match="expired"):
         env.wata.pay(link_id)
+
+
+# --- the admin's connection test ------------------------------------------------------------------------------
+
+
+async def test_check_connection_reads_without_changing_anything(env: Env) -> None:
+    await env.provider.check_connection()
+    # A second test at once is not throttled: each asks about its own made-up order (one GET per 30 s per query).
+    await env.provider.check_connection()
+    searches = env.wata.requests_to("GET", "/v2/transactions")
+    order_ids = [r.query["OrderId"][0] for r in searches]
+    assert len(order_ids) == 2 and all(o.startswith("vpnshop-connection-check-") for o in order_ids)
+    assert order_ids[0] != order_ids[1]
+    assert not env.wata.links and not env.wata.transactions
+
+
+@pytest.mark.parametrize(("knob", "hint"), [("token_valid", "access token was refused"), ("ip_allowed", "IP address")])
+async def test_check_connection_refused_token_or_ip_is_credentials_refused(env: Env, knob: str, hint: str) -> None:
+    setattr(env.wata, knob, False)
+    with pytest.raises(CredentialsRefused, match=hint):
+        await env.provider.check_connection()
+
+
+async def test_check_connection_with_a_token_wata_does_not_know(env: Env) -> None:
+    provider = WataProvider(env.base_url + "/api/h2h", "not-the-token", retry=FAST)
+    try:
+        with pytest.raises(CredentialsRefused, match="access token was refused"):
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_check_connection_failing_api_is_unavailable_not_refused(env: Env, status: int) -> None:
+    env.wata.fail_next(status, times=2)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await env.provider.check_connection()
+    assert not isinstance(caught.value, CredentialsRefused)
+
+
+async def test_check_connection_at_a_wrong_url_is_unavailable(env: Env) -> None:
+    # The base URL without /api/h2h: that server answers 404, which must not pass for "no transaction found".
+    provider = WataProvider(env.base_url, env.wata.token, retry=FAST)
+    try:
+        with pytest.raises(ProviderUnavailable, match="WATA_API_URL") as caught:
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+    assert not isinstance(caught.value, CredentialsRefused)

@@ -21,6 +21,7 @@ from app.kit.money import Money
 from app.payments.providers.base import (
     CheckoutOrder,
     CheckoutRejected,
+    CredentialsRefused,
     IncomingWebhook,
     NotSupported,
     PaymentProvider,
@@ -624,3 +625,47 @@ async def test_simulated_qr_payment_sends_its_callback(env: Env) -> None:
     assert reply.status_code == 200 and reply.json()["status"] == "SUCCEEDED"
     update = (await env.provider.parse_webhook(shop.received[0])).updates[0]
     assert (update.external_id, update.order_id) == (qr_id, the_order.order_id)
+
+
+# --- the admin's connection test ------------------------------------------------------------------------------
+
+
+async def test_check_connection_reads_without_changing_anything(env: Env) -> None:
+    await env.provider.check_connection()
+    (call,) = env.emu.calls("GET /v2/invoices")
+    assert call.query == {"external_id": "vpnshop-connection-check"}
+    assert not env.emu.invoices and not env.emu.qr_codes
+
+
+async def test_check_connection_with_a_wrong_key_is_credentials_refused(env: Env) -> None:
+    provider = env.make(secret_key="xnd_development_wrong")
+    try:
+        with pytest.raises(CredentialsRefused, match="INVALID_API_KEY"):
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+
+
+async def test_check_connection_with_a_key_lacking_the_permission_is_credentials_refused(env: Env) -> None:
+    env.emu.key_permitted = False
+    with pytest.raises(CredentialsRefused, match="REQUEST_FORBIDDEN_ERROR"):
+        await env.provider.check_connection()
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_check_connection_failing_api_is_unavailable_not_refused(env: Env, status: int) -> None:
+    env.emu.fail_next(status, times=2)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await env.provider.check_connection()
+    assert not isinstance(caught.value, CredentialsRefused)
+
+
+async def test_check_connection_at_a_wrong_url_is_unavailable(env: Env) -> None:
+    # A server that is not Xendit's API answers a bare 404: not to be taken for "no such invoice".
+    provider = XenditProvider(env.base_url + "/nothing", env.emu.secret_key, env.emu.callback_token)
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await provider.check_connection()
+    finally:
+        await provider.aclose()
+    assert not isinstance(caught.value, CredentialsRefused)
