@@ -3,10 +3,10 @@ followed step by step on production settings (no demo mode), over HTTP through t
 
 The operator has only what the runbook gives: `vpnshop staff create` for the first owner, then the admin's own
 pages, posted as a browser posts them (each form read from its page, hidden CSRF token included, the operator's
-typing laid over it). Nothing is put in the database by the test and the environment holds no panel and no
-payment provider: the two emulators (tests/emulators/) stand in for the real Marzban and YooKassa. Their
-addresses are the only test-only environment values (YOOKASSA_API_URL; the trusted proxy is what a deployment
-behind Caddy sets)."""
+typing laid over it). Nothing is put in the database by the test, and the environment names no panel and no
+payment provider: the two emulators (tests/emulators/) stand in for a real Marzban and YooKassa. The only
+test-only environment value is YOOKASSA_API_URL, the emulator's address instead of api.yookassa.ru; Telegram's
+address is a closed port (no Telegram here; the customer's messages stay in the outbox)."""
 
 from __future__ import annotations
 
@@ -22,17 +22,19 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.admin.auth import totp
 from app.cli import main
 from app.kit.http import reset_breakers
+from app.main import create_app
 from app.models import Payment, Plan, Server, Staff, Subscription, SubscriptionStatus, User, VpnAccount
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET, make_settings
 from tests.emulators.harness import serve as serve_emulator
 from tests.emulators.marzban import MarzbanEmulator, user_links
 from tests.emulators.yookassa import YooKassaEmulator
 from tests.panels.marzban_fixture import serve_emulator as serve_marzban
-from tests.web import BOT_TOKEN, drain_outbox, htmx, serve, text_of, tma
+from tests.web import BOT_TOKEN, drain_outbox, eventually, htmx, text_of, tma
 
 OWNER = "founder"
 OWNER_PASSWORD = "a-long-enough-owner-password"
@@ -143,7 +145,7 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
         telegram_api_url="http://127.0.0.1:1",  # no Telegram here: the customer's messages wait in the outbox
         admin_require_2fa=True,
         yookassa_api_url=yookassa_url + "/v3",  # the emulator instead of api.yookassa.ru
-        yookassa_trusted_proxies=["127.0.0.1"],  # Caddy's address in a deployment
+        forwarded_allow_ips=["127.0.0.1"],  # Caddy's address: the default, as in .env.example
     )
     assert not settings.demo_mode
     assert not settings.yookassa_shop_id and not settings.yookassa_secret_key
@@ -167,9 +169,15 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
     assert created.exit_code == 0, created.output
     assert f"staff account '{OWNER}' created with role owner" in created.output
 
-    async with serve(settings) as (app, customer):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as browser:
+    app = create_app(settings)
+    # As `vpnshop serve` runs it (app/cli.py): uvicorn believes X-Forwarded-For from FORWARDED_ALLOW_IPS only, so
+    # a webhook's sender is the address Caddy saw; the test's requests come from 127.0.0.1, Caddy's place.
+    served = ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as customer,
+    ):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as browser:
             # --- 3. Sign in at /admin/login; two-factor is required, so the owner enrols a TOTP secret first ----
             login = await browser.get("/admin/login")
             form = form_on(login.text, "/admin/login") | {"username": OWNER, "password": OWNER_PASSWORD}
@@ -247,6 +255,14 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
 
         # --- 8. The first customer: the Mini App's checkout shows the plan and YooKassa ---------------------------
         signed = tma(user_id=CUSTOMER, language="ru")
+
+        # The settings reach every process at its refresher's next read (each second), no restart.
+        async def sees_the_settings() -> bool:
+            home = text_of((await customer.get("/app", headers=signed | htmx())).text)
+            help_page = (await customer.get("/app/help", headers=signed | htmx())).text
+            return "бесплатно 3 дня" in home and "https://t.me/shop_help" in help_page
+
+        await eventually(sees_the_settings)
         plans = await customer.get("/app/checkout", headers=signed)
         assert plans.status_code == 200, plans.text
         assert "Месяц" in text_of(plans.text) and "199" in text_of(plans.text)
