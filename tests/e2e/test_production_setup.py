@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,10 +27,19 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.admin.auth import totp
 from app.cli import main
+from app.db import create_engine, create_sessionmaker
 from app.kit.http import reset_breakers
 from app.main import create_app
 from app.models import Payment, Plan, Server, Staff, Subscription, SubscriptionStatus, User, VpnAccount
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET, make_settings
+from tests.conftest import (
+    POSTGRES_URL,
+    TEST_ENCRYPTION_KEY,
+    TEST_SECRET,
+    _create_pg_database,
+    _drop_pg_database,
+    make_settings,
+    require_server,
+)
 from tests.emulators.harness import serve as serve_emulator
 from tests.emulators.marzban import MarzbanEmulator, user_links
 from tests.emulators.yookassa import YooKassaEmulator
@@ -125,8 +135,29 @@ def emulators() -> Iterator[tuple[MarzbanEmulator, str, YooKassaEmulator, str]]:
     reset_breakers()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database nothing has touched, not even the migrations (the test runs `vpnshop migrate`)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}"
+        return
+    require_server("PostgreSQL", POSTGRES_URL)
+    name = f"vpnshop_setup_{uuid.uuid4().hex[:10]}"
+    yield await _create_pg_database(POSTGRES_URL, name)
+    await _drop_pg_database(POSTGRES_URL, name)
+
+
+@pytest.fixture
+async def db(empty_database: str) -> AsyncIterator[AsyncSession]:
+    """The test's own look at the database (reads only)."""
+    engine = create_engine(make_settings(empty_database))
+    async with create_sessionmaker(engine)() as session:
+        yield session
+    await engine.dispose()
+
+
 async def test_from_an_empty_database_to_the_first_paid_customer(
-    database_url: str,
+    empty_database: str,
     db: AsyncSession,
     redis_url: str,
     emulators: tuple[MarzbanEmulator, str, YooKassaEmulator, str],
@@ -135,7 +166,22 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
 ) -> None:
     marzban, marzban_url, yookassa, yookassa_url = emulators
 
-    # --- 1. Production settings on an empty, migrated database ----------------------------------------------------
+    # --- 1. Production settings; `vpnshop migrate` on an empty database ---------------------------------------------
+    database_url = empty_database
+    monkeypatch.chdir(tmp_path)  # no developer's .env
+    environment = {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET,
+        "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+        "DEMO_MODE": "false",
+        "REDIS_URL": redis_url,
+        "BOT_TOKEN": BOT_TOKEN,
+        "VPNSHOP_STAFF_PASSWORD": OWNER_PASSWORD,
+    }
+    migrated = await asyncio.to_thread(CliRunner().invoke, main, ["migrate"], env=environment)
+    assert migrated.exit_code == 0, migrated.output
+    assert "database upgraded to head" in migrated.output
+    assert "panel server" not in migrated.output  # the environment names none
     settings = make_settings(
         database_url,
         redis_url=redis_url,
@@ -153,16 +199,6 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
         assert await count(db, model) == 0, model
 
     # --- 2. The first owner, made by the CLI --------------------------------------------------------------------
-    monkeypatch.chdir(tmp_path)  # no developer's .env
-    environment = {
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": TEST_SECRET,
-        "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-        "DEMO_MODE": "false",
-        "REDIS_URL": redis_url,
-        "BOT_TOKEN": BOT_TOKEN,
-        "VPNSHOP_STAFF_PASSWORD": OWNER_PASSWORD,
-    }
     created = await asyncio.to_thread(
         CliRunner().invoke, main, ["staff", "create", "--username", OWNER, "--role", "owner"], env=environment
     )
@@ -176,85 +212,86 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as customer,
-    ):
-        async with httpx.AsyncClient(
+        # The operator's browser, in English as this walk-through is.
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=served), base_url="http://t", headers={"accept-language": "en"}
-        ) as browser:  # the operator's browser, in English as this walk-through is
-            # --- 3. Sign in at /admin/login; two-factor is required, so the owner enrols a TOTP secret first ----
-            login = await browser.get("/admin/login")
-            form = form_on(login.text, "/admin/login") | {"username": OWNER, "password": OWNER_PASSWORD}
-            enrol = await browser.post("/admin/login", data=form)
-            assert enrol.status_code == 200, enrol.text
-            enrolment = form_on(enrol.text, "/admin/login/enrol")
-            secret = enrolment["secret"]
-            signed_in = await browser.post("/admin/login/enrol", data=enrolment | {"otp": totp.current_code(secret)})
-            assert signed_in.status_code == 303, signed_in.text
-            home = await browser.get(signed_in.headers["location"])
-            assert home.status_code == 200 and OWNER in home.text
+        ) as browser,
+    ):
+        # --- 3. Sign in at /admin/login; two-factor is required, so the owner enrols a TOTP secret first ----
+        login = await browser.get("/admin/login")
+        form = form_on(login.text, "/admin/login") | {"username": OWNER, "password": OWNER_PASSWORD}
+        enrol = await browser.post("/admin/login", data=form)
+        assert enrol.status_code == 200, enrol.text
+        enrolment = form_on(enrol.text, "/admin/login/enrol")
+        secret = enrolment["secret"]
+        signed_in = await browser.post("/admin/login/enrol", data=enrolment | {"otp": totp.current_code(secret)})
+        assert signed_in.status_code == 303, signed_in.text
+        home = await browser.get(signed_in.headers["location"])
+        assert home.status_code == 200 and OWNER in home.text
 
-            # --- 4. A panel server: "Test connection" first, then save -------------------------------------------
-            server_form = {
-                "name": "nl-1",
-                "panel_kind": "marzban",
-                "api_url": marzban_url,
-                "username": "admin",
-                "password": "admin",
-                "location": "nl",
-                "accepts_new_accounts": "1",
-            }
-            tested = await fill_in(
-                browser, "/admin/servers/new", "/admin/servers", server_form, submit_to="/admin/servers/test"
-            )
-            assert tested.status_code == 200 and 'data-ok="yes"' in tested.text, tested.text
-            assert "Connected: marzban 0.7.0, 0 users" in text_of(tested.text)
-            saved = await fill_in(browser, "/admin/servers/new", "/admin/servers", server_form)
-            assert saved.status_code == 303, saved.text
-            server_page = await browser.get(saved.headers["location"])
-            assert server_page.status_code == 200 and "nl-1" in server_page.text
-            assert 'data-server="nl-1"' in (await browser.get("/admin/servers")).text
+        # --- 4. A panel server: "Test connection" first, then save -------------------------------------------
+        server_form = {
+            "name": "nl-1",
+            "panel_kind": "marzban",
+            "api_url": marzban_url,
+            "username": "admin",
+            "password": "admin",
+            "location": "nl",
+            "accepts_new_accounts": "1",
+        }
+        tested = await fill_in(
+            browser, "/admin/servers/new", "/admin/servers", server_form, submit_to="/admin/servers/test"
+        )
+        assert tested.status_code == 200 and 'data-ok="yes"' in tested.text, tested.text
+        assert "Connected: marzban 0.7.0, 0 users" in text_of(tested.text)
+        saved = await fill_in(browser, "/admin/servers/new", "/admin/servers", server_form)
+        assert saved.status_code == 303, saved.text
+        server_page = await browser.get(saved.headers["location"])
+        assert server_page.status_code == 200 and "nl-1" in server_page.text
+        assert 'data-server="nl-1"' in (await browser.get("/admin/servers")).text
 
-            # --- 5. A plan with a price ------------------------------------------------------------------------
-            plan_form = {
-                "code": "month",
-                "name_ru": "Месяц",
-                "name_en": "Month",
-                "name_hi": "महीना",  # every language the shop speaks needs a name
-                "name_id": "Bulan",
-                "duration_days": "30",
-                "features_en": "All locations",
-                "features_ru": "Все локации",
-                "price_RUB": "199",
-            }
-            plan = await fill_in(browser, "/admin/plans/new", "/admin/plans", plan_form)
-            assert plan.status_code == 303, plan.text
-            plans_page = await browser.get("/admin/plans")
-            listed = text_of(plans_page.text)
-            assert "Month" in listed and "199" in listed, listed
+        # --- 5. A plan with a price ------------------------------------------------------------------------
+        plan_form = {
+            "code": "month",
+            "name_ru": "Месяц",
+            "name_en": "Month",
+            "name_hi": "महीना",  # every language the shop speaks needs a name
+            "name_id": "Bulan",
+            "duration_days": "30",
+            "features_en": "All locations",
+            "features_ru": "Все локации",
+            "price_RUB": "199",
+        }
+        plan = await fill_in(browser, "/admin/plans/new", "/admin/plans", plan_form)
+        assert plan.status_code == 303, plan.text
+        plans_page = await browser.get("/admin/plans")
+        listed = text_of(plans_page.text)
+        assert "Month" in listed and "199" in listed, listed
 
-            # --- 6. YooKassa's credentials: tested with the typed values, then saved -------------------------------
-            provider_form = {"enabled": "on", "shop_id": yookassa.shop_id, "secret_key": yookassa.secret_key}
-            tested = await fill_in(
-                browser,
-                "/admin/providers",
-                "/admin/providers/yookassa",
-                provider_form,
-                submit_to="/admin/providers/yookassa/test",
-            )
-            assert tested.status_code == 200 and 'data-verdict="ok"' in tested.text, tested.text
-            assert "Connected" in text_of(tested.text)
-            saved = await fill_in(browser, "/admin/providers", "/admin/providers/yookassa", provider_form)
-            assert saved.status_code == 200, saved.text
-            assert yookassa.secret_key not in saved.text  # a secret never goes back to the browser
-            assert "/api/payments/webhook/yookassa" in saved.text  # the URL to paste into YooKassa's dashboard
+        # --- 6. YooKassa's credentials: tested with the typed values, then saved -------------------------------
+        provider_form = {"enabled": "on", "shop_id": yookassa.shop_id, "secret_key": yookassa.secret_key}
+        tested = await fill_in(
+            browser,
+            "/admin/providers",
+            "/admin/providers/yookassa",
+            provider_form,
+            submit_to="/admin/providers/yookassa/test",
+        )
+        assert tested.status_code == 200 and 'data-verdict="ok"' in tested.text, tested.text
+        assert "Connected" in text_of(tested.text)
+        saved = await fill_in(browser, "/admin/providers", "/admin/providers/yookassa", provider_form)
+        assert saved.status_code == 200, saved.text
+        assert yookassa.secret_key not in saved.text  # a secret never goes back to the browser
+        assert "/api/payments/webhook/yookassa" in saved.text  # the URL to paste into YooKassa's dashboard
 
-            # --- 7. A setting or two ------------------------------------------------------------------------------
-            saved = await fill_in(
-                browser, "/admin/settings", "/admin/settings", {"trial_days": "3", "support_username": "@shop_help"}
-            )
-            assert saved.status_code == 200 and "Settings saved." in saved.text, saved.text
-            settings_page = await browser.get("/admin/settings")
-            typed = form_on(settings_page.text, "/admin/settings")
-            assert (typed["trial_days"], typed["support_username"]) == ("3", "@shop_help")
+        # --- 7. A setting or two ------------------------------------------------------------------------------
+        saved = await fill_in(
+            browser, "/admin/settings", "/admin/settings", {"trial_days": "3", "support_username": "@shop_help"}
+        )
+        assert saved.status_code == 200 and "Settings saved." in saved.text, saved.text
+        settings_page = await browser.get("/admin/settings")
+        typed = form_on(settings_page.text, "/admin/settings")
+        assert (typed["trial_days"], typed["support_username"]) == ("3", "@shop_help")
 
         # --- 8. The first customer: the Mini App's checkout shows the plan and YooKassa ---------------------------
         signed = tma(user_id=CUSTOMER, language="ru")
@@ -303,6 +340,12 @@ async def test_from_an_empty_database_to_the_first_paid_customer(
         assert "Активна" in home and "Тариф Месяц" in home and "Осталось 30 дней" in home, home
         configs = await customer.get(f"/sub/{account.sub_token}", headers={"user-agent": "v2rayNG/1.9"})
         assert configs.status_code == 200, configs.text
+        # ...and the operator sees it: the payment in the admin, the webhook verified on the provider's card.
+        payments_page = text_of((await browser.get("/admin/payments")).text)
+        assert "yookassa" in payments_page.lower() and "199" in payments_page, payments_page
+        card = (await browser.get("/admin/providers")).text
+        assert "payment.succeeded" in card and 'class="badge ok"' in card
+
         # The panel's own configs for this account (vless://…, vmess://…), relayed on our domain.
         served = user_links(marzban.state, marzban.state.users.get(account.panel_username))
         assert served and base64.b64decode(configs.text).decode() == "\n".join(served)
