@@ -7,18 +7,29 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
 from app.admin.auth.dependencies import authenticated_staff, require
 from app.admin.navigation import AdminRoute, admin_routes
 from app.admin.routes import PUBLIC_PATHS
+from app.config import Settings
 from app.models import StaffRole
 from app.staff.permissions import ROLE_PRESETS, effective_permissions
 from tests.admin.conftest import ROLES, AdminHarness
+from tests.conftest import make_settings
+from tests.web import BOT_TOKEN
 
 # An id no row has: an allowed call then ends in 404/422 instead of changing real data (e.g. deactivating the
 # staff member who is making the calls).
 MISSING_ID = "999999"
+
+
+@pytest.fixture
+def admin_settings(database_url: str) -> Settings:
+    # The walk sends every route × every role from one address within a minute: more than the app-wide limit per
+    # address (600), which would answer 429 instead of the permission's verdict.
+    return make_settings(database_url, bot_token=BOT_TOKEN, rate_limit_per_ip_per_minute=100_000)
 
 
 def permission_problems(routes: list[AdminRoute]) -> list[str]:
