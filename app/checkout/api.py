@@ -200,7 +200,7 @@ async def plans(request: Request, user: CurrentUser, db: DbSession, settings: Ap
     return [
         PlanOut(
             code=offer.plan.code,
-            name=offer.plan.name.get(user.language) or offer.plan.name.get("en") or offer.plan.code,
+            name=offer.plan.title(user.language),
             days=offer.plan.duration_days,
             device_limit=offer.plan.device_limit if devices else None,
             traffic_limit_bytes=offer.plan.traffic_limit_bytes,

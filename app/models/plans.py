@@ -48,6 +48,10 @@ class Plan(IdMixin, TimestampsMixin, Base):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    def title(self, language: str) -> str:
+        """The plan's name for a reader of `language`: theirs, else the English one, else its code."""
+        return self.name.get(language) or self.name.get("en") or self.code
+
     __table_args__ = (
         CheckConstraint("duration_days > 0", name="positive_duration"),
         CheckConstraint("discount_percent >= 0 AND discount_percent < 100", name="discount_range"),

@@ -143,7 +143,7 @@ DAYS_WORD = {"ru": "дн.", "en": "days"}
 
 def _description(plan: Plan, language: str, days: int) -> str:
     """What the provider's page and receipt show, in the customer's language."""
-    name = plan.name.get(language) or plan.name.get("en") or plan.code
+    name = plan.title(language)
     return f"VPN {name} ({days} {DAYS_WORD.get(language, 'days')})"
 
 

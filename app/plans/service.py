@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import Actor, record_by
 from app.kit.errors import Conflict, NotFound
 from app.kit.field_errors import FieldInvalid
-from app.kit.i18n import available_languages
+from app.kit.i18n import DEFAULT_LANGUAGE, available_languages
 from app.kit.money import CURRENCY_EXPONENTS, Money, MoneyError
 from app.models import Payment, Plan, PlanPrice, Server, Subscription, TrafficStrategy
 from app.provisioning.service import DEVICE_LIMIT_PANELS
@@ -120,6 +120,11 @@ def _languages_map(name: str, value: object) -> dict[str, Any]:
     return value
 
 
+# A plan is named at least in the shop's default language and in English; a reader of another language without a
+# name of their own sees the English one (Plan.title).
+REQUIRED_NAME_LANGUAGES = (DEFAULT_LANGUAGE, "en")
+
+
 def _name(value: object) -> dict[str, str]:
     names = _languages_map("name", value)
     result = {}
@@ -129,6 +134,8 @@ def _name(value: object) -> dict[str, str]:
         except ValueError as exc:
             raise FieldInvalid(f"name.{language}", f"The name {exc}.") from None
         if not text:
+            if language not in REQUIRED_NAME_LANGUAGES:
+                continue
             raise FieldInvalid(f"name.{language}", "Required: the plan's name in this language.")
         if len(text) > MAX_NAME:
             raise FieldInvalid(f"name.{language}", f"Longer than {MAX_NAME} characters.")

@@ -195,7 +195,8 @@ async def test_redemptions_are_listed_with_revenue_and_discount(admin: AdminHarn
         row = Payment(public_id=key, user_id=user.id, provider="demo", amount_minor=amount, currency=currency,
                       status=status, idempotency_key=key, days=30, promo_code_id=promo.id,
                       details={"price_minor": price, "promo_code": "HALF"}, paid_at=when,
-                      refunded_at=when if status == PaymentStatus.REFUNDED else None)  # fmt: skip
+                      refunded_at=when if status == PaymentStatus.REFUNDED else None,
+                      refunded_minor=amount if status == PaymentStatus.REFUNDED else 0)  # fmt: skip
         admin.db.add(row)
         return row
 
@@ -224,7 +225,7 @@ async def test_redemptions_are_listed_with_revenue_and_discount(admin: AdminHarn
     # Revenue: Anna's 100 ₽; Boris's 50 Stars were refunded (0); the open checkout is not money. Discount: 100 ₽
     # off Anna's 200 ₽ and 50 Stars off Boris's 100 (a refund does not undo the discount given).
     listed = text_of((await owner.get("/admin/promo", headers=EN)).text)
-    assert "HALF Percent −50 % 3 / ∞ 2 100 ₽ · 0 ★ 100 ₽ · 50 ★ Active" in listed
+    assert "HALF Percent −50 % 3 / ∞ 2 ₽100 · 0 ★ ₽100 · 50 ★ Active" in listed
     api = await admin.client.get("/api/admin/promo", headers=owner_api)
     item = api.json()[0]
     assert (item["revenue_minor"], item["discount_minor"]) == ({"RUB": 100_00, "XTR": 0}, {"RUB": 100_00, "XTR": 50})

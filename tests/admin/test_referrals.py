@@ -48,7 +48,8 @@ async def test_the_referral_program_page(admin: AdminHarness) -> None:
             Payment(public_id="p-f1", user_id=f1.id, provider="demo", amount_minor=199_00, currency="RUB",
                     status=PaymentStatus.SUCCEEDED, idempotency_key="p-f1", days=30, paid_at=now),
             Payment(public_id="p-f2", user_id=f2.id, provider="stars", amount_minor=50, currency="XTR",
-                    status=PaymentStatus.REFUNDED, idempotency_key="p-f2", days=30, paid_at=now, refunded_at=now),
+                    status=PaymentStatus.REFUNDED, idempotency_key="p-f2", days=30, paid_at=now, refunded_at=now,
+                    refunded_minor=50),
             # Rita earned 7 days for f1's payment (added), f1 got 3 (pending): 10 granted, 7 used.
             ReferralReward(beneficiary_id=rita.id, source_user_id=f1.id, kind=ReferralRewardKind.FIRST_PAYMENT_REFERRER,
                            days=7, dedupe_key="a", applied_at=now),
@@ -81,7 +82,7 @@ async def test_the_referral_program_page(admin: AdminHarness) -> None:
     assert friends_page.status_code == 200
     listed = text_of(friends_page.text)
     assert "Invited by @rita" in listed
-    assert "@f1" in listed and "199 ₽" in listed and "@f2" in listed and "0 ★" in listed and "@f3" in listed
+    assert "@f1" in listed and "₽199" in listed and "@f2" in listed and "0 ★" in listed and "@f3" in listed
     assert "@f4" not in listed
     assert (await owner.get("/admin/referrals/999999")).status_code == 404
     assert (await support.get("/admin/referrals")).status_code == 403

@@ -324,8 +324,9 @@ async def test_diagnostics_from_a_browser_need_the_csrf_token_and_work_without_j
 
 
 def test_diagnostics_say_dates_as_people_write_them() -> None:
-    """Not ISO timestamps (issue 20): "Nov 3, 2026" in English, "03.11.2026" in Russian."""
+    """Not ISO timestamps (issue 20), but CLDR's medium dates (issue 19): "Nov 3, 2026" in English, "3 нояб. 2026 г."
+    in Russian (the sentence's full stop absorbed by the abbreviation's)."""
     until = datetime(2026, 11, 3, 12, tzinfo=UTC)
     assert Translator("en")("diag.subscription.expired", until=until) == "Your subscription ended on Nov 3, 2026."
-    assert Translator("ru")("diag.subscription.expired", until=until) == "Подписка закончилась 03.11.2026."
+    assert Translator("ru")("diag.subscription.expired", until=until) == "Подписка закончилась 3 нояб. 2026\u202fг."
     assert not [key for key, text in catalog("en").items() if key.startswith("diag.") and "%Y-%m-%d}" in str(text)]

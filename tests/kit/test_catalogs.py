@@ -73,6 +73,16 @@ DYNAMIC_PREFIXES = {
     "admin_providers.field.": "admin/providers/list.html: a provider's credential and option fields",
     "admin_providers.source.": "admin/providers/list.html: where a value comes from",
     "admin_providers.verdict.": "admin/providers/list.html: a connection test's verdict",
+    "admin_finance.by.": "admin/finance/index.html: the breakdown links",
+    "admin_finance.granularity.": "app/admin/finance/views.py: the revenue card's period",
+    "admin_promo.redemption.": "admin/promo/edit.html: a redemption's status",
+    "admin_servers.orphans.": "admin/servers/orphans.html: ours or foreign",
+    "admin_settings.group.": "admin/settings/index.html: the setting groups",
+    "admin_settings.help.": "admin/settings/index.html: a setting's hint",
+    "admin_settings.key.": "admin/settings/index.html: a setting's label",
+    "admin_system.source.": "admin/system/index.html: a webhook's source",
+    "admin_system.status.": "admin/system/index.html: an outbox message's status",
+    "admin_system.verdict.": "admin/system/index.html: a webhook's verdict",
 }
 # Staff texts kept for admin sections built alongside this one (broadcasts' statuses and segments by value, a
 # shared Cancel button); take each off once a merged page spells or builds it.

@@ -24,6 +24,7 @@ from app.kit.clock import FrozenClock
 from app.models import Payment, PaymentStatus, Plan, Subscription, SubscriptionStatus, User
 from app.stats import finance
 from app.stats.rates import set_rate
+from tests.stats.planted import plant_refund
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 
@@ -70,14 +71,19 @@ async def plant(db: AsyncSession) -> dict[str, int]:
         nonlocal count
         count += 1
         paid = status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
-        db.add(
-            Payment(
-                public_id=f"pay{count}", user_id=u[name], subscription_id=sub.id if sub else None,
-                plan_id=sub.plan_id if sub else None, provider=provider, method=method, amount_minor=amount,
-                currency=currency, status=status, idempotency_key=f"k{count}", external_id=f"x{count}", days=days,
-                created_at=when, paid_at=when if paid else None, **extra,
-            )
+        if status == PaymentStatus.REFUNDED:  # refunded whole, as app/payments/refunds.settle records it
+            extra["refunded_minor"] = amount
+        row = Payment(
+            public_id=f"pay{count}", user_id=u[name], subscription_id=sub.id if sub else None,
+            plan_id=sub.plan_id if sub else None, provider=provider, method=method, amount_minor=amount,
+            currency=currency, status=status, idempotency_key=f"k{count}", external_id=f"x{count}", days=days,
+            created_at=when, paid_at=when if paid else None, **extra,
         )  # fmt: skip
+        db.add(row)
+        if status == PaymentStatus.REFUNDED:
+            refunded.append(row)
+
+    refunded: list[Payment] = []
 
     card = {"provider": "yookassa", "method": "bank_card"}
     payment("A", sa, 1000_00, "RUB", when=at(1, 10), **card)
@@ -89,6 +95,9 @@ async def plant(db: AsyncSession) -> dict[str, int]:
     payment("B", sb, 1000_00, "RUB", when=at(2, 19), status=PaymentStatus.FAILED, is_renewal=True, **card)
     payment("G", sg, 250, "XTR", "stars", at(2, 20))
     payment("A", sa, 1000_00, "RUB", when=at(3, 11), is_renewal=True, **card)
+    await db.flush()
+    for row in refunded:
+        plant_refund(db, row, row.amount_minor, row.refunded_at)
     await set_rate(db, "USD", "RUB", date(2026, 1, 1), Decimal(90))
     await set_rate(db, "XTR", "RUB", date(2026, 1, 1), Decimal("1.5"))
     await db.commit()

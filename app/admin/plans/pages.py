@@ -146,6 +146,7 @@ async def _editor(
         "values": values if values is not None else form_values(plan, prices),
         "errors": errors or {},
         "languages": available_languages(),
+        "required_name_languages": plans.REQUIRED_NAME_LANGUAGES,
         "currencies": CURRENCIES,
         "strategies": [(strategy.value, strategy.value) for strategy in TrafficStrategy],
         "devices_offered": enforced,
