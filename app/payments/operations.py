@@ -194,6 +194,9 @@ async def run_refund(ctx: dict, payload: dict) -> None:
         await _refund_failed(resources, refund.id, str(exc))
         raise outbox.PermanentFailure(f"{payment.provider} refused the refund: {exc}") from exc
     async with transaction(resources.sessionmaker) as session:
+        # The customer first, then the payment: the order staff actions lock in (app/admin/users/pages.py::_act),
+        # since settling may take days back, and the subscriptions trigger then writes the customer's row too.
+        await session.execute(select(User.id).where(User.id == payment.user_id).with_for_update())
         # Name the provider's refund on our row, so its notification finds this row rather than making another.
         locked = await session.get_one(Payment, payment.id, with_for_update=True)
         row = await session.get_one(PaymentRefund, refund.id, populate_existing=True)
