@@ -21,21 +21,30 @@ async def refresh_once(resources: Resources) -> None:
     await text_overrides.current(resources.sessionmaker)
 
 
+# While the database is down this loop fails every second: one line a minute says so (no traceback: an outage
+# is not a bug, and /readyz and the requests' own 503s report it too).
+WARN_EVERY_SECONDS = 60.0
+
+
 async def _loop(resources: Resources) -> None:
+    loop = asyncio.get_running_loop()
+    warned_at = -WARN_EVERY_SECONDS
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
             await refresh_once(resources)
-        except Exception:  # a database hiccup: keep the last values and try again
-            log.warning("could not refresh runtime settings and texts", exc_info=True)
+        except Exception as exc:  # a database hiccup: keep the last values and try again
+            if loop.time() - warned_at >= WARN_EVERY_SECONDS:
+                warned_at = loop.time()
+                log.warning("could not refresh runtime settings and texts (keeping the last ones): %r", exc)
 
 
 @asynccontextmanager
 async def kept_fresh(resources: Resources) -> AsyncIterator[None]:
     try:
         await refresh_once(resources)
-    except Exception:  # a database not migrated yet, or down: env defaults and catalog texts until it answers
-        log.warning("could not load runtime settings and texts", exc_info=True)
+    except Exception as exc:  # a database not migrated yet, or down: env defaults and catalog texts until it answers
+        log.warning("could not load runtime settings and texts (env defaults until the database answers): %r", exc)
     task = asyncio.create_task(_loop(resources))
     try:
         yield
