@@ -96,12 +96,16 @@ def app_server(tmp_path: Path) -> Iterator[tuple[str, str, TelegramBotApiEmulato
 
 
 async def _send_when_started(database_url: str, api_url: str, token: str, stop: threading.Event) -> None:
-    """What the worker does: once the broadcast is running, send it under its lease until it is done."""
+    """What the worker does: once the broadcast is running, send it under its lease until it is done (by this
+    sender, or by the app's own in-process jobs, which may take the lease first)."""
     resources = bot_resources(database_url, api_url, token, telegram_rate_per_second=RATE)
     try:
         while not stop.is_set():
             async with resources.sessionmaker() as db:
                 running = await db.scalar(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.RUNNING))
+                done = await db.scalar(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.DONE))
+            if done is not None:
+                return
             if running is not None:
                 result = await run_broadcast(resources, running)
                 if result.outcome == "done":
