@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,10 +18,9 @@ from app.broadcasts import service
 from app.broadcasts.errors import BroadcastInvalid
 from app.deps import DbSession
 from app.error_handlers import error_response
+from app.inbound import RowId
 
 router = APIRouter(prefix="/broadcast")
-
-BroadcastId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 async def _detail(request: Request, db: AsyncSession, broadcast_id: int) -> BroadcastDetailOut:
@@ -77,7 +76,7 @@ async def broadcast_history(db: DbSession, limit: Annotated[int, Query(ge=1, le=
 
 
 @router.get("/{broadcast_id}", response_model=BroadcastDetailOut, dependencies=[require("broadcasts:send")])
-async def get_broadcast(request: Request, db: DbSession, broadcast_id: BroadcastId) -> BroadcastDetailOut:
+async def get_broadcast(request: Request, db: DbSession, broadcast_id: RowId) -> BroadcastDetailOut:
     return await _detail(request, db, broadcast_id)
 
 
@@ -94,7 +93,7 @@ async def _transition(
 async def pause_broadcast(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> BroadcastDetailOut:
     return await _transition(request, db, broadcast_id, viewer, "pause")
@@ -104,7 +103,7 @@ async def pause_broadcast(
 async def resume_broadcast(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> BroadcastDetailOut:
     return await _transition(request, db, broadcast_id, viewer, "resume")
@@ -114,7 +113,7 @@ async def resume_broadcast(
 async def cancel_broadcast(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> BroadcastDetailOut:
     return await _transition(request, db, broadcast_id, viewer, "cancel")

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,13 +26,13 @@ from app.broadcasts.errors import BroadcastInvalid
 from app.broadcasts.segments import Segment, parse_segment
 from app.db import transaction
 from app.deps import DbSession
+from app.inbound import RowId
 from app.kit.errors import AppError
 from app.kit.i18n import available_languages
 from app.models import Plan
 
 router = APIRouter(prefix="/broadcasts")
 
-BroadcastId = Annotated[int, Path(ge=1, le=2**62)]
 # The event stream sends the figures every STREAM_INTERVAL seconds and ends once the broadcast is finished (the
 # last figures sent) or after STREAM_SECONDS, when the browser's EventSource reconnects by itself.
 STREAM_INTERVAL = 1.0
@@ -152,19 +152,19 @@ async def _detail(
 
 
 @router.get("/{broadcast_id}", response_class=HTMLResponse, dependencies=[require("broadcasts:send")])
-async def broadcast_page(request: Request, db: DbSession, broadcast_id: BroadcastId) -> HTMLResponse:
+async def broadcast_page(request: Request, db: DbSession, broadcast_id: RowId) -> HTMLResponse:
     return await _detail(request, db, broadcast_id)
 
 
 @router.get("/{broadcast_id}/progress", response_class=HTMLResponse, dependencies=[require("broadcasts:send")])
-async def progress(request: Request, db: DbSession, broadcast_id: BroadcastId) -> HTMLResponse:
+async def progress(request: Request, db: DbSession, broadcast_id: RowId) -> HTMLResponse:
     """The counters block (where the event stream cannot reach, e.g. inside Telegram, the page polls this)."""
     figures = await queries.figures(db, request.app.state.settings, broadcast_id)
     return render(request, "admin/broadcasts/progress.html", {"figures": figures, "broadcast_id": broadcast_id})
 
 
 @router.get("/{broadcast_id}/events", dependencies=[require("broadcasts:send")])
-async def events(request: Request, db: DbSession, broadcast_id: BroadcastId) -> Response:
+async def events(request: Request, db: DbSession, broadcast_id: RowId) -> Response:
     """Server-sent events: `progress` with the figures as JSON, whenever they change (and at least every 15 s
     as a keep-alive); the stream ends after the finished broadcast's last figures."""
     settings = request.app.state.settings
@@ -219,7 +219,7 @@ async def _change(
 async def start(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> Response:
     """Start now, or at the time given (a blank time with one set at creation keeps that one)."""
@@ -239,7 +239,7 @@ async def start(
 async def pause(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> Response:
     return await _change(request, db, viewer, broadcast_id, service.pause, "admin_broadcasts.done.paused")
@@ -249,7 +249,7 @@ async def pause(
 async def resume(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> Response:
     return await _change(request, db, viewer, broadcast_id, service.resume, "admin_broadcasts.done.resumed")
@@ -259,7 +259,7 @@ async def resume(
 async def cancel(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> Response:
     return await _change(request, db, viewer, broadcast_id, service.cancel, "admin_broadcasts.done.cancelled")
@@ -269,7 +269,7 @@ async def cancel(
 async def test_send(
     request: Request,
     db: DbSession,
-    broadcast_id: BroadcastId,
+    broadcast_id: RowId,
     viewer: Annotated[StaffViewer, require("broadcasts:send")],
 ) -> Response:
     """Send it to the staff member's own linked Telegram account now (counted nowhere, audited)."""

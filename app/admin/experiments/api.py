@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,12 +16,11 @@ from app.admin.auth.dependencies import StaffViewer, require
 from app.deps import DbSession
 from app.error_handlers import error_response
 from app.experiments import service, stats
+from app.inbound import RowId
 from app.kit.field_errors import FieldInvalid
 from app.models import Experiment
 
 router = APIRouter(prefix="/experiments")
-
-ExperimentId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 class VariantIn(BaseModel):
@@ -121,14 +120,14 @@ async def create_experiment(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, dependencies=[require("experiments:write")])
-async def get_experiment(db: DbSession, experiment_id: ExperimentId) -> ExperimentOut:
+async def get_experiment(db: DbSession, experiment_id: RowId) -> ExperimentOut:
     """The experiment with its results per variant."""
     return await _out(db, experiment_id)
 
 
 @router.post("/{experiment_id}/start", response_model=ExperimentOut)
 async def start_experiment(
-    db: DbSession, experiment_id: ExperimentId, viewer: Annotated[StaffViewer, require("experiments:write")]
+    db: DbSession, experiment_id: RowId, viewer: Annotated[StaffViewer, require("experiments:write")]
 ) -> ExperimentOut:
     await service.start(db, experiment_id, viewer.actor)
     await db.flush()
@@ -137,7 +136,7 @@ async def start_experiment(
 
 @router.post("/{experiment_id}/stop", response_model=ExperimentOut)
 async def stop_experiment(
-    db: DbSession, experiment_id: ExperimentId, viewer: Annotated[StaffViewer, require("experiments:write")]
+    db: DbSession, experiment_id: RowId, viewer: Annotated[StaffViewer, require("experiments:write")]
 ) -> ExperimentOut:
     await service.stop(db, experiment_id, viewer.actor)
     await db.flush()

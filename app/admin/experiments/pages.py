@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +18,13 @@ from app.admin.forms import undo
 from app.admin.rendering import is_htmx, redirect, render, translate
 from app.deps import DbSession
 from app.experiments import service, stats
+from app.inbound import RowId
 from app.kit.errors import AppError
 from app.kit.field_errors import FieldInvalid
 from app.kit.i18n import available_languages
 from app.models import Plan
 
 router = APIRouter(prefix="/experiments")
-
-ExperimentId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.get("", response_class=HTMLResponse, dependencies=[require("experiments:write")])
@@ -91,7 +90,7 @@ async def _detail(
 
 
 @router.get("/{experiment_id}", response_class=HTMLResponse, dependencies=[require("experiments:write")])
-async def experiment_page(request: Request, db: DbSession, experiment_id: ExperimentId) -> HTMLResponse:
+async def experiment_page(request: Request, db: DbSession, experiment_id: RowId) -> HTMLResponse:
     return await _detail(request, db, experiment_id)
 
 
@@ -114,7 +113,7 @@ async def _change(request: Request, db: AsyncSession, viewer: StaffViewer, exper
 async def start(
     request: Request,
     db: DbSession,
-    experiment_id: ExperimentId,
+    experiment_id: RowId,
     viewer: Annotated[StaffViewer, require("experiments:write")],
 ) -> Response:
     return await _change(request, db, viewer, experiment_id, "start")
@@ -124,7 +123,7 @@ async def start(
 async def stop(
     request: Request,
     db: DbSession,
-    experiment_id: ExperimentId,
+    experiment_id: RowId,
     viewer: Annotated[StaffViewer, require("experiments:write")],
 ) -> Response:
     return await _change(request, db, viewer, experiment_id, "stop")

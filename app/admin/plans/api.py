@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.plans.schemas import OrderIn, PlanIn, PlanOut
 from app.deps import DbSession
+from app.inbound import RowId
 from app.plans import service as plans
 
 router = APIRouter(prefix="/plans")
-
-PlanId = Annotated[int, Path(ge=1, le=2**53)]
 
 
 async def _out(db: AsyncSession, plan_id: int) -> PlanOut:
@@ -48,13 +47,13 @@ async def reorder_plans(
 
 
 @router.get("/{plan_id}", response_model=PlanOut, dependencies=[require("dashboard:read")])
-async def get_plan(db: DbSession, plan_id: PlanId) -> PlanOut:
+async def get_plan(db: DbSession, plan_id: RowId) -> PlanOut:
     return await _out(db, plan_id)
 
 
 @router.put("/{plan_id}", response_model=PlanOut)
 async def update_plan(
-    db: DbSession, plan_id: PlanId, body: PlanIn, viewer: Annotated[StaffViewer, require("settings:write")]
+    db: DbSession, plan_id: RowId, body: PlanIn, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> PlanOut:
     plan = await plans.get_plan(db, plan_id, for_update=True)
     await plans.update(db, viewer.actor, plan, body.model_dump(mode="json", exclude_unset=True))
@@ -63,7 +62,7 @@ async def update_plan(
 
 @router.post("/{plan_id}/archive", response_model=PlanOut)
 async def archive_plan(
-    db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> PlanOut:
     """Off sale: checkout no longer offers it; subscriptions on it keep running."""
     await plans.set_active(db, viewer.actor, await plans.get_plan(db, plan_id, for_update=True), False)
@@ -72,7 +71,7 @@ async def archive_plan(
 
 @router.post("/{plan_id}/unarchive", response_model=PlanOut)
 async def unarchive_plan(
-    db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> PlanOut:
     await plans.set_active(db, viewer.actor, await plans.get_plan(db, plan_id, for_update=True), True)
     return await _out(db, plan_id)
@@ -80,7 +79,7 @@ async def unarchive_plan(
 
 @router.delete("/{plan_id}", status_code=204)
 async def delete_plan(
-    db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     """Only a plan nobody ever subscribed to or paid for (409 otherwise: archive it)."""
     await plans.remove(db, viewer.actor, await plans.get_plan(db, plan_id, for_update=True))

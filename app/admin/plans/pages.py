@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from app.admin.forms import undo
 from app.admin.plans.views import CURRENCIES, PlanRow, form_data, form_field, form_values, previews, price_texts
 from app.admin.rendering import is_htmx, redirect, render, translate
 from app.deps import DbSession
+from app.inbound import RowId
 from app.kit.errors import AppError
 from app.kit.field_errors import FieldInvalid
 from app.kit.i18n import available_languages
@@ -25,8 +26,6 @@ from app.models import Plan, TrafficStrategy
 from app.plans import service as plans
 
 router = APIRouter(prefix="/plans")
-
-PlanId = Annotated[int, Path(ge=1, le=2**53)]
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -82,7 +81,7 @@ async def _list_action(request: Request, db: AsyncSession, viewer: StaffViewer, 
 
 @router.post("/{plan_id}/move", response_class=HTMLResponse)
 async def move_plan(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     step = (await _form(request)).get("step")
 
@@ -96,7 +95,7 @@ async def move_plan(
 
 @router.post("/{plan_id}/archive", response_class=HTMLResponse)
 async def archive_plan(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     async def do(plan: Plan) -> None:
         await plans.set_active(db, viewer.actor, plan, False)
@@ -106,7 +105,7 @@ async def archive_plan(
 
 @router.post("/{plan_id}/unarchive", response_class=HTMLResponse)
 async def unarchive_plan(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     async def do(plan: Plan) -> None:
         await plans.set_active(db, viewer.actor, plan, True)
@@ -116,7 +115,7 @@ async def unarchive_plan(
 
 @router.post("/{plan_id}/delete", response_class=HTMLResponse)
 async def delete_plan(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     async def do(plan: Plan) -> None:
         await plans.remove(db, viewer.actor, plan)
@@ -165,7 +164,7 @@ async def new_plan(
 
 @router.get("/{plan_id}", response_class=HTMLResponse)
 async def plan_page(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("dashboard:read")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("dashboard:read")]
 ) -> HTMLResponse:
     return await _editor(request, db, viewer, await plans.get_plan(db, plan_id))
 
@@ -212,6 +211,6 @@ async def create_plan(
 
 @router.post("/{plan_id}", response_class=HTMLResponse)
 async def update_plan(
-    request: Request, db: DbSession, plan_id: PlanId, viewer: Annotated[StaffViewer, require("settings:write")]
+    request: Request, db: DbSession, plan_id: RowId, viewer: Annotated[StaffViewer, require("settings:write")]
 ) -> Response:
     return await _save(request, db, viewer, await plans.get_plan(db, plan_id, for_update=True))

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.admin.users.queries import MAX_ID, customer_status
+from app.inbound import RowId  # noqa: F401  (re-exported: the admin's id parameters)
 from app.models import Plan, Subscription, User
 
 # Row ids as both databases store them: a larger number is refused as input, never sent to the database.
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdValue = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
