@@ -120,6 +120,11 @@ def money_text(money: Money, language: str) -> str:
     return _spaced(text, SYMBOLS.get(money.currency, money.currency))
 
 
+def minor_text(minor: int, currency: str, language: str) -> str:
+    """`money_text` of an amount stored in minor units (what the tables hold)."""
+    return money_text(Money.from_minor(minor, currency), language)
+
+
 def zone_of(name: str | None, default: tzinfo) -> tzinfo:
     """A person's own time zone when we know a valid one (users.timezone), else the default (the shop's)."""
     if name:

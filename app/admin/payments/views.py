@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.kit.formatting import money_text
-from app.kit.money import Money
+from app.kit.formatting import minor_text
 from app.models import Payment, PaymentStatus
 
 # Badge class per status: problems stand out, settled money is green.
@@ -22,11 +21,7 @@ STATUS_BADGES = {
 
 
 def amount_text(payment: Payment, language: str) -> str:
-    return money_text(Money.from_minor(payment.amount_minor, payment.currency), language)
-
-
-def minor_text(minor: int, currency: str, language: str) -> str:
-    return money_text(Money.from_minor(minor, currency), language)
+    return minor_text(payment.amount_minor, payment.currency, language)
 
 
 def badge(status: PaymentStatus) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from app.admin.payments.views import HELPERS as PAYMENT_HELPERS
-from app.kit.formatting import money_text
-from app.kit.money import Money
+from app.kit.formatting import minor_text
 from app.models import PromoCode, PromoKind
 
 
 def amounts_text(amounts: Mapping[str, int], language: str) -> str:
     """ "1,500 ₽ · $12.00", or "—"."""
-    parts = [money_text(Money.from_minor(minor, currency), language) for currency, minor in sorted(amounts.items())]
+    parts = [minor_text(minor, currency, language) for currency, minor in sorted(amounts.items())]
     return " · ".join(parts) or "—"
 
 

@@ -30,7 +30,7 @@ from app.connect import staff_devices
 from app.deps import AppSettings, DbSession
 from app.kit.errors import AppError, NotFound
 from app.kit.field_errors import FieldInvalid
-from app.kit.formatting import money_text
+from app.kit.formatting import minor_text
 from app.kit.i18n import available_languages
 from app.kit.jobs import enqueue
 from app.kit.money import Money, MoneyError
@@ -51,10 +51,6 @@ BULK_SHOWN = 500
 def _t(request: Request, key: str, **params: Any) -> str:
     """A toast in the viewer's language (the same choice the page's templates make)."""
     return request.app.state.templates.base_context(request)["_"](key, **params)
-
-
-def money(minor: int, currency: str, language: str) -> str:
-    return money_text(Money.from_minor(minor, currency), language)
 
 
 async def _plans(db: AsyncSession) -> list[Plan]:
@@ -332,7 +328,7 @@ async def _detail(
         "can": viewer.can,
         "form": form,
         "errors": errors or {},
-        "money": money,
+        "money": minor_text,
         "refundable": refundable,
         "partial_refunds": partial,
         "refund_keys": refund_keys,
