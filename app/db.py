@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.expression import SavepointClause
 
 from app.config import Settings
 from app.kit.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT
@@ -75,10 +76,12 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # update, a second grant). Opening the transaction with BEGIN IMMEDIATE takes SQLite's one write lock at
         # that read, which is what FOR UPDATE asks for (for the whole database rather than a row); the other
         # transaction waits for it (busy_timeout). Plain reads keep opening no transaction.
+        # A SAVEPOINT outside a transaction would open a deferred one, and the locking read after it would then take
+        # only a read snapshot: a write committed elsewhere meanwhile makes this transaction's first write fail at
+        # once ("database is locked", no waiting). Savepoints here always wrap writes, so they take the lock too.
         statement = getattr(getattr(context, "compiled", None), "statement", None)
-        if getattr(statement, "_for_update_arg", None) is None:
-            return
-        if not connection.connection.driver_connection.in_transaction:
+        locking = getattr(statement, "_for_update_arg", None) is not None or isinstance(statement, SavepointClause)
+        if locking and not connection.connection.driver_connection.in_transaction:
             cursor.execute("BEGIN IMMEDIATE")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import create_sessionmaker
@@ -40,3 +40,30 @@ async def test_a_locking_read_makes_the_next_locking_read_wait(engine: AsyncEngi
     await asyncio.gather(add_one(False), add_one(True))
     async with sessionmaker() as session:
         assert await session.scalar(select(Subscription.renewal_failures)) == 2
+
+
+async def test_a_locking_read_inside_a_savepoint_holds_the_write_lock(engine: AsyncEngine, db: AsyncSession) -> None:
+    """A staff form saves inside a savepoint: SAVEPOINT opened outside a transaction starts a deferred one on
+    SQLite, so the locking read that follows took only a read snapshot; a write committed by another connection
+    meanwhile then made this transaction's write fail at once with "database is locked" (seen in CI on the promo
+    editor). The other writer must wait instead, and both writes land."""
+    _, subscription = await add_subscriber(db, 4343)
+    await db.commit()
+    sessionmaker = create_sessionmaker(engine)
+
+    async def other_writer() -> None:
+        async with sessionmaker() as session, session.begin():
+            await session.execute(update(Subscription).values(renewal_failures=Subscription.renewal_failures + 10))
+
+    async with sessionmaker() as session:
+        async with session.begin_nested():
+            locked = await session.get_one(Subscription, subscription.id, with_for_update=True)
+            failures = locked.renewal_failures
+            writer = asyncio.create_task(other_writer())
+            # Without the lock the other transaction commits here, before this one writes.
+            await asyncio.wait([writer], timeout=1.0)
+            locked.renewal_failures = failures + 1
+        await session.commit()
+    await writer
+    async with sessionmaker() as session:
+        assert await session.scalar(select(Subscription.renewal_failures)) == 11
