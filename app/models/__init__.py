@@ -43,7 +43,7 @@ from app.models.promo import (
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
 from app.models.staff import ApiToken, Staff, StaffRole, StaffSession
-from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, UserActivityDay
+from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, FinanceMonth, MrrDay, UserActivityDay
 from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
 
@@ -73,10 +73,12 @@ __all__ = [
     "ExportFile",
     "FaqCategory",
     "FaqItem",
+    "FinanceMonth",
     "JobRun",
     "JobState",
     "LoginCode",
     "MessageText",
+    "MrrDay",
     "Node",
     "Notification",
     "OutboxMessage",

@@ -71,12 +71,18 @@ class DailyStats(Base):
 
 
 class DailyRevenue(Base):
-    """Revenue of one finished UTC day in one currency: payments that succeeded that day, refunds made that day."""
+    """Revenue of one UTC day per plan, provider, method and currency: payments that succeeded that day, refunds
+    made that day (each under its payment's plan, provider and method). The dashboard sums a day's rows per
+    currency; the finance page reads them for every finished day."""
 
     __tablename__ = "daily_revenue"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Key columns cannot be NULL: 0 stands for "no plan" and "" for "no method" (app/stats/finance.py maps back).
+    plan_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    method: Mapped[str] = mapped_column(String(32), primary_key=True)
     payments: Mapped[int] = mapped_column(Integer)
     gross_minor: Mapped[int] = mapped_column(BigInteger)
     refunds: Mapped[int] = mapped_column(Integer)
@@ -123,3 +129,38 @@ Index("ix_payments_paid_at", Payment.paid_at)
 Index("ix_payments_refunded_at", Payment.refunded_at)
 Index("ix_payments_created_at_id", Payment.created_at, Payment.id)
 Index("ix_payments_amount_minor_id", Payment.amount_minor, Payment.id)
+
+
+class FinanceMonth(Base):
+    """One calendar month's MRR movements, churn, trial conversion and cohort retention (app/stats/finance.py),
+    as of `computed_at`. They come from every paid payment and subscription of two years, too much to read on a
+    page load, so the worker recomputes the months shown every quarter hour. Money in minor units per currency
+    (`{"RUB": "99900"}`, fractional: a year's plan counts a twelfth a month), converted when the page is shown."""
+
+    __tablename__ = "finance_months"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    new: Mapped[int] = mapped_column(Integer)
+    new_mrr: Mapped[dict[str, Any]]
+    renewed: Mapped[int] = mapped_column(Integer)
+    renewed_mrr: Mapped[dict[str, Any]]
+    paying_at_start: Mapped[int] = mapped_column(Integer)
+    churned: Mapped[int] = mapped_column(Integer)
+    churned_mrr: Mapped[dict[str, Any]]
+    trials_started: Mapped[int] = mapped_column(Integer)
+    trials_converted: Mapped[int] = mapped_column(Integer)
+    # Customers whose first payment fell in this month, and how many of them had paid access in each month since.
+    cohort_size: Mapped[int] = mapped_column(Integer)
+    cohort_retained: Mapped[list[Any]]
+    computed_at: Mapped[datetime]
+
+
+class MrrDay(Base):
+    """MRR and the paying customers at `computed_at`, the last time the worker computed it on that UTC day."""
+
+    __tablename__ = "mrr_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    by_currency: Mapped[dict[str, Any]]  # minor units per currency, as in FinanceMonth
+    paying: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]

@@ -21,7 +21,7 @@ DEMO_RATES_FROM = date(2025, 1, 1)
 # Days rolled up before the demo starts. The demo's history goes back a year (app/demo/history.py), and a day's
 # rollup costs a few dozen milliseconds, so a whole year would hold the start for many seconds: the last two
 # weeks fill the dashboard's cards and recent charts (older days show as gaps until rolled up); the finance
-# page counts from the payments themselves and needs none.
+# page counts from the payments whatever the rollup has not stored yet.
 STARTUP_ROLLUP_DAYS = 14
 
 

@@ -3,20 +3,10 @@
 - Revenue: figures.py's rule (succeeded provider payments by paid_at, minus refunds by refunded_at, the refunded
   amount being `figures.refunded_minor()`), grouped by UTC day, plan, provider, method and currency; converted
   into the reporting currency at each day's rate (rates.py: a missing rate is named, never guessed).
-- Paid access: a non-trial subscription with at least one succeeded payment, from starts_at to ends_at (or
-  cancelled_at). Staff grants, trials and bonus days alone are never paid access.
-- A payment's monthly value: its amount ÷ its months (days ÷ 30.4375, rounded, at least one), so a year's plan
-  counts a twelfth. MRR at an instant: the monthly value of the latest payment (not refunded by then) of every
-  live paid subscription. ARPPU: MRR ÷ customers paying at that instant.
-- MRR movements of a month: new (customers' first-ever payments in it), renewed (every other payment in it),
-  churned (the last monthly value of the customers who churned in it).
-- Churn (monthly, logo): customers paying at the month's start whose paid access ended in the month and who did
-  not pay again within GRACE after it ended (decided once GRACE has passed), ÷ customers paying at its start.
+- MRR, its movements, churn, trial → paid and cohort retention: paid_history.py, where they are computed from
+  the paid history; here they are converted at the rate of the day they describe (MRR: the day it was computed;
+  a month: its last day, or the snapshot's day for the current one). ARPPU: MRR ÷ customers paying then.
   LTV: ARPPU ÷ the churn of the last LTV_MONTHS complete months (churned ÷ paying at their starts, summed).
-- Trial → paid: per month of trial start, the share of trial customers whose first payment came within
-  TRIAL_DAYS of the trial's start.
-- Cohort retention: customers by month of their first payment; month k retains those with paid access at some
-  instant of the k-th month after it.
 - Payment success rate: payments that succeeded ÷ payments created (checkouts), by created_at, per provider and
   method; the renewal success rate is the same over automatic renewal charges.
 """
@@ -25,35 +15,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.money import exponent
-from app.models import ExchangeRate, Payment, PaymentRefund, Plan, RefundStatus, Subscription, SubscriptionStatus
-from app.stats import figures
-from app.stats.periods import Span, day_of, day_start, month_start
+from app.models import DailyRevenue, DailyStats, ExchangeRate, Payment, PaymentRefund, Plan, RefundStatus
+from app.stats import figures, paid_history
+from app.stats.paid_history import GRACE, Amounts, MonthTotals, Snapshot
+from app.stats.periods import Span, add_months, day_of, day_start, month_start
 from app.stats.rates import Converted, RateBook, convert, load_rates
 
 # How many buckets the revenue chart shows per granularity (and as many before them, the previous period).
 GRANULARITIES: dict[str, int] = {"day": 30, "week": 12, "month": 12}
-# After paid access ends, a customer who pays within this time has not churned.
-GRACE = timedelta(days=7)
-# A trial converts when the customer's first payment comes within this many days of the trial's start.
-TRIAL_DAYS = 30
-# Months shown in the MRR movements, churn, trial and cohort tables.
-HISTORY_MONTHS = 12
 # Complete months whose churn gives LTV.
 LTV_MONTHS = 3
-DAYS_PER_MONTH = Decimal("30.4375")
-
-
-def months_of(days: int) -> int:
-    """A payment's length in months: 30 days is one, 90 three, 365 twelve."""
-    return max(1, int((Decimal(days) / DAYS_PER_MONTH).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
 
 
 def utc_day(session: AsyncSession, column):  # type: ignore[no-untyped-def]  (a SQL expression)
@@ -66,11 +45,6 @@ def utc_day(session: AsyncSession, column):  # type: ignore[no-untyped-def]  (a 
 
 def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def bucket_of(day: date, granularity: str) -> date:
@@ -112,7 +86,50 @@ class Line:
 
 
 async def revenue_lines(session: AsyncSession, span: Span) -> list[Line]:
-    """Revenue over the span (figures.revenue's rule), per day, plan, provider, method and currency."""
+    """Revenue over the span, per day, plan, provider, method and currency: the days the rollup stored after they
+    ended come from daily_revenue, the others (today, a day the worker has not reached) are counted."""
+    rolled = {
+        day
+        for day, computed_at in await session.execute(
+            select(DailyStats.day, DailyStats.computed_at).where(
+                DailyStats.day >= day_of(span.start), DailyStats.day <= day_of(span.end)
+            )
+        )
+        if Span.of_day(day).start >= span.start and Span.of_day(day).end <= min(span.end, computed_at)
+    }
+    stored = await session.scalars(
+        select(DailyRevenue).where(DailyRevenue.day >= day_of(span.start), DailyRevenue.day <= day_of(span.end))
+    )
+    lines = [
+        Line(row.day, row.plan_id or None, row.provider, row.method or None, figures.CurrencyRevenue(
+            row.currency, row.payments, row.gross_minor, row.refunds, row.refunded_minor
+        ))
+        for row in stored
+        if row.day in rolled
+    ]  # fmt: skip
+    for gap in _gaps(span, rolled):
+        lines += await payment_lines(session, gap)
+    return lines
+
+
+def _gaps(span: Span, rolled: set[date]) -> list[Span]:
+    """The runs of days of the span that are not rolled up, each as one span (clipped to the span)."""
+    gaps = []
+    day, last = day_of(span.start), day_of(span.end - timedelta(microseconds=1))
+    while day <= last:
+        if day in rolled:
+            day += timedelta(days=1)
+            continue
+        first = day
+        while day <= last and day not in rolled:
+            day += timedelta(days=1)
+        gaps.append(Span(max(span.start, day_start(first)), min(span.end, day_start(day))))
+    return gaps
+
+
+async def payment_lines(session: AsyncSession, span: Span) -> list[Line]:
+    """Revenue over the span counted from the payments (figures.revenue's rule), per day, plan, provider, method
+    and currency."""
     keys = (Payment.plan_id, Payment.provider, Payment.method, Payment.currency)
     paid_day = utc_day(session, Payment.paid_at)
     paid = await session.execute(
@@ -207,123 +224,10 @@ def revenue_series(book: RateBook, lines: list[Line], today: date, granularity: 
     )
 
 
-# --- paid access, MRR, churn, cohorts ---------------------------------------------------------------------------
+# --- paid history, converted ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PaidPayment:
-    user_id: int
-    subscription_id: int | None
-    paid_at: datetime
-    refunded_at: datetime | None
-    monthly_minor: Decimal  # the amount ÷ its months
-    currency: str
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """A paid subscription's access: [start, end)."""
-
-    subscription_id: int
-    user_id: int
-    start: datetime
-    end: datetime
-
-
-@dataclass(slots=True)
-class History:
-    """Every paid payment and paid access, loaded once per page."""
-
-    payments: list[PaidPayment]
-    access: list[Access]
-    first_paid: dict[int, datetime]  # user → their first payment ever
-    by_user: dict[int, list[Access]] = field(default_factory=dict)
-    payments_by_user: dict[int, list[PaidPayment]] = field(default_factory=dict)
-    payments_by_subscription: dict[int, list[PaidPayment]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for access in sorted(self.access, key=lambda a: a.start):
-            self.by_user.setdefault(access.user_id, []).append(access)
-        for payment in sorted(self.payments, key=lambda p: p.paid_at):
-            self.payments_by_user.setdefault(payment.user_id, []).append(payment)
-            if payment.subscription_id is not None:
-                self.payments_by_subscription.setdefault(payment.subscription_id, []).append(payment)
-
-    def live_at(self, moment: datetime) -> list[Access]:
-        return [a for a in self.access if a.start <= moment < a.end and self.price_at(a, moment) is not None]
-
-    def price_at(self, access: Access, moment: datetime) -> PaidPayment | None:
-        """The subscription's latest payment made by `moment` and not refunded by then."""
-        found = None
-        for payment in self.payments_by_subscription.get(access.subscription_id, ()):
-            if payment.paid_at > moment:
-                break
-            if payment.refunded_at is None or payment.refunded_at > moment:
-                found = payment
-        return found
-
-    def paying_at(self, moment: datetime) -> dict[int, Access]:
-        return {access.user_id: access for access in self.live_at(moment)}
-
-    def access_end(self, user_id: int, moment: datetime) -> datetime:
-        """When the user's paid access that covers `moment` runs out (back-to-back subscriptions joined)."""
-        end = moment
-        for access in self.by_user.get(user_id, ()):
-            if access.start <= end < access.end:
-                end = access.end
-        return end
-
-    def paid_between(self, user_id: int, start: datetime, end: datetime) -> bool:
-        return any(start <= p.paid_at < end for p in self.payments_by_user.get(user_id, ()))
-
-    def had_access(self, user_id: int, span: Span) -> bool:
-        return any(a.start < span.end and a.end > span.start for a in self.by_user.get(user_id, ()))
-
-
-async def load_history(session: AsyncSession, since: datetime) -> History:
-    """Paid payments since `since` (and each customer's first payment ever), and the access they bought."""
-    paid_rows = await session.execute(
-        select(
-            Payment.user_id,
-            Payment.subscription_id,
-            Payment.paid_at,
-            Payment.refunded_at,
-            Payment.amount_minor,
-            Payment.currency,
-            Payment.days,
-            figures.refunded_minor(),
-        ).where(Payment.status.in_(figures.PAID_STATUSES), Payment.paid_at >= since)
-    )
-    payments = [
-        PaidPayment(user, subscription, paid, refunded_at if refunded else None, Decimal(amount) / months_of(days), cur)
-        for user, subscription, paid, refunded_at, amount, cur, days, refunded in paid_rows
-    ]
-    ends = case(
-        (
-            Subscription.status == SubscriptionStatus.CANCELLED,
-            func.coalesce(Subscription.cancelled_at, Subscription.ends_at),
-        ),
-        else_=Subscription.ends_at,
-    )
-    paid_subscription = select(Payment.subscription_id).where(Payment.status.in_(figures.PAID_STATUSES))
-    access_rows = await session.execute(
-        select(Subscription.id, Subscription.user_id, Subscription.starts_at, ends).where(
-            ~Subscription.is_trial,
-            Subscription.status != SubscriptionStatus.PENDING,
-            Subscription.id.in_(paid_subscription.scalar_subquery()),
-            Subscription.starts_at < Subscription.ends_at,
-        )
-    )
-    access = [Access(sid, user, start, end) for sid, user, start, end in access_rows if end is not None]
-    first_rows = await session.execute(
-        select(Payment.user_id, func.min(Payment.paid_at))
-        .where(Payment.status.in_(figures.PAID_STATUSES))
-        .group_by(Payment.user_id)
-    )
-    return History(payments, access, {user: first for user, first in first_rows})
-
-
-def _convert_minor(book: RateBook, day: date, amounts: dict[str, Decimal]) -> Converted:
+def _convert_minor(book: RateBook, day: date, amounts: Amounts) -> Converted:
     """Converted sum of (possibly fractional) minor units per currency, all at one day's rate."""
     total = Converted(book.quote)
     for currency, minor in sorted(amounts.items()):
@@ -338,23 +242,13 @@ def _convert_minor(book: RateBook, day: date, amounts: dict[str, Decimal]) -> Co
 @dataclass(slots=True)
 class Mrr:
     at: datetime
-    by_currency: dict[str, Decimal]  # minor units (a monthly value can be fractional)
+    by_currency: Amounts
     converted: Converted
     paying: int
 
     @property
     def arppu(self) -> Decimal | None:
         return self.converted.amount / self.paying if self.paying else None
-
-
-def mrr_at(book: RateBook, history: History, moment: datetime) -> Mrr:
-    amounts: dict[str, Decimal] = defaultdict(Decimal)
-    paying = history.live_at(moment)
-    for access in paying:
-        price = history.price_at(access, moment)
-        assert price is not None  # live_at keeps only priced access
-        amounts[price.currency] += price.monthly_minor
-    return Mrr(moment, dict(amounts), _convert_minor(book, day_of(moment), amounts), len({a.user_id for a in paying}))
 
 
 @dataclass(slots=True)
@@ -369,45 +263,26 @@ class MonthFigures:
     paying_at_start: int
     churned: int
     churned_mrr: Converted
-    complete: bool  # the month (and the churn grace after it) is over
+    complete: bool  # the month (and the churn grace after it) was over when the figures were computed
 
     @property
     def churn(self) -> Decimal | None:
         return Decimal(self.churned) / self.paying_at_start if self.paying_at_start else None
 
 
-def month_figures(book: RateBook, history: History, month: date, now: datetime) -> MonthFigures:
-    span = Span(day_start(month), day_start(add_months(month, 1)))
-    new: dict[str, Decimal] = defaultdict(Decimal)
-    renewed: dict[str, Decimal] = defaultdict(Decimal)
-    counts = {"new": 0, "renewed": 0}
-    for payment in history.payments:
-        if span.start <= payment.paid_at < span.end:
-            first = history.first_paid.get(payment.user_id) == payment.paid_at
-            (new if first else renewed)[payment.currency] += payment.monthly_minor
-            counts["new" if first else "renewed"] += 1
-    paying = history.paying_at(span.start)
-    churned: dict[str, Decimal] = defaultdict(Decimal)
-    churned_count = 0
-    for user_id, access in paying.items():
-        end = history.access_end(user_id, span.start)
-        if end >= span.end or end + GRACE > now or history.paid_between(user_id, end, end + GRACE):
-            continue
-        churned_count += 1
-        price = history.price_at(access, span.start)
-        if price is not None:
-            churned[price.currency] += price.monthly_minor
-    day = min(day_of(span.end - timedelta(seconds=1)), day_of(now))
+def month_figures(book: RateBook, totals: MonthTotals, at: datetime) -> MonthFigures:
+    end = day_start(add_months(totals.month, 1))
+    day = min(day_of(end - timedelta(seconds=1)), day_of(at))
     return MonthFigures(
-        month,
-        counts["new"],
-        _convert_minor(book, day, new),
-        counts["renewed"],
-        _convert_minor(book, day, renewed),
-        len(paying),
-        churned_count,
-        _convert_minor(book, day, churned),
-        complete=span.end + GRACE <= now,
+        totals.month,
+        totals.new,
+        _convert_minor(book, day, totals.new_mrr),
+        totals.renewed,
+        _convert_minor(book, day, totals.renewed_mrr),
+        totals.paying_at_start,
+        totals.churned,
+        _convert_minor(book, day, totals.churned_mrr),
+        complete=end + GRACE <= at,
     )
 
 
@@ -432,26 +307,6 @@ class TrialCohort:
         return Decimal(self.converted) / self.started if self.started else None
 
 
-async def trial_cohorts(session: AsyncSession, history: History, months: list[date]) -> list[TrialCohort]:
-    first = day_start(months[0])
-    rows = await session.execute(
-        select(Subscription.user_id, func.min(Subscription.starts_at))
-        .where(Subscription.is_trial, Subscription.status != SubscriptionStatus.PENDING)
-        .group_by(Subscription.user_id)
-    )
-    started: dict[date, int] = defaultdict(int)
-    converted: dict[date, int] = defaultdict(int)
-    for user_id, trial_start in rows:
-        if trial_start < first:
-            continue
-        month = month_start(day_of(trial_start))
-        started[month] += 1
-        paid = history.first_paid.get(user_id)
-        if paid is not None and trial_start <= paid < trial_start + timedelta(days=TRIAL_DAYS):
-            converted[month] += 1
-    return [TrialCohort(month, started[month], converted[month]) for month in months]
-
-
 @dataclass(frozen=True, slots=True)
 class Cohort:
     month: date
@@ -462,22 +317,8 @@ class Cohort:
         return Decimal(self.retained[k]) / self.size if self.size else Decimal(0)
 
 
-def cohorts(history: History, months: list[date], today: date) -> list[Cohort]:
-    members: dict[date, list[int]] = defaultdict(list)
-    for user_id, first in history.first_paid.items():
-        month = month_start(day_of(first))
-        if month >= months[0]:
-            members[month].append(user_id)
-    result = []
-    for month in months:
-        retained = []
-        k_month = month
-        while k_month <= month_start(today):
-            span = Span(day_start(k_month), day_start(add_months(k_month, 1)))
-            retained.append(sum(1 for user_id in members[month] if history.had_access(user_id, span)))
-            k_month = add_months(k_month, 1)
-        result.append(Cohort(month, len(members[month]), retained))
-    return result
+def cohorts(history: Snapshot) -> list[Cohort]:
+    return [Cohort(totals.month, totals.cohort_size, totals.cohort_retained) for totals in history.months]
 
 
 # --- success rates and rates -----------------------------------------------------------------------------------
@@ -537,9 +378,7 @@ async def rate_table(session: AsyncSession, book: RateBook, currencies: set[str]
 
 async def cohort_table(session: AsyncSession, now: datetime) -> list[Cohort]:
     """The retention triangle alone (the finance page's cohort block, loaded on its own)."""
-    months = bucket_starts(day_of(now), "month", HISTORY_MONTHS)
-    history = await load_history(session, day_start(add_months(months[0], -13)))
-    return cohorts(history, months, day_of(now))
+    return cohorts(await paid_history.snapshot(session, now))
 
 
 # --- the page ----------------------------------------------------------------------------------------------------
@@ -554,7 +393,7 @@ class FinanceReport:
     by_provider: list[Breakdown]
     by_method: list[Breakdown]
     by_currency: list[Breakdown]
-    mrr: Mrr
+    mrr: Mrr  # its `at`: when MRR, the months, trials and cohorts were computed (paid_history.py)
     months: list[MonthFigures]
     ltv: Decimal | None
     trials: list[TrialCohort]
@@ -585,11 +424,9 @@ async def finance_report(
     series = revenue_series(book, lines, today, granularity)
     current = [line for line in lines if line.day >= current_start]
 
-    months = bucket_starts(today, "month", HISTORY_MONTHS)
-    # Paid access bought up to a year before the first month shown can still be live in it.
-    history = await load_history(session, day_start(add_months(months[0], -13)))
-    mrr = mrr_at(book, history, now)
-    month_rows = [month_figures(book, history, month, now) for month in months]
+    history = await paid_history.snapshot(session, now)
+    mrr = Mrr(history.at, history.mrr, _convert_minor(book, day_of(history.at), history.mrr), history.paying)
+    month_rows = [month_figures(book, totals, history.at) for totals in history.months]
     span = Span(day_start(current_start), now)
     success = await success_rates(session, span)
     currencies = {line.item.currency for line in lines} | set(mrr.by_currency)
@@ -605,8 +442,8 @@ async def finance_report(
         mrr=mrr,
         months=month_rows,
         ltv=ltv(mrr.arppu, month_rows),
-        trials=await trial_cohorts(session, history, months),
-        cohorts=cohorts(history, months, today),
+        trials=[TrialCohort(t.month, t.trials_started, t.trials_converted) for t in history.months],
+        cohorts=cohorts(history),
         success=success,
         success_total=total_rate(success),
         renewals=total_rate(await success_rates(session, span, renewals=True)),

@@ -45,3 +45,9 @@ def mau_window(day: date) -> tuple[date, date]:
 
 def month_start(day: date) -> date:
     return day.replace(day=1)
+
+
+def add_months(day: date, months: int) -> date:
+    """The first day of the month `months` after (or before) `day`'s."""
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)

@@ -1,7 +1,8 @@
-"""The daily rollup: one DailyStats row and DailyRevenue rows per day, from the figures in figures.py. The worker
-recomputes today (so far) and yesterday every run, and fills any days it missed, so the history charts and the
-30-day figures never have to count raw rows on a page load. Recomputing a day replaces its rows: runs are
-idempotent and a second worker doing the same day writes the same numbers."""
+"""The daily rollup: one DailyStats row and DailyRevenue rows per day, from the figures in figures.py and
+finance.py. The worker recomputes today (so far) and yesterday every run, and fills any days it missed, so the
+history charts, the 30-day figures and the finance page never have to count raw rows on a page load; each run also
+stores paid_history.py's snapshot (MRR, the months' movements and churn, trials, cohorts). Recomputing a day
+replaces its rows: runs are idempotent and a second worker doing the same day writes the same numbers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import insert_for, transaction
 from app.models import DailyRevenue, DailyStats, User
-from app.stats import figures
+from app.stats import figures, finance, paid_history
 from app.stats.periods import Span, day_of, mau_window
 
 # How far back a first run (or a worker that was down) fills in.
@@ -38,16 +39,23 @@ async def rollup_day(session: AsyncSession, day: date, now: datetime) -> DailySt
     statement = insert_for(session, DailyStats).values(day=day, **values)
     await session.execute(statement.on_conflict_do_update(index_elements=["day"], set_=values))
     await session.execute(delete(DailyRevenue).where(DailyRevenue.day == day))
+    lines: dict[tuple[str, str, int, str], figures.CurrencyRevenue] = {}
+    for line in await finance.payment_lines(session, span):
+        key = (line.item.currency, line.provider, line.plan_id or 0, line.method or "")  # the table's "none"s
+        lines[key] = lines.get(key, figures.CurrencyRevenue(line.item.currency)) + line.item
     rows = [
         {
             "day": day,
-            "currency": item.currency,
+            "currency": currency,
+            "provider": provider,
+            "plan_id": plan_id,
+            "method": method,
             "payments": item.payments,
             "gross_minor": item.gross_minor,
             "refunds": item.refunds,
             "refunded_minor": item.refunded_minor,
         }
-        for item in (await figures.revenue(session, span)).values()
+        for (currency, provider, plan_id, method), item in lines.items()
     ]
     if rows:
         await session.execute(insert_for(session, DailyRevenue), rows)
@@ -74,4 +82,6 @@ async def roll_up(sessionmaker: async_sessionmaker[AsyncSession], now: datetime)
     for day in days:
         async with transaction(sessionmaker) as session:
             await rollup_day(session, day, now)
+    async with transaction(sessionmaker) as session:
+        await paid_history.store_snapshot(session, await paid_history.compute_snapshot(session, now))
     return days

@@ -14,16 +14,19 @@ NOW is 2026-03-20 12:00 UTC. Rates into RUB from 1 Jan: USD 90, Stars 1.5. Plans
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.db import create_sessionmaker
 from app.kit.clock import FrozenClock
-from app.models import Payment, PaymentStatus, Plan, Subscription, SubscriptionStatus, User
+from app.models import DailyRevenue, Payment, PaymentStatus, Plan, Subscription, SubscriptionStatus, User
 from app.stats import finance
 from app.stats.rates import set_rate
+from app.stats.rollup import roll_up
 from tests.stats.planted import plant_refund
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
@@ -193,6 +196,54 @@ async def test_finance_on_a_planted_month(db: AsyncSession) -> None:
     assert (report.renewals.created, report.renewals.succeeded) == (3, 2)
     assert [(r.currency, r.rate) for r in report.rates] == [("USD", Decimal(90)), ("XTR", Decimal("1.5"))]
     assert report.missing_rates == set()
+
+
+async def test_the_page_shows_what_the_worker_stored_and_counts_only_today(
+    engine: AsyncEngine, db: AsyncSession
+) -> None:
+    """With 100,000 customers the paid history takes seconds to go through, so the worker stores the finished days'
+    revenue lines and the history's figures (app/stats/rollup.py) and the page reads them. What it reads must be
+    exactly what it would have counted, and what happens after the worker's run must show where it is live."""
+    plans = await plant(db)
+    counted = await finance.finance_report(db, NOW, "month", "RUB")
+    await roll_up(create_sessionmaker(engine), NOW)
+    assert await finance.finance_report(db, NOW, "month", "RUB") == counted
+
+    # A new customer pays 700 RUB after the run: today's revenue is counted live and shows it; MRR and March's
+    # movements stay as the worker computed them (the page says as of when) until its next run.
+    later = NOW + timedelta(minutes=5)
+    buyer = User(telegram_id=99, referral_code="fH", created_at=later)
+    db.add(buyer)
+    await db.flush()
+    access = Subscription(user_id=buyer.id, status=SubscriptionStatus.ACTIVE, starts_at=later,
+                          ends_at=later + timedelta(days=30), plan_id=plans["month"])  # fmt: skip
+    db.add(access)
+    await db.flush()
+    db.add(Payment(public_id="payH", user_id=buyer.id, subscription_id=access.id, plan_id=plans["month"],
+                   provider="yookassa", method="bank_card", amount_minor=700_00, currency="RUB",
+                   status=PaymentStatus.SUCCEEDED, idempotency_key="kH", external_id="xH", days=30, created_at=later,
+                   paid_at=later))  # fmt: skip
+    await db.commit()
+    report = await finance.finance_report(db, later + timedelta(minutes=1), "month", "RUB")
+    assert report.revenue.current[-1].amount == rub("1700")
+    march = report.months[-1]
+    assert (report.mrr.at, report.mrr.converted.amount, march.new) == (NOW, rub("1555"), 0)
+    await roll_up(create_sessionmaker(engine), later + timedelta(minutes=10))
+    report = await finance.finance_report(db, later + timedelta(minutes=11), "month", "RUB")
+    assert (report.mrr.converted.amount, report.mrr.paying, report.months[-1].new) == (rub("2255"), 4, 1)
+
+    # Finished days come from the stored lines: one changed by hand shows on the page (11 March: A's 1000).
+    await db.execute(update(DailyRevenue).where(DailyRevenue.day == date(2026, 3, 11)).values(gross_minor=1100_00))
+    await db.commit()
+    report = await finance.finance_report(db, later + timedelta(minutes=11), "day", "RUB")
+    assert dict(zip(report.revenue.buckets, (c.amount for c in report.revenue.current), strict=True))[
+        date(2026, 3, 11)
+    ] == rub("1100")
+
+    # A month begun since the worker's last run is not in its snapshot: the page computes the history itself.
+    april = datetime(2026, 4, 1, 0, 5, tzinfo=UTC)
+    report = await finance.finance_report(db, april, "month", "RUB")
+    assert (report.mrr.at, report.months[-1].month, report.months[-2].new) == (april, date(2026, 4, 1), 1)
 
 
 async def test_a_missing_rate_is_named_and_left_out(db: AsyncSession) -> None:

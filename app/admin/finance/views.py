@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from app.admin.charts import series_data
 from app.admin.dashboard.views import Card, change
-from app.kit.formatting import money_text
+from app.kit.formatting import format_date, money_text
 from app.kit.i18n import Translator
 from app.kit.money import exponent
 from app.stats.finance import Cohort, FinanceReport
@@ -102,6 +102,9 @@ def finance_context(report: FinanceReport, _: Translator) -> dict[str, Any]:
         "cards": cards,
         "chart": chart,
         "missing_rates": sorted(report.missing_rates),
+        "history_as_of": _(
+            "admin_finance.history_as_of", time=format_date(report.mrr.at, UTC_ZONE, language, with_time=True)
+        ),
         **cohort_context(report.cohorts),
         "percent": percent,
         "money": lambda amount: money(amount, currency, language),
