@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.admin import exports  # noqa: F401  (an Excel file sent to a staff member's Telegram)
 from app.kit.jobs import JobContext, registry
 from app.notifications import handlers as notification_handlers  # noqa: F401  (registers their handlers)
 from app.outbox.service import dispatch

@@ -6,7 +6,8 @@
   session of the response's own (the request's session is closed by the time the body streams), so memory
   stays flat however many rows there are.
 - Excel (an .xlsx is a zip, it cannot be streamed) is built by a job into an `ExportFile` row and downloaded
-  when done; XlsxWriter's constant-memory mode keeps the job flat too.
+  when done; XlsxWriter's constant-memory mode keeps the job flat too. Asked for, the finished file also goes to
+  the staff member's own Telegram (their linked account), through the outbox: a phone gets it where it is read.
 Both refuse more than `MAX_ROWS` rows with a clear message, and both are audited (who exported what).
 
 A section registers an `ExportKind` (its columns, and how to select its rows from the list's URL parameters)
@@ -17,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,7 +33,11 @@ from app.audit.service import Actor, record_by
 from app.db import transaction
 from app.kit.clock import ensure_utc, utcnow
 from app.kit.errors import AppError
+from app.kit.field_errors import FieldInvalid
+from app.kit.i18n import translate
 from app.models import ExportFile, JobState
+from app.outbox import service as outbox
+from app.telegram.api import OutcomeUnknown, Undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +198,25 @@ async def build_xlsx(columns: Sequence[Column], rows: AsyncIterator[Any]) -> tup
 EXCEL_JOB = "build_excel_export"
 
 
-async def request_excel(session: AsyncSession, actor: Actor, kind: ExportKind, params: dict[str, str]) -> ExportFile:
-    """Record an Excel export to build (size checked now, so a refusal is immediate); the caller commits and
-    then enqueues EXCEL_JOB with its id."""
+async def request_excel(
+    session: AsyncSession,
+    actor: Actor,
+    kind: ExportKind,
+    params: dict[str, str],
+    *,
+    telegram_chat_id: int | None = None,
+) -> ExportFile:
+    """Record an Excel export to build (size checked now, so a refusal is immediate), to be sent to
+    `telegram_chat_id` too when given; the caller commits and then enqueues EXCEL_JOB with its id."""
     total = await check_size(session, kind.statement(params))
-    export = ExportFile(staff_id=actor.id, kind=kind.name, params=params, state=JobState.QUEUED, row_count=total)
+    export = ExportFile(
+        staff_id=actor.id,
+        kind=kind.name,
+        params=params,
+        state=JobState.QUEUED,
+        row_count=total,
+        telegram_chat_id=telegram_chat_id,
+    )
     session.add(export)
     await session.flush()
     record_by(
@@ -207,9 +226,23 @@ async def request_excel(session: AsyncSession, actor: Actor, kind: ExportKind, p
         entity_type="export",
         entity_id=export.id,
         before=None,
-        after={"kind": kind.name, "params": params, "rows": total},
+        after={"kind": kind.name, "params": params, "rows": total, "to_telegram": telegram_chat_id is not None},
     )
     return export
+
+
+class NoTelegramLinked(FieldInvalid):
+    def __init__(self) -> None:
+        super().__init__("to_telegram", "Link your Telegram account to your staff profile first.")
+
+
+def telegram_chat_of(viewer_telegram_id: int | None, form: Mapping[str, Any]) -> int | None:
+    """The chat an export form asks the file to be sent to: the viewer's own linked Telegram, or none."""
+    if str(form.get("to_telegram") or "") not in ("1", "on", "true"):
+        return None
+    if viewer_telegram_id is None:
+        raise NoTelegramLinked()
+    return viewer_telegram_id
 
 
 def audit_csv(session: AsyncSession, actor: Actor, kind: ExportKind, params: dict[str, str], total: int) -> None:
@@ -245,4 +278,40 @@ async def build_excel(sessionmaker: async_sessionmaker[AsyncSession], export_id:
         export.content, export.row_count = content, count
         export.file_name = file_name(kind.name, "xlsx")
         export.state, export.finished_at = JobState.DONE, utcnow()
+        if export.telegram_chat_id is not None:
+            await outbox.add(session, TELEGRAM_TOPIC, {"export_id": export.id}, dedupe_key=f"export:{export.id}")
     return JobState.DONE
+
+
+# --- the finished file in the staff member's Telegram -----------------------------------------------------------
+
+TELEGRAM_TOPIC = "notify.export_file"  # the messages lane: paced with every other message to a person
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@outbox.handler(TELEGRAM_TOPIC, max_attempts=50)
+async def send_to_telegram(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    resources = ctx["resources"]
+    if resources.telegram is None:
+        raise outbox.PermanentFailure("no bot is configured (BOT_TOKEN)")
+    async with transaction(resources.sessionmaker) as session:
+        export = await session.get(ExportFile, payload["export_id"])
+        if export is None or export.content is None:
+            raise outbox.PermanentFailure("the export file is gone")
+        if export.sent_to_telegram_at is not None or export.telegram_chat_id is None:
+            return
+        chat_id, name, content, rows = (
+            export.telegram_chat_id,
+            export.file_name or "export.xlsx",
+            export.content,
+            export.row_count,
+        )
+    caption = translate(resources.settings.default_language, "admin_users.export_caption", rows=rows)
+    try:
+        await resources.telegram.send_document(chat_id, name, content, XLSX_TYPE, caption=caption)
+    except (OutcomeUnknown, Undeliverable) as exc:
+        # Not sent again: a file may have arrived (no answer), or Telegram refuses it for good (403, too large).
+        raise outbox.PermanentFailure(f"sendDocument: {exc.description}") from exc
+    async with transaction(resources.sessionmaker) as session:
+        export = await session.get_one(ExportFile, payload["export_id"], with_for_update=True)
+        export.sent_to_telegram_at = utcnow()

@@ -7,7 +7,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin, str_enum
@@ -65,6 +65,9 @@ class ExportFile(IdMixin, CreatedMixin, Base):
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
+    # Asked to send the file to the staff member's Telegram too: that chat, and when the bot delivered it.
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    sent_to_telegram_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_export_files_staff_created", "staff_id", "created_at"),)
 

@@ -85,10 +85,19 @@ class BotApi:
             transport=transport,
         )
 
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        """The method's `result`; raises a TelegramError subclass otherwise."""
+    async def call(
+        self, method: str, params: dict[str, Any], *, files: dict[str, tuple[str, bytes, str]] | None = None
+    ) -> Any:
+        """The method's `result`; raises a TelegramError subclass otherwise. With `files` (name → file name,
+        contents, media type) the call is multipart, the other parameters as form fields."""
         try:
-            response = await self._client.post(method, json=params)
+            if files:
+                fields = {
+                    name: value if isinstance(value, str) else json.dumps(value) for name, value in params.items()
+                }
+                response = await self._client.post(method, data=fields, files=files)
+            else:
+                response = await self._client.post(method, json=params)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise NotSent(f"{method}: could not connect: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
@@ -129,6 +138,13 @@ class BotApi:
         if message_thread_id is not None:
             params["message_thread_id"] = message_thread_id
         return await self.call("sendMessage", params)
+
+    async def send_document(
+        self, chat_id: int, file_name: str, contents: bytes, media_type: str, *, caption: str = ""
+    ) -> dict[str, Any]:
+        """sendDocument with the file uploaded (a bot may upload up to 50 MB) and an HTML caption."""
+        params: dict[str, Any] = {"chat_id": chat_id, "caption": caption, "parse_mode": "HTML"}
+        return await self.call("sendDocument", params, files={"document": (file_name, contents, media_type)})
 
     async def aclose(self) -> None:
         await self._client.aclose()

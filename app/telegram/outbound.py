@@ -4,6 +4,7 @@ the same message tried again after the pause, and nothing ever sent twice on pur
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from redis.asyncio import Redis
@@ -44,13 +45,28 @@ class TelegramOutbound:
         thread_id: int | None = None,
     ) -> dict[str, Any]:
         """Send one message in its turn; raises the api module's errors (RetryAfter after repeated 429s)."""
+        return await self._in_turn(
+            chat_id,
+            paid,
+            lambda: self.api.send_message(
+                chat_id, text, reply_markup=reply_markup, paid_broadcast=paid, message_thread_id=thread_id
+            ),
+        )
+
+    async def send_document(
+        self, chat_id: int, file_name: str, contents: bytes, media_type: str, *, caption: str = ""
+    ) -> dict[str, Any]:
+        """Send one file in its turn, as `send` does a message."""
+        return await self._in_turn(
+            chat_id, False, lambda: self.api.send_document(chat_id, file_name, contents, media_type, caption=caption)
+        )
+
+    async def _in_turn(self, chat_id: int, paid: bool, call: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         attempt = 1
         while True:
             await wait_turn(self.pacer, chat_id, paid=paid)
             try:
-                message = await self.api.send_message(
-                    chat_id, text, reply_markup=reply_markup, paid_broadcast=paid, message_thread_id=thread_id
-                )
+                message = await call()
             except RetryAfter as exc:
                 TELEGRAM_MESSAGES.labels("throttled").inc()
                 # Telegram's own advice plus a second, as its limits are approximate (reference §8).

@@ -478,6 +478,22 @@ async def test_send_photo(emu: TelegramBotApiEmulator, client: httpx.AsyncClient
     assert refusal(no_text) == (400, "Bad Request: there is no text in the message to edit")
 
 
+async def test_send_document_keeps_the_upload_and_refuses_one_over_50_mb(
+    emu: TelegramBotApiEmulator, client: httpx.AsyncClient
+) -> None:
+    data = {"chat_id": str(USER), "caption": "<b>Export</b>", "parse_mode": "HTML"}
+    ok = await client.post("sendDocument", data=data, files={"document": ("users.xlsx", b"PK\x03\x04rows", "x/y")})
+    document = ok.json()["result"]["document"]
+    assert (document["file_name"], document["file_size"]) == ("users.xlsx", 8)
+    assert ok.json()["result"]["caption"] == "Export"
+    assert emu.messages[-1].files == {"document": ("users.xlsx", b"PK\x03\x04rows")}
+    no_document = await client.post("sendDocument", json={"chat_id": USER})
+    assert refusal(no_document) == (400, "Bad Request: there is no document in the request")
+    huge = await client.post("sendDocument", data=data, files={"document": ("big.xlsx", b"0" * (50 * 1024 * 1024 + 1))})
+    assert refusal(huge) == (413, "Request Entity Too Large")
+    assert [m.method for m in emu.messages] == ["sendDocument"]
+
+
 # --- getUpdates ---------------------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.admin.auth.dependencies import StaffViewer, require
-from app.admin.exports import EXCEL_JOB, audit_csv, check_size, csv_response, request_excel
+from app.admin.exports import EXCEL_JOB, audit_csv, check_size, csv_response, request_excel, telegram_chat_of
 from app.admin.forms import parse_form
 from app.admin.payments.exports import PAYMENTS
 from app.admin.payments.queries import PAGE_SIZE, PaymentFilters, PaymentQuery, payment_detail
@@ -89,7 +89,8 @@ async def export_payments_excel(
     filters, errors = parse_form(PaymentFilters, {k: v for k, v in form.items() if k in FILTER_FIELDS})
     if filters is None:
         raise ValidationFailed("; ".join(f"{name}: {message}" for name, message in errors.items()))
-    export = await request_excel(db, viewer.actor, PAYMENTS, filters.query_params())
+    chat_id = telegram_chat_of(viewer.staff.telegram_id, form)
+    export = await request_excel(db, viewer.actor, PAYMENTS, filters.query_params(), telegram_chat_id=chat_id)
     await db.commit()
     await enqueue(EXCEL_JOB, export_id=export.id, _job_id=f"excel:{export.id}")
     # The customers section's status block serves any kind of export file (its own download links included).

@@ -124,13 +124,14 @@ async def export_csv(request: Request, db: DbSession, viewer: Annotated[StaffVie
 @router.post("/users/export.xlsx", response_class=HTMLResponse)
 async def export_excel(request: Request, db: DbSession, viewer: Annotated[StaffViewer, require("export")]) -> Response:
     form = await request.form()
-    filters = {key: str(value) for key, value in form.items() if key != "csrf_token"}
+    filters = {key: str(value) for key, value in form.items() if key not in ("csrf_token", "to_telegram")}
     try:
         params = CustomerFilters.model_validate(filters).query_params()
     except ValidationError as exc:
         name, message = next(iter(field_errors(exc).items()))
         raise FieldInvalid(name, message) from None
-    export = await exports.request_excel(db, viewer.actor, CUSTOMERS, params)
+    chat_id = exports.telegram_chat_of(viewer.staff.telegram_id, form)
+    export = await exports.request_excel(db, viewer.actor, CUSTOMERS, params, telegram_chat_id=chat_id)
     await db.commit()
     await enqueue(exports.EXCEL_JOB, export_id=export.id, _job_id=f"excel:{export.id}")
     return _export_status(request, export, status=202)

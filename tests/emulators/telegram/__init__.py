@@ -9,7 +9,7 @@ registered with `@bot_method`; the modules say what they check:
 
   payments   Stars: createInvoiceLink, answerPreCheckoutQuery, refundStarPayment, editUserStarSubscription,
              getStarTransactions, getMyStarBalance; and the customer's side for tests (`pay`, `renew`, ...)
-  messages   sendMessage, sendPhoto, editMessageText, deleteMessage, answerCallbackQuery; recipients that
+  messages   sendMessage, sendPhoto, sendDocument, editMessageText, deleteMessage, answerCallbackQuery; recipients that
              blocked the bot, were deactivated or do not exist (`blocked_users`, `deactivated_users`,
              `missing_chats`); the flood limits (`limits`: per chat 1/s with a burst of 3, 30/s overall, 20/min a
              group, 1000/s paid at 0.1 Star a message) answered with 429 and retry_after

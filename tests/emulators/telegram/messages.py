@@ -4,6 +4,8 @@
                        formatting), MarkdownV2 or Markdown (unchecked); reply_markup as an object or JSON text;
                        allow_paid_broadcast counts against the paid limit and costs 0.1 Star
   sendPhoto            photo (a file id, URL or upload), caption 0-1024 characters after parsing, as above
+  sendDocument         document (a file id, URL or upload of at most 50 MB: larger is 413 "Request Entity Too
+                       Large"), caption as above; an upload's contents are kept on the record (`files`)
   editMessageText      the bot's own message in that chat; counts against the chat's limits, not the overall one
   deleteMessage        the bot's own message
   answerCallbackQuery  a query the emulator sent (`callback_query`), once; text up to 200 characters
@@ -20,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from tests.emulators.telegram.formatting import message_text, parse_mode_of, parse_reply_markup
 from tests.emulators.telegram.records import SentMessage
-from tests.emulators.telegram.wire import QUERY_TOO_OLD, Params, bad_request, bot_method
+from tests.emulators.telegram.wire import QUERY_TOO_OLD, ApiError, Params, bad_request, bot_method
 
 if TYPE_CHECKING:
     from tests.emulators.telegram.emulator import TelegramBotApiEmulator
 
 MESSAGE_LIMIT = 4096
 CAPTION_LIMIT = 1024
+UPLOAD_LIMIT = 50 * 1024 * 1024  # a bot's multipart upload
 CALLBACK_ANSWER_LIMIT = 200
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly the same as a current "
@@ -108,6 +111,7 @@ def send(
             at=now,
             params=params.values,
             message=message,
+            files=dict(params.uploads),
         )
     )
     return message
@@ -132,6 +136,37 @@ def send_message(emu: TelegramBotApiEmulator, params: Params) -> dict[str, Any]:
         parse_mode=parse_mode,
         reply_markup=reply_markup,
         content={"text": plain},
+    )
+
+
+@bot_method("sendDocument")
+def send_document(emu: TelegramBotApiEmulator, params: Params) -> dict[str, Any]:
+    chat = chat_id_of(params)
+    document = params.string("document", required=False)
+    if not document:
+        raise bad_request("there is no document in the request")
+    name, contents = params.uploads.get("document", (document.rsplit("/", 1)[-1], b""))
+    if len(contents) > UPLOAD_LIMIT:
+        raise ApiError(413, "Request Entity Too Large")
+    parse_mode = parse_mode_of(params.string("parse_mode", required=False))
+    caption = params.string("caption", required=False) or ""
+    plain = message_text(caption, parse_mode, limit=CAPTION_LIMIT, empty=None, too_long="message caption is too long")
+    file_id = "BQACAgEmu" + hashlib.sha256(contents or document.encode()).hexdigest()[:24]
+    content: dict[str, Any] = {
+        "document": {"file_id": file_id, "file_unique_id": file_id[-12:], "file_name": name, "file_size": len(contents)}
+    }
+    if plain:
+        content["caption"] = plain
+    return send(
+        emu,
+        params,
+        "sendDocument",
+        chat=chat,
+        text=caption,
+        plain=plain,
+        parse_mode=parse_mode,
+        reply_markup=parse_reply_markup(params.raw("reply_markup")),
+        content=content,
     )
 
 

@@ -85,7 +85,7 @@ class ApiCall:
 
 @dataclass(slots=True)
 class SentMessage:
-    """A message the bot sent (sendMessage, sendPhoto), as it stands after any edits."""
+    """A message the bot sent (sendMessage, sendPhoto, sendDocument), as it stands after any edits."""
 
     message_id: int
     chat_id: int | str  # as the bot gave it: a number, or "@channelname"
@@ -100,6 +100,7 @@ class SentMessage:
     message: dict[str, Any]  # the Message object the API answered with
     edits: int = 0
     deleted: bool = False
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # uploads: name → (file name, contents)
 
     def __getitem__(self, key: str) -> Any:
         # Messages were dicts once (the Message object plus "params" and the text as sent): `message["chat"]`,

@@ -55,8 +55,9 @@ def answer_error(error: ApiError) -> JSONResponse:
 class Params:
     """A method's parameters from JSON (typed) or a form/query string (all strings, objects JSON-encoded)."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], uploads: dict[str, tuple[str, bytes]] | None = None) -> None:
         self.values = values
+        self.uploads = uploads or {}  # name → (file name, contents) of each file sent as multipart
 
     def raw(self, name: str) -> Any:
         return self.values.get(name)
@@ -138,6 +139,7 @@ class Params:
 
 async def read_params(request: Request) -> Params:
     values: dict[str, Any] = dict(request.query_params)
+    uploads: dict[str, tuple[str, bytes]] = {}
     content_type = request.headers.get("content-type", "")
     if "application/json" in content_type:
         body = await request.body()
@@ -152,10 +154,14 @@ async def read_params(request: Request) -> Params:
     elif "form" in content_type:  # application/x-www-form-urlencoded and multipart/form-data (aiogram)
         form = await request.form()
         for key, value in form.items():
-            # An uploaded file stands for itself by name; the emulator keeps no file contents.
-            filename = value.filename if isinstance(value, UploadFile) else None
-            values[key] = value if isinstance(value, str) else f"upload:{filename or key}"
-    return Params(values)
+            # An uploaded file stands for itself by name among the parameters; its contents are kept aside.
+            if isinstance(value, UploadFile):
+                name = value.filename or key
+                values[key] = f"upload:{name}"
+                uploads[key] = (name, await value.read())
+            else:
+                values[key] = value
+    return Params(values, uploads)
 
 
 async def hold(request: Request, seconds: float) -> None:
