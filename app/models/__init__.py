@@ -43,7 +43,15 @@ from app.models.promo import (
 )
 from app.models.referrals import ReferralReward, ReferralRewardKind
 from app.models.staff import ApiToken, Staff, StaffRole, StaffSession
-from app.models.stats import DailyRevenue, DailyStats, ExchangeRate, FinanceMonth, MrrDay, UserActivityDay
+from app.models.stats import (
+    DailyCheckouts,
+    DailyRevenue,
+    DailyStats,
+    ExchangeRate,
+    FinanceMonth,
+    MrrDay,
+    UserActivityDay,
+)
 from app.models.subscriptions import LIVE_STATUSES, Subscription, SubscriptionStatus, TrialGrant
 from app.models.users import BrowserSession, LoginCode, User, UserIdentity
 
@@ -57,6 +65,7 @@ __all__ = [
     "BroadcastStatus",
     "BrowserSession",
     "BulkRun",
+    "DailyCheckouts",
     "DailyRevenue",
     "DailyStats",
     "DeliveryStatus",

@@ -7,7 +7,18 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin
@@ -129,6 +140,21 @@ Index("ix_payments_paid_at", Payment.paid_at)
 Index("ix_payments_refunded_at", Payment.refunded_at)
 Index("ix_payments_created_at_id", Payment.created_at, Payment.id)
 Index("ix_payments_amount_minor_id", Payment.amount_minor, Payment.id)
+
+
+class DailyCheckouts(Base):
+    """Payments created on one UTC day per provider, method and kind (an automatic renewal charge or not), and how
+    many of them have succeeded: the finance page's success rates. Rewritten for the last days on every run, as a
+    checkout's outcome can still change for a while (app/stats/finance.py SETTLE_DAYS)."""
+
+    __tablename__ = "daily_checkouts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for none, as in DailyRevenue
+    is_renewal: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    created: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
 
 
 class FinanceMonth(Base):

@@ -23,7 +23,16 @@ from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.money import exponent
-from app.models import DailyRevenue, DailyStats, ExchangeRate, Payment, PaymentRefund, Plan, RefundStatus
+from app.models import (
+    DailyCheckouts,
+    DailyRevenue,
+    DailyStats,
+    ExchangeRate,
+    Payment,
+    PaymentRefund,
+    Plan,
+    RefundStatus,
+)
 from app.stats import figures, paid_history
 from app.stats.paid_history import GRACE, Amounts, MonthTotals, Snapshot
 from app.stats.periods import Span, add_months, day_of, day_start, month_start
@@ -33,6 +42,9 @@ from app.stats.rates import Converted, RateBook, convert, load_rates
 GRANULARITIES: dict[str, int] = {"day": 30, "week": 12, "month": 12}
 # Complete months whose churn gives LTV.
 LTV_MONTHS = 3
+# A checkout's outcome can still change this long after it was created (a late webhook, a reconciliation): the
+# success rates count these last days from the payments, and the rollup rewrites them on every run.
+SETTLE_DAYS = 7
 
 
 def utc_day(session: AsyncSession, column):  # type: ignore[no-untyped-def]  (a SQL expression)
@@ -88,15 +100,7 @@ class Line:
 async def revenue_lines(session: AsyncSession, span: Span) -> list[Line]:
     """Revenue over the span, per day, plan, provider, method and currency: the days the rollup stored after they
     ended come from daily_revenue, the others (today, a day the worker has not reached) are counted."""
-    rolled = {
-        day
-        for day, computed_at in await session.execute(
-            select(DailyStats.day, DailyStats.computed_at).where(
-                DailyStats.day >= day_of(span.start), DailyStats.day <= day_of(span.end)
-            )
-        )
-        if Span.of_day(day).start >= span.start and Span.of_day(day).end <= min(span.end, computed_at)
-    }
+    rolled = await rolled_days(session, span)
     stored = await session.scalars(
         select(DailyRevenue).where(DailyRevenue.day >= day_of(span.start), DailyRevenue.day <= day_of(span.end))
     )
@@ -110,6 +114,19 @@ async def revenue_lines(session: AsyncSession, span: Span) -> list[Line]:
     for gap in _gaps(span, rolled):
         lines += await payment_lines(session, gap)
     return lines
+
+
+async def rolled_days(session: AsyncSession, span: Span) -> set[date]:
+    """The whole days of the span that the rollup stored after they had ended."""
+    return {
+        day
+        for day, computed_at in await session.execute(
+            select(DailyStats.day, DailyStats.computed_at).where(
+                DailyStats.day >= day_of(span.start), DailyStats.day <= day_of(span.end)
+            )
+        )
+        if Span.of_day(day).start >= span.start and Span.of_day(day).end <= min(span.end, computed_at)
+    }
 
 
 def _gaps(span: Span, rolled: set[date]) -> list[Span]:
@@ -336,19 +353,59 @@ class SuccessRate:
         return Decimal(self.succeeded) / self.created if self.created else None
 
 
-async def success_rates(session: AsyncSession, span: Span, *, renewals: bool = False) -> list[SuccessRate]:
+@dataclass(frozen=True, slots=True)
+class Checkouts:
+    """Payments created on one UTC day with one provider, method and kind, and how many of them succeeded."""
+
+    day: date
+    provider: str
+    method: str | None
+    is_renewal: bool
+    created: int
+    succeeded: int
+
+
+async def counted_checkouts(session: AsyncSession, span: Span) -> list[Checkouts]:
+    """The span's checkouts counted from the payments, by the day they were created."""
+    created_day = utc_day(session, Payment.created_at)
     succeeded = func.count(case((Payment.status.in_(figures.PAID_STATUSES), 1)))
-    statement = (
-        select(Payment.provider, Payment.method, func.count(), succeeded)
+    keys = (Payment.provider, Payment.method, Payment.is_renewal)
+    rows = await session.execute(
+        select(created_day, *keys, func.count(), succeeded)
         .where(Payment.created_at >= span.start, Payment.created_at < span.end)
-        .group_by(Payment.provider, Payment.method)
-        .order_by(Payment.provider, Payment.method)
+        .group_by(created_day, *keys)
     )
-    if renewals:
-        statement = statement.where(Payment.is_renewal)
-    return [
-        SuccessRate(provider, method, created, ok) for provider, method, created, ok in await session.execute(statement)
+    return [Checkouts(_as_date(day), *values) for day, *values in rows]
+
+
+async def checkouts(session: AsyncSession, span: Span) -> list[Checkouts]:
+    """The span's checkouts: settled days (older than SETTLE_DAYS) from daily_checkouts, the others counted."""
+    settled_before = day_of(span.end) - timedelta(days=SETTLE_DAYS)
+    settled = {day for day in await rolled_days(session, span) if day < settled_before}
+    stored = await session.scalars(
+        select(DailyCheckouts).where(DailyCheckouts.day >= day_of(span.start), DailyCheckouts.day < settled_before)
+    )
+    rows = [
+        Checkouts(row.day, row.provider, row.method or None, row.is_renewal, row.created, row.succeeded)
+        for row in stored
+        if row.day in settled
     ]
+    for gap in _gaps(span, settled):
+        rows += await counted_checkouts(session, gap)
+    return rows
+
+
+def success_rates(rows: Iterable[Checkouts], *, renewals: bool = False) -> list[SuccessRate]:
+    """Created and succeeded per provider and method (over automatic renewal charges only, with `renewals`)."""
+    totals: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        if renewals and not row.is_renewal:
+            continue
+        total = totals[row.provider, row.method]
+        total[0] += row.created
+        total[1] += row.succeeded
+    ordered = sorted(totals.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+    return [SuccessRate(provider, method, created, ok) for (provider, method), (created, ok) in ordered]
 
 
 def total_rate(rates: list[SuccessRate]) -> SuccessRate:
@@ -427,8 +484,8 @@ async def finance_report(
     history = await paid_history.snapshot(session, now)
     mrr = Mrr(history.at, history.mrr, _convert_minor(book, day_of(history.at), history.mrr), history.paying)
     month_rows = [month_figures(book, totals, history.at) for totals in history.months]
-    span = Span(day_start(current_start), now)
-    success = await success_rates(session, span)
+    created = await checkouts(session, Span(day_start(current_start), now))
+    success = success_rates(created)
     currencies = {line.item.currency for line in lines} | set(mrr.by_currency)
     plans = {pid: name for pid, name in await session.execute(select(Plan.id, Plan.name))}
     return FinanceReport(
@@ -446,7 +503,7 @@ async def finance_report(
         cohorts=cohorts(history),
         success=success,
         success_total=total_rate(success),
-        renewals=total_rate(await success_rates(session, span, renewals=True)),
+        renewals=total_rate(success_rates(created, renewals=True)),
         rates=await rate_table(session, book, currencies, today),
         plan_names=plans,
     )

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import insert_for, transaction
-from app.models import DailyRevenue, DailyStats, User
+from app.models import DailyCheckouts, DailyRevenue, DailyStats, User
 from app.stats import figures, finance, paid_history
 from app.stats.periods import Span, day_of, mau_window
 
@@ -59,7 +59,27 @@ async def rollup_day(session: AsyncSession, day: date, now: datetime) -> DailySt
     ]
     if rows:
         await session.execute(insert_for(session, DailyRevenue), rows)
+    await store_checkouts(session, day, now)
     return await session.get(DailyStats, day, populate_existing=True)  # type: ignore[return-value]
+
+
+async def store_checkouts(session: AsyncSession, day: date, now: datetime) -> None:
+    """Replace a day's daily_checkouts rows with the payments created that day, as they stand now."""
+    span = Span(Span.of_day(day).start, min(Span.of_day(day).end, now))
+    await session.execute(delete(DailyCheckouts).where(DailyCheckouts.day == day))
+    rows = [
+        {
+            "day": day,
+            "provider": row.provider,
+            "method": row.method or "",
+            "is_renewal": row.is_renewal,
+            "created": row.created,
+            "succeeded": row.succeeded,
+        }
+        for row in await finance.counted_checkouts(session, span)
+    ]
+    if rows:
+        await session.execute(insert_for(session, DailyCheckouts), rows)
 
 
 async def days_to_roll_up(session: AsyncSession, today: date) -> list[date]:
@@ -82,6 +102,13 @@ async def roll_up(sessionmaker: async_sessionmaker[AsyncSession], now: datetime)
     for day in days:
         async with transaction(sessionmaker) as session:
             await rollup_day(session, day, now)
+    # Checkouts of the last days can still succeed (finance.SETTLE_DAYS): their counts are rewritten every run.
+    today = day_of(now)
+    unsettled = [today - timedelta(days=offset) for offset in range(finance.SETTLE_DAYS, 0, -1)]
+    async with transaction(sessionmaker) as session:
+        for day in unsettled:
+            if day not in days:
+                await store_checkouts(session, day, now)
     async with transaction(sessionmaker) as session:
         await paid_history.store_snapshot(session, await paid_history.compute_snapshot(session, now))
     return days

@@ -1,7 +1,8 @@
 """finance rollup: daily revenue per plan, provider and method; stored monthly figures and daily MRR
 
-daily_revenue gains plan, provider and method in its key, so the finance page reads finished days instead of
-grouping every payment of two years on each load. Its rows are a rollup: they are dropped with the daily_stats
+daily_revenue gains plan, provider and method in its key, and daily_checkouts counts the payments created each
+day and how many succeeded, so the finance page reads finished days instead of grouping every payment of two years
+on each load. Its rows are a rollup: they are dropped with the daily_stats
 rows, and the worker's next run backfills the year (app/stats/rollup.py starts from the first customer when no day
 is stored). finance_months and mrr_days hold what app/stats/finance.py computes from the whole paid history.
 
@@ -54,6 +55,16 @@ def upgrade() -> None:
         sa.Column("method", sa.String(length=32), nullable=False),
     )
     op.create_table(
+        "daily_checkouts",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("method", sa.String(length=32), nullable=False),
+        sa.Column("is_renewal", sa.Boolean(), nullable=False),
+        sa.Column("created", sa.Integer(), nullable=False),
+        sa.Column("succeeded", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "provider", "method", "is_renewal", name=op.f("pk_daily_checkouts")),
+    )
+    op.create_table(
         "finance_months",
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("new", sa.Integer(), nullable=False),
@@ -83,5 +94,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("mrr_days")
     op.drop_table("finance_months")
+    op.drop_table("daily_checkouts")
     _recompute_the_rollup()
     _daily_revenue()

@@ -23,7 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import create_sessionmaker
 from app.kit.clock import FrozenClock
-from app.models import DailyRevenue, Payment, PaymentStatus, Plan, Subscription, SubscriptionStatus, User
+from app.models import (
+    DailyCheckouts,
+    DailyRevenue,
+    Payment,
+    PaymentStatus,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
 from app.stats import finance
 from app.stats.rates import set_rate
 from app.stats.rollup import roll_up
@@ -239,6 +248,12 @@ async def test_the_page_shows_what_the_worker_stored_and_counts_only_today(
     assert dict(zip(report.revenue.buckets, (c.amount for c in report.revenue.current), strict=True))[
         date(2026, 3, 11)
     ] == rub("1100")
+
+    # Settled days' checkouts too (A's first on 10 January), while the last SETTLE_DAYS are counted.
+    await db.execute(update(DailyCheckouts).where(DailyCheckouts.day == date(2026, 1, 10)).values(created=5))
+    await db.commit()
+    report = await finance.finance_report(db, later + timedelta(minutes=11), "month", "RUB")
+    assert (report.success_total.created, report.success_total.succeeded) == (9 + 4 + 1, 7 + 1)
 
     # A month begun since the worker's last run is not in its snapshot: the page computes the history itself.
     april = datetime(2026, 4, 1, 0, 5, tzinfo=UTC)
