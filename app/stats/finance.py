@@ -101,16 +101,25 @@ async def revenue_lines(session: AsyncSession, span: Span) -> list[Line]:
     """Revenue over the span, per day, plan, provider, method and currency: the days the rollup stored after they
     ended come from daily_revenue, the others (today, a day the worker has not reached) are counted."""
     rolled = await rolled_days(session, span)
-    stored = await session.scalars(
-        select(DailyRevenue).where(DailyRevenue.day >= day_of(span.start), DailyRevenue.day <= day_of(span.end))
+    # Plain rows, not ORM objects: a year of days by plan, provider and method is thousands of them.
+    stored = await session.execute(
+        select(
+            DailyRevenue.day,
+            DailyRevenue.plan_id,
+            DailyRevenue.provider,
+            DailyRevenue.method,
+            DailyRevenue.currency,
+            DailyRevenue.payments,
+            DailyRevenue.gross_minor,
+            DailyRevenue.refunds,
+            DailyRevenue.refunded_minor,
+        ).where(DailyRevenue.day >= day_of(span.start), DailyRevenue.day <= day_of(span.end))
     )
     lines = [
-        Line(row.day, row.plan_id or None, row.provider, row.method or None, figures.CurrencyRevenue(
-            row.currency, row.payments, row.gross_minor, row.refunds, row.refunded_minor
-        ))
-        for row in stored
-        if row.day in rolled
-    ]  # fmt: skip
+        Line(day, plan_id or None, provider, method or None, figures.CurrencyRevenue(currency, *amounts))
+        for day, plan_id, provider, method, currency, *amounts in stored
+        if day in rolled
+    ]
     for gap in _gaps(span, rolled):
         lines += await payment_lines(session, gap)
     return lines
@@ -382,13 +391,18 @@ async def checkouts(session: AsyncSession, span: Span) -> list[Checkouts]:
     """The span's checkouts: settled days (older than SETTLE_DAYS) from daily_checkouts, the others counted."""
     settled_before = day_of(span.end) - timedelta(days=SETTLE_DAYS)
     settled = {day for day in await rolled_days(session, span) if day < settled_before}
-    stored = await session.scalars(
-        select(DailyCheckouts).where(DailyCheckouts.day >= day_of(span.start), DailyCheckouts.day < settled_before)
+    stored = await session.execute(
+        select(
+            DailyCheckouts.day,
+            DailyCheckouts.provider,
+            DailyCheckouts.method,
+            DailyCheckouts.is_renewal,
+            DailyCheckouts.created,
+            DailyCheckouts.succeeded,
+        ).where(DailyCheckouts.day >= day_of(span.start), DailyCheckouts.day < settled_before)
     )
     rows = [
-        Checkouts(row.day, row.provider, row.method or None, row.is_renewal, row.created, row.succeeded)
-        for row in stored
-        if row.day in settled
+        Checkouts(day, provider, method or None, *counts) for day, provider, method, *counts in stored if day in settled
     ]
     for gap in _gaps(span, settled):
         rows += await counted_checkouts(session, gap)
