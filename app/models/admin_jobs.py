@@ -14,6 +14,7 @@ from app.models.base import Base, BigId, CreatedMixin, IdMixin, str_enum
 from app.models.panels import VpnAccount
 from app.models.payments import Payment
 from app.models.subscriptions import Subscription
+from app.models.users import User
 
 
 class JobState(enum.StrEnum):
@@ -77,8 +78,10 @@ class ExportFile(IdMixin, CreatedMixin, Base):
 # Declared here, beside the admin's other schema, so the domains' model files stay as they are.
 Index("ix_vpn_accounts_panel_username", VpnAccount.panel_username)
 Index("ix_payments_external_id", Payment.external_id)
-# The customers table sorted by end date walks the subscriptions in that order.
+# Jobs and reports find subscriptions by their end.
 Index("ix_subscriptions_ends_at", Subscription.ends_at)
+# The customers table sorted by end date walks the users' copy of it (a keyset on end, id).
+Index("ix_users_current_ends_at", User.current_ends_at, User.id)
 # A customer's current subscription (the one ending last, pending checkouts aside) as a top-1 read of this index,
 # for each row the customers table passes. Partial on a literal condition, which the query repeats literally, so
 # PostgreSQL can prove it even in a generic plan.

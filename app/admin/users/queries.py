@@ -152,7 +152,9 @@ class CustomerQuery:
         by last seen or by end date, the customers who have one are listed."""
         if self.filters.sort == "created":
             return User.created_at
-        return self.current.ends_at if self.filters.sort == "ends" else User.last_seen_at
+        # The user row's copy of the current subscription's end (kept by the database): its index starts a walk
+        # at "now" for live customers, where the subscriptions' own would first pass every expired one.
+        return User.current_ends_at if self.filters.sort == "ends" else User.last_seen_at
 
     def list_state(self, path: str, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> ListState:
         """The shared table state (app/admin/tables.py) of these filters: links, sort headers, segments."""
@@ -257,24 +259,17 @@ class CustomerQuery:
             where.append(self._segment(f.segment))
         if f.sort == "seen":
             where.append(User.last_seen_at.is_not(None))
+        if f.sort == "ends":
+            where.append(User.current_ends_at.is_not(None))
         return where
 
     def _joined(self, *columns: Any, whole: bool = False) -> Select[Any]:
-        """Customers with their current subscription (the user row names it). A page sorted by end date walks
-        down the subscriptions' end-date index (only customers who have a subscription, then, are listed); other
-        pages walk the customers' own order. `whole` (an export, a count, a bulk action's ids) is the same join."""
-        if self.filters.sort == "ends":
-            joined = (
-                select(*columns)
-                .select_from(self.current)
-                .join(User, and_(User.id == self.current.user_id, User.current_subscription_id == self.current.id))
-            )
-        else:
-            joined = (
-                select(*columns)
-                .select_from(User)
-                .outerjoin(self.current, self.current.id == User.current_subscription_id)
-            )
+        """Customers with their current subscription (the user row names it), walked in the customers' own order
+        (sorted by end date, only customers who have a subscription are listed). `whole` (an export, a count, a
+        bulk action's ids) is the same join."""
+        joined = (
+            select(*columns).select_from(User).outerjoin(self.current, self.current.id == User.current_subscription_id)
+        )
         return joined.outerjoin(self.account, self.account.subscription_id == self.current.id).where(*self.conditions())
 
     async def prepare(self, session: AsyncSession) -> None:
