@@ -8,14 +8,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.auth.telegram import TelegramUser
 from app.db import insert_for
 from app.kit.clock import utcnow
 from app.kit.i18n import pick_language
-from app.models import User
+from app.models import AuditLog, User
 from app.stats.activity import is_new_day, record_active_day
 
 REFERRAL_PREFIX = "ref_"
+SELF_REFERRAL = "referral.self_attempt"
 # last_seen_at is refreshed at most this often, so reading a page does not write on every request.
 SEEN_RESOLUTION = timedelta(minutes=5)
 
@@ -39,10 +41,30 @@ async def upsert_from_telegram(
     now = utcnow()
     if user is None:
         return await _create(session, tg, start_param=start_param, default_language=default_language, now=now)
+    if start_param == f"{REFERRAL_PREFIX}{user.referral_code}":
+        await _record_self_referral(session, user)
     if (user.username, user.first_name, user.last_name) != (tg.username, tg.first_name, tg.last_name):
         user.username, user.first_name, user.last_name = tg.username, tg.first_name, tg.last_name
     await mark_seen(session, user, now)
     return user
+
+
+async def _record_self_referral(session: AsyncSession, user: User) -> None:
+    """A customer came in through their own invitation link: nothing is granted (a referrer is set only when an
+    account is created, and never to itself); the attempt is audited once for the referrals page."""
+    recorded = await session.scalar(
+        select(AuditLog.id).where(AuditLog.action == SELF_REFERRAL, AuditLog.entity_id == str(user.id)).limit(1)
+    )
+    if recorded is None:
+        audit.record(
+            session,
+            actor_type="user",
+            actor_id=user.id,
+            action=SELF_REFERRAL,
+            entity_type="user",
+            entity_id=user.id,
+            after={"referral_code": user.referral_code},
+        )
 
 
 async def _create(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app.audit.service import record
+from app.auth.telegram import TelegramUser
 from app.models import (
     BrowserSession,
     Payment,
@@ -15,6 +17,7 @@ from app.models import (
     SubscriptionStatus,
     User,
 )
+from app.users.service import upsert_from_telegram
 from tests.admin.conftest import AdminHarness
 from tests.admin.test_dashboard import cards
 from tests.web import text_of
@@ -86,3 +89,26 @@ async def test_the_referral_program_page(admin: AdminHarness) -> None:
     assert "@f4" not in listed
     assert (await owner.get("/admin/referrals/999999")).status_code == 404
     assert (await support.get("/admin/referrals")).status_code == 403
+
+
+async def test_self_referral_attempts_and_refused_rewards_are_listed(admin: AdminHarness) -> None:
+    """Rita opens the app through her own invitation link (twice: recorded once, nothing granted); a first payment
+    whose referrer was the payer's own invitee was refused at payment time (audited by app/referrals/rewards.py)."""
+    owner = await admin.browser("owner")
+    rita = User(telegram_id=800, first_name="Rita", username="rita", referral_code="rita8")
+    admin.db.add(rita)
+    await admin.db.commit()
+    again = TelegramUser(800, "Rita", None, "rita", "en", False)
+    for _ in range(2):
+        await upsert_from_telegram(admin.db, again, start_param="ref_rita8")
+        await admin.db.commit()
+    await upsert_from_telegram(admin.db, again, start_param="ref_someone_else")  # not her own: not an attempt
+    record(admin.db, actor_type="system", actor_id=None, action="referral.rejected", entity_type="user",
+           entity_id=rita.id, after={"referrer_id": rita.id, "reason": "self or cycle"})  # fmt: skip
+    await admin.db.commit()
+    assert (await admin.db.get(User, rita.id)).referrer_id is None
+
+    page = await owner.get("/admin/referrals", headers=EN)
+    refused = page.text.split('id="refused"')[1].split("</section>")[0]
+    assert refused.count('data-reason="self"') == 1 and refused.count('data-reason="cycle"') == 1
+    assert f'href="/admin/users/{rita.id}"' in refused and "opened their own invitation link" in text_of(refused)

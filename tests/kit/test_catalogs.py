@@ -53,6 +53,7 @@ DYNAMIC_PREFIXES = {
     "settings.language.": "cabinet/settings.html: each language's own name",
     "staff.": "app/notifications/handlers.py: a staff alert's kind",
     "admin.audit.": "admin/audit/list.html: filters and actions",
+    "admin_referrals.refused_reason.": "admin/referrals/index.html: why a referral was refused",
     "admin.nav.": "admin/base.html: the sidebar's sections",
     "admin.role.": "admin/base.html, staff pages: a staff member's role",
     "admin_payments.status.": "admin/payments templates: a payment's status",

@@ -13,6 +13,7 @@ from app.admin.referrals.queries import (
     SHARED_IP_MIN,
     friends_of,
     program_figures,
+    refused_referrals,
     shared_addresses,
     top_referrers,
 )
@@ -34,6 +35,7 @@ async def referrals_page(request: Request, db: DbSession) -> Response:
         "top": await top_referrers(db),
         "shared": await shared_addresses(db),
         "shared_min": SHARED_IP_MIN,
+        "refused": await refused_referrals(db),
         **HELPERS,
     }
     return render(request, "admin/referrals/index.html", context)

@@ -14,9 +14,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.models import BrowserSession, Payment, ReferralReward, User
+from app.models import AuditLog, BrowserSession, Payment, ReferralReward, User
 from app.referrals.service import has_live_subscription, has_paid
 from app.stats import figures
+from app.users.service import SELF_REFERRAL
 
 TOP_SIZE = 20
 # Invited customers signing in from one address before it is listed.
@@ -156,3 +157,34 @@ async def friends_of(session: AsyncSession, referrer_id: int, now: datetime) -> 
         FriendRow(user, bool(active), *money.get(user.id, (0, {})))  # type: ignore[arg-type]
         for user, active in friends
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedReferral:
+    at: datetime
+    user_id: int | None
+    user: User | None
+    reason: str  # "self": came in through their own link; "cycle": the payer's referrer was themselves or theirs
+
+
+# What the product refused and audited: app/users/service.py (own link), app/referrals/rewards.py (self or cycle).
+REFUSED_ACTIONS = {SELF_REFERRAL: "self", "referral.rejected": "cycle"}
+
+
+async def refused_referrals(session: AsyncSession, limit: int = 50) -> list[RefusedReferral]:
+    """The latest self-referral attempts and rewards refused for a cycle, newest first."""
+    rows = (
+        await session.scalars(
+            select(AuditLog)
+            .where(AuditLog.action.in_(list(REFUSED_ACTIONS)), AuditLog.entity_type == "user")
+            .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    ids = {int(row.entity_id) for row in rows if row.entity_id and row.entity_id.isdigit()}
+    users = {user.id: user for user in await session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+    result = []
+    for row in rows:
+        user_id = int(row.entity_id) if row.entity_id and row.entity_id.isdigit() else None
+        result.append(RefusedReferral(row.created_at, user_id, users.get(user_id or 0), REFUSED_ACTIONS[row.action]))
+    return result
