@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,8 @@ from app.referrals import rewards
 from app.subscriptions.activation import add_days, take_days
 
 SETTLED = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.MISMATCH})
+
+log = logging.getLogger(__name__)
 
 
 class UnknownPayment(NotFound):
@@ -299,7 +302,9 @@ async def _refunded(session: AsyncSession, payment: Payment, update: ProviderUpd
     return Outcome.APPLIED
 
 
-async def _save_method(session: AsyncSession, payment: Payment, method: SavedMethod) -> int:
+async def _save_method(session: AsyncSession, payment: Payment, method: SavedMethod) -> int | None:
+    """The payer's saved method for renewals (found by its fingerprint, created on first sight, reactivated);
+    None when that method is another customer's: it is never reactivated or charged on this payer's behalf."""
     fingerprint = cipher().fingerprint(method.secret)
     saved = await session.scalar(
         select(SavedPaymentMethod).where(
@@ -327,6 +332,18 @@ async def _save_method(session: AsyncSession, payment: Payment, method: SavedMet
                 )
             )
             assert saved is not None
+    if saved.user_id != payment.user_id:
+        log.warning("payment %s: its saved method belongs to another customer; not saved for this one", payment.id)
+        audit.record(
+            session,
+            actor_type="provider",
+            actor_id=payment.provider,
+            action="payment_method.foreign",
+            entity_type="payment",
+            entity_id=payment.id,
+            after={"owner_id": saved.user_id, "payer_id": payment.user_id},
+        )
+        return None
     saved.is_active = True
     saved.revoked_at = None
     return saved.id
