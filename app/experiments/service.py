@@ -22,7 +22,7 @@ from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.field_errors import FieldInvalid
 from app.kit.i18n import available_languages
-from app.models import Experiment, ExperimentKind, Plan, PlanPrice, User
+from app.models import Experiment, ExperimentAssignment, ExperimentKind, Plan, PlanPrice, User
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VARIANT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -248,6 +248,22 @@ async def price_for(session: AsyncSession, user: User, plan: Plan, currency: str
         return None
     variant = await expose(session, experiment, user.id)
     price = (_params(experiment, variant).get("prices") or {}).get(currency)
+    return int(price) if price is not None else None
+
+
+async def renewal_price_for(session: AsyncSession, user: User, plan: Plan, currency: str) -> int | None:
+    """The price of an automatic renewal: the variant the customer was shown (and paid) while the experiment on
+    the plan still runs, else None (the plan's own). Never exposes anyone: a charge nobody saw is no exposure,
+    and a customer is never charged a variant price they were not shown."""
+    experiment = await _running(session, ExperimentKind.PRICE, plan.code)
+    if experiment is None:
+        return None
+    variant = await session.scalar(
+        select(ExperimentAssignment.variant).where(
+            ExperimentAssignment.experiment_id == experiment.id, ExperimentAssignment.user_id == user.id
+        )
+    )
+    price = (_params(experiment, variant).get("prices") or {}).get(currency) if variant else None
     return int(price) if price is not None else None
 
 

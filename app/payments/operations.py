@@ -268,7 +268,7 @@ async def _prepare_renewal(
         return RenewalResult.NO_METHOD
     provider = resources.payments.get(method.provider)
     preferences = pricing.currency_preferences(user, resources.settings.default_currency)
-    prices = pricing.preferred_first((await pricing.prices_of(session, [plan]))[plan.id], preferences)
+    prices = pricing.preferred_first(await pricing.renewal_prices(session, plan, user), preferences)
     price = next((price for price in prices if price.currency in provider.currencies), None)
     if price is None:
         return RenewalResult.NO_METHOD

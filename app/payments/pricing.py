@@ -65,6 +65,16 @@ async def customer_prices(session: AsyncSession, plans: list[Plan], user: User) 
     return prices
 
 
+async def renewal_prices(session: AsyncSession, plan: Plan, user: User) -> list[Money]:
+    """The plan's prices for this customer's automatic renewal: the price experiment's variant they were shown,
+    where one runs on the plan and they have one (experiments.renewal_price_for)."""
+    prices = []
+    for price in (await prices_of(session, [plan]))[plan.id]:
+        variant = await experiments.renewal_price_for(session, user, plan, price.currency)
+        prices.append(price if variant is None else Money.from_minor(variant, price.currency))
+    return prices
+
+
 def currency_preferences(user: User, default: str) -> list[str]:
     """The currencies this customer would rather pay in, best first: the one they chose, their language's, the
     shop's default. Whichever of them is actually sold (priced and taken by a provider) wins."""

@@ -8,7 +8,9 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from app.audit.service import Actor
 from app.db import transaction
+from app.experiments import service as experiments
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict
 from app.kit.field_errors import FieldInvalid
@@ -16,6 +18,7 @@ from app.models import (
     AuditLog,
     DemoInvoice,
     DemoInvoiceStatus,
+    ExperimentAssignment,
     OutboxMessage,
     Payment,
     PaymentRefund,
@@ -30,6 +33,7 @@ from app.payments.operations import (
     RenewalResult,
     charge_renewal,
     reconcile_pending,
+    renewal_key,
     request_refund,
     run_refund,
 )
@@ -60,6 +64,53 @@ async def test_a_renewal_charges_the_saved_card_once_per_day(shop: Shop) -> None
     assert await count(shop, Payment, Payment.is_renewal) == 1
     assert (await reload(shop, Subscription, id=subscription.id)).ends_at == renewed.ends_at
     assert await count(shop, DemoInvoice, DemoInvoice.card_token == "demo_card_ok") == 1
+
+
+async def test_a_renewal_charges_the_price_experiment_variant_the_customer_was_shown(shop: Shop) -> None:
+    """Anna bought the month at the experiment's cheap price (she is in its "cheap" variant): her renewal charges
+    that price while the experiment runs, and the list price once it stops. Boris never saw the experiment: he
+    is charged the list price, and the renewal does not put him in it."""
+    anna, anna_sub = await _subscriber_with_card(shop, 63, "demo_card_anna")
+    boris, boris_sub = await _subscriber_with_card(shop, 64, "demo_card_boris")
+    cheap = experiments.VariantDraft("cheap", 50, prices={"RUB": 14900})
+    draft = experiments.ExperimentDraft(
+        key="month-cheap", name="Cheaper month", kind="price", target="month",
+        variants=[experiments.VariantDraft("control", 50), cheap],
+    )  # fmt: skip
+    async with transaction(shop.resources.sessionmaker) as session:
+        experiment = await experiments.create(session, draft, Actor("system", None))
+        await experiments.start(session, experiment.id, Actor("system", None))
+        session.add(ExperimentAssignment(experiment_id=experiment.id, user_id=anna.id, variant="cheap"))
+        experiment_id = experiment.id
+
+    async def renewal_amount(subscription: Subscription, attempt: date) -> int:
+        assert await charge_renewal(shop.resources, subscription.id, attempt=attempt) == RenewalResult.SUCCEEDED
+        key = renewal_key(subscription.id, attempt)
+        return (await reload(shop, Payment, idempotency_key=key)).amount_minor
+
+    assert await renewal_amount(anna_sub, TODAY) == 14900
+    assert await renewal_amount(boris_sub, TODAY) == 19900
+    assert await count(shop, ExperimentAssignment, ExperimentAssignment.user_id == boris.id) == 0
+    async with transaction(shop.resources.sessionmaker) as session:
+        await experiments.stop(session, experiment_id, Actor("system", None))
+    assert await renewal_amount(anna_sub, TODAY + timedelta(days=30)) == 19900
+
+
+async def test_a_method_already_saved_by_another_customer_is_never_reactivated_for_a_new_payer(shop: Shop) -> None:
+    """Anna saved a card and removed it; Boris then pays with a method of the same fingerprint (the demo derives
+    it from the card token; a real provider's would be one customer's). Anna's row stays removed and hers, so
+    nothing charges her again; Boris gets no saved method and no renewal."""
+    anna, anna_sub = await _subscriber_with_card(shop, 65, "demo_card_shared")
+    async with transaction(shop.resources.sessionmaker) as session:
+        card = await session.scalar(select(SavedPaymentMethod).where(SavedPaymentMethod.user_id == anna.id))
+        card.is_active, card.revoked_at = False, utcnow()
+    boris, boris_sub = await _subscriber_with_card(shop, 66, "demo_card_shared")
+    card = await reload(shop, SavedPaymentMethod, user_id=anna.id)
+    assert (card.is_active, await count(shop, SavedPaymentMethod)) == (False, 1)
+    assert (await reload(shop, Payment, user_id=boris.id)).saved_method_id is None
+    assert await charge_renewal(shop.resources, anna_sub.id, attempt=TODAY) == RenewalResult.NO_METHOD
+    assert await charge_renewal(shop.resources, boris_sub.id, attempt=TODAY) == RenewalResult.NO_METHOD
+    assert await count(shop, AuditLog, AuditLog.action == "payment_method.foreign") == 1
 
 
 async def test_a_declined_renewal_fails_and_changes_no_dates(shop: Shop) -> None:
