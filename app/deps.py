@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.experiments import texts as experiment_texts
 from app.texts import overrides as text_overrides
 
 
@@ -18,6 +19,9 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.resources.sessionmaker() as session:
         try:
             yield session
+            texts = getattr(request.state, "experiment_texts", None)
+            if texts is not None and texts.read:  # the customer saw a text under experiment: first exposure
+                await experiment_texts.record_exposures(session, texts)
             await session.commit()
         except BaseException:
             await session.rollback()

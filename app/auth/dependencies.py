@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from app.auth.sessions import SESSION_COOKIE, ActiveSession, csrf_token, csrf_valid, resolve_session
 from app.auth.telegram import InitDataExpired, InitDataInvalid, verify_init_data
 from app.deps import AppSettings, DbSession
+from app.experiments import texts as experiment_texts
 from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
 from app.kit.i18n import pick_language
@@ -92,6 +93,7 @@ async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Vie
     await limit_per_user(request, viewer.user.id)
     request.state.language = viewer.user.language
     request.state.viewer = viewer
+    request.state.experiment_texts = experiment_texts.use_for(request.app.state.resources.sessionmaker, viewer.user)
     return viewer
 
 

@@ -24,7 +24,6 @@ from app.checkout.views import (
 from app.config import Settings
 from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
-from app.experiments import service as experiments
 from app.kit.clock import utcnow
 from app.kit.errors import AppError, NotFound, ValidationFailed
 from app.kit.formatting import money_text, zone_of
@@ -106,8 +105,6 @@ async def _plan_list(
         offers = await orders.offers(db, _providers(request), ordered, user=viewer.user)
     currencies = orders.sold_currencies(offers, ordered)
     context = {
-        # A text experiment on the page's title shows the customer's variant (None: the normal text).
-        "title": await experiments.text_for(db, viewer.user, "checkout.title", viewer.user.language),
         "offers": offers,
         "devices_enforced": await provisioning.device_limits_enforced(db, viewer.user.id),
         "currencies": currencies,

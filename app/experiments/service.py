@@ -1,5 +1,6 @@
 """Experiments for staff (create, start, stop: validated, audited in the caller's transaction) and for the
-customer's side (the price checkout shows and charges, the text a page shows). No HTTP: the admin calls these.
+customer's side (the price checkout shows and charges; texts: app/experiments/texts.py). No HTTP: the admin calls
+these.
 
 An experiment changes one thing: a plan's price (`kind="price"`, target = the plan's code; a variant's params
 `{"prices": {"RUB": 14900}}` in minor units, a currency it leaves out keeps the plan's price) or one text
@@ -265,12 +266,3 @@ async def renewal_price_for(session: AsyncSession, user: User, plan: Plan, curre
     )
     price = (_params(experiment, variant).get("prices") or {}).get(currency) if variant else None
     return int(price) if price is not None else None
-
-
-async def text_for(session: AsyncSession, user: User, key: str, language: str) -> str | None:
-    """The customer's variant of the text `key` in `language`, or None for the normal text."""
-    experiment = await _running(session, ExperimentKind.TEXT, key)
-    if experiment is None:
-        return None
-    variant = await expose(session, experiment, user.id)
-    return (_params(experiment, variant).get("text") or {}).get(language) or None

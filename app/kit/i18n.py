@@ -92,7 +92,9 @@ def _entry(language: str, key: str) -> tuple[str, Any]:
         chain.append(nxt)
     if DEFAULT_LANGUAGE not in chain:
         chain.append(DEFAULT_LANGUAGE)
-    overrides = OVERRIDES.get() or {}
+    overrides = OVERRIDES.get()
+    if overrides is None:  # not `or {}`: an empty mapping may still be watching what is read (experiments/texts.py)
+        overrides = {}
     for candidate in chain:
         entry = overrides.get((candidate, key))
         if entry is None and candidate in available_languages():

@@ -1,5 +1,5 @@
-"""The web process keeps its runtime settings and message texts fresh in the background, so no request waits
-on a query for them: loaded once before the app serves, then every REFRESH_SECONDS until it stops."""
+"""The web process keeps its runtime settings, message texts and text experiments fresh in the background, so no
+request waits on a query for them: loaded once before the app serves, then every REFRESH_SECONDS until it stops."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+from app.experiments import texts as experiment_texts
 from app.resources import Resources
 from app.runtime_settings import service as runtime_settings
 from app.runtime_settings.service import REFRESH_SECONDS
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 async def refresh_once(resources: Resources) -> None:
     await runtime_settings.refresh(resources.sessionmaker, resources.settings)
     await text_overrides.current(resources.sessionmaker)
+    await experiment_texts.refresh(resources.sessionmaker)
 
 
 # While the database is down this loop fails every second: one line a minute says so (no traceback: an outage

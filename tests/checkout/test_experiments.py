@@ -1,6 +1,6 @@
 """A price experiment on a plan: each customer sees and is charged their variant's price (the same lookup for
 both), is recorded at first exposure, and their payment counts once as the variant's conversion; a text
-experiment changes the checkout page's title for its variant only; a stopped experiment changes nothing."""
+experiment changes a text for its variant only and exposes those who saw it; a stopped experiment changes nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.audit.service import Actor
 from app.experiments import service as experiments
 from app.experiments import stats
+from app.experiments import texts as experiment_texts
 from app.experiments.assignment import pick
 from app.models import ExperimentAssignment
 from tests.checkout.conftest import Shop
@@ -96,30 +97,48 @@ async def test_a_payment_counts_once_as_its_variants_conversion(shop: Shop) -> N
     assert (results[other].exposed, results[other].converted) == (0, 0)
 
 
-async def test_a_text_experiment_changes_the_title_for_its_variant_and_stopping_ends_it(shop: Shop) -> None:
+async def test_a_text_experiment_changes_any_text_for_its_variant_and_counts_who_saw_it(shop: Shop) -> None:
+    """An experiment on the settings page's heading (any catalog key works the same): each customer sees their
+    variant's text; opening a page that does not show the text exposes nobody, opening one that does exposes the
+    customer once, control included; once stopped, everyone reads the normal text again."""
     variants = [
         experiments.VariantDraft("control", 1),
-        experiments.VariantDraft("bold", 1, texts={"en": "Pick your plan — today only", "ru": "Выберите тариф"}),
+        experiments.VariantDraft("bold", 1, texts={"en": "Your settings — made simple", "ru": "Ваши настройки"}),
     ]
-    experiment = await _experiment(shop, key="title", kind="text", target="checkout.title", variants=variants)
+    experiment = await _experiment(shop, key="settings-title", kind="text", target="settings.title", variants=variants)
+    sessionmaker = shop.app.state.resources.sessionmaker
+    await experiment_texts.refresh(sessionmaker)  # the app's refresher does this every second
     titles: dict[str, str] = {}
     for telegram_id in range(7001, 7041):
         headers = tma(user_id=telegram_id, language="en")
-        page = await shop.client.get("/app/checkout", headers=headers)
-        assert page.status_code == 200
-        user = await shop.user(telegram_id)
-        variant = pick(experiment.variants, experiment.key, user.id)
-        titles[variant] = page.text.split('data-testid="checkout-title">', 1)[1].split("<", 1)[0]
+        assert (await shop.client.get("/app/checkout", headers=headers)).status_code == 200  # not this text
+        user_id = (await shop.user(telegram_id)).id
+        assert await _assignment(shop, experiment.id, user_id) is None
+        for _ in range(2):
+            page = await shop.client.get("/app/settings", headers=headers)
+            assert page.status_code == 200
+        variant = pick(experiment.variants, experiment.key, user_id)
+        assert await _assignment(shop, experiment.id, user_id) == variant
+        titles[variant] = page.text.split('<h1 class="page-title">', 1)[1].split("<", 1)[0]
         if len(titles) == 2:
             break
-    assert titles["bold"] == "Pick your plan — today only"
+    assert titles["bold"] == "Your settings — made simple"
     assert titles["control"] != titles["bold"]
+
     await experiments.stop(shop.db, experiment.id, STAFF)
     await shop.db.commit()
-    bold_user = 0
-    for telegram_id in range(7001, 7041):
-        if pick(experiment.variants, experiment.key, (await shop.user(telegram_id)).id) == "bold":
-            bold_user = telegram_id
+    await experiment_texts.refresh(sessionmaker)
+    for bold_user in range(7001, 7041):  # the customers made above include one of each variant
+        if pick(experiment.variants, experiment.key, (await shop.user(bold_user)).id) == "bold":
             break
-    page = await shop.client.get("/app/checkout", headers=tma(user_id=bold_user, language="en"))
-    assert "today only" not in page.text
+    page = await shop.client.get("/app/settings", headers=tma(user_id=bold_user, language="en"))
+    assert "made simple" not in page.text
+
+
+async def _assignment(shop: Shop, experiment_id: int, user_id: int) -> str | None:
+    await shop.db.rollback()
+    return await shop.db.scalar(
+        select(ExperimentAssignment.variant).where(
+            ExperimentAssignment.experiment_id == experiment_id, ExperimentAssignment.user_id == user_id
+        )
+    )
