@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings, load_settings
 from app.kit.crypto import new_key
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database, throwaway_url
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database, throwaway_url
 
 RESULTS = Path(__file__).parent / "results" / "admin.json"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
@@ -586,7 +586,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tests.emulators.harness import free_port
 
     now = datetime.now(UTC).replace(microsecond=0)
-    name = args.reuse or f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
+    name = args.reuse or database_name()
     encryption_key = new_key()
     print(f"admin benchmark: {args.customers:,} customers")
     load = os.getloadavg()

@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,13 @@ from app.config import load_settings
 from app.db import create_engine, create_sessionmaker, transaction
 from app.kit.crypto import new_key
 from app.models import Broadcast, BroadcastDelivery, BroadcastStatus, JobRun, User
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database, process_cpu_seconds
+from bench.panel_sync import (
+    DEFAULT_DATABASE_URL,
+    create_database,
+    database_name,
+    drop_database,
+    process_cpu_seconds,
+)
 
 RESULTS = Path(__file__).parent / "results" / "broadcast.json"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -207,7 +212,7 @@ async def database_facts(url: str, broadcast_id: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rate = args.paid_rate if args.paid else args.rate
-    name = f"vpnshop_bench_broadcast_{uuid.uuid4().hex[:8]}"
+    name = database_name("broadcast")
     encryption_key = new_key()
     load_average = os.getloadavg()[0]
     print(f"broadcast bench: {args.recipients:,} recipients at {rate}/s ({'paid' if args.paid else 'default limit'})")

@@ -329,6 +329,14 @@ def run_sync(options: dict[str, Any], channel: Any) -> None:
 # The database: create, seed, check, drop
 
 
+def database_name(label: str = "") -> str:
+    """A fresh name for a run's throwaway database: `<prefix>_[<label>_]<random>`. Each run gets its own, so two
+    runs at once (two test suites on one server, say) never share a database or drop each other's. The prefix is
+    `$BENCH_DATABASE_PREFIX`, by default vpnshop_bench."""
+    prefix = os.environ.get("BENCH_DATABASE_PREFIX") or "vpnshop_bench"
+    return "_".join(part for part in (prefix, label, uuid.uuid4().hex[:10]) if part)
+
+
 def throwaway_url(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
@@ -503,7 +511,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spawn = multiprocessing.get_context("spawn")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    name = f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
+    name = database_name()
 
     print(f"panel sync benchmark: {plan.accounts:,} accounts, pages of {args.page_size}")
     emulator = spawn.Process(target=run_emulator, args=(plan, port), name="marzban-emulator", daemon=True)

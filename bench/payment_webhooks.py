@@ -3,8 +3,8 @@ times (issue 5). Goals: ≥ 300 completions/s, zero double credits, zero lost.
 
     .venv/bin/python -m bench.payment_webhooks [--payments 3000] [--copies 10] [--concurrency 64] [--workers 2]
 
-It creates the database vpnshop_bench_webhooks, migrates it, and seeds users with pending demo-provider
-checkouts whose invoices are paid (the demo provider's own table), then builds each payment's signed
+It creates a throwaway database (vpnshop_bench_webhooks_<random>), migrates it, and seeds users with pending
+demo-provider checkouts whose invoices are paid (the demo provider's own table), then builds each payment's signed
 notification. The app runs under uvicorn (`--workers`, as `vpnshop serve`) with Redis for jobs and no worker, so
 the run measures webhook handling alone (verification, the state machine with its row lock, activation and the
 outbox rows) and not the panel calls that follow. The deliveries (payments × copies) are shuffled and posted by
@@ -50,10 +50,9 @@ from app.notifications.service import USER_TOPIC
 from app.panels.registry import seal_credentials
 from app.payments.providers.demo import notification, signing_key
 from bench.home_page import SECRET_KEY, Stack, app_env, free_port, server_command, serving, wait_until_up
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database
 
 RESULTS = Path(__file__).parent / "results" / "payment_webhooks.json"
-DATABASE_NAME = "vpnshop_bench_webhooks"
 GOAL_COMPLETIONS_PER_SECOND = 300
 PRICE_MINOR, PLAN_DAYS = 19900, 30
 
@@ -245,7 +244,8 @@ def main() -> None:
 
     encryption_key = new_key()
     configure_cipher([encryption_key], SECRET_KEY)
-    url = asyncio.run(create_database(args.database, DATABASE_NAME))
+    name = database_name("webhooks")
+    url = asyncio.run(create_database(args.database, name))
     try:
         notifications = asyncio.run(seed(url, args.payments))
         deliveries = [item for item in notifications for _ in range(args.copies)]
@@ -263,7 +263,7 @@ def main() -> None:
             run = asyncio.run(deliver(base_url, deliveries, args.concurrency))
         facts = asyncio.run(verify(url, args.payments))
     finally:
-        asyncio.run(drop_database(args.database, DATABASE_NAME))
+        asyncio.run(drop_database(args.database, name))
     completions_per_second = run["statuses"].get(200, 0) / run["seconds"]
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

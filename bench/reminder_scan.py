@@ -26,7 +26,6 @@ import os
 import platform
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from app.kit.clock import FrozenClock, set_clock
 from app.kit.crypto import new_key
 from app.resources import open_resources
 from app.subscriptions.reminders import BATCH
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database
 from tasks.subscriptions import send_expiry_reminders
 
 RESULTS = Path(__file__).parent / "results" / "reminder_scan.json"
@@ -228,7 +227,7 @@ async def measure(url: str, now: datetime) -> list[dict[str, Any]]:
 
 def scenario(args: argparse.Namespace, spread: str) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
-    name = f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
+    name = database_name()
     print(f"reminder scan, {spread} spread: {args.subscriptions:,} subscriptions")
     url = asyncio.run(create_database(args.database_url, name))
     try:
