@@ -2,7 +2,7 @@
 (issue 6). Goals: achieved rate / configured rate ≥ 0.95, zero 429s, zero duplicates.
 
     .venv/bin/python -m bench.broadcast [--recipients 100000] [--rate 30] [--paid] [--paid-rate 1000]
-                                        [--database-url URL] [--redis-url URL] [--json PATH]
+                                        [--database-url URL] [--redis-url URL] [--smoke] [--json PATH]
 
 It creates a throwaway PostgreSQL database (`vpnshop_bench_broadcast_<random>`, dropped at the end), seeds the
 recipients (half Russian, half English speakers), creates the broadcast through the service and starts it. The
@@ -15,7 +15,8 @@ LOG_LEVEL=WARNING. The Redis database given (default 13) is flushed first.
 Measured: the rate from the emulator's first to its last message (its own clock) against the configured one;
 429s the emulator answered; chats that got more than one message; then, from the database, every delivery sent
 once and the broadcast's counts. Exits with status 1 when a correctness check fails (a duplicate, a recipient
-missed, counts that do not add up).
+missed, counts that do not add up). `--smoke`: 60 recipients (two seconds at the default limit), every check,
+no goal judged (bench/smoke.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from app.config import load_settings
 from app.db import create_engine, create_sessionmaker, transaction
 from app.kit.crypto import new_key
 from app.models import Broadcast, BroadcastDelivery, BroadcastStatus, JobRun, User
+from bench import smoke
 from bench.panel_sync import (
     DEFAULT_DATABASE_URL,
     create_database,
@@ -316,6 +318,7 @@ def summarize(
     goals = {f"rate ratio >= {GOAL_RATIO}": ratio >= GOAL_RATIO, "zero 429s": stats["throttled_total"] == 0}
     return {
         "ok": all(checks.values()),
+        "smoke": args.smoke,
         "recipients": n,
         "mode": "paid" if args.paid else "default",
         "configured_rate": rate,
@@ -332,7 +335,7 @@ def summarize(
         "worker_cpu_seconds": worker_cpu,
         "emulator_cpu_seconds": emulator_cpu,
         "checks": checks,
-        "goals": goals,
+        "goals": None if args.smoke else goals,  # a smoke run says nothing about speed
         "deliveries": facts["deliveries"],
         "broadcast": {key: _plain(value) for key, value in final.items()},
         "machine": {
@@ -360,8 +363,12 @@ def print_summary(result: dict[str, Any]) -> None:
         f"slices: {result['slices']}  materialize: {result['materialize_seconds']:.2f} s  "
         f"CPU: worker {result['worker_cpu_seconds']} s, emulator {result['emulator_cpu_seconds']} s"
     )
-    for name, passed in {**result["checks"], **result["goals"]}.items():
+    for name, passed in result["checks"].items():
         print(f"  [{'ok' if passed else 'FAIL'}] {name}")
+    if result["goals"] is None:
+        print("  smoke run: no goal judged")
+    for name, met in (result["goals"] or {}).items():
+        print(f"  goal {name}: {'met' if met else 'MISSED'}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -376,7 +383,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, help="give up after (default: 1.5 × ideal + 600 s)")
     parser.add_argument("--worker-log", type=Path, default=Path("/tmp/vpnshop-bench-broadcast-worker.log"))
     parser.add_argument("--json", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    # A few seconds of sending at the default limit; the worker's dispatcher takes up to five to pick it up.
+    return smoke.parse(parser, argv, {"recipients": 60, "timeout": 120.0})
 
 
 def main(argv: list[str] | None = None) -> int:
