@@ -25,9 +25,3 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None, sizes: dict[s
     if parser.parse_known_args(argv)[0].smoke:
         parser.set_defaults(**sizes)
     return parser.parse_args(argv)
-
-
-def goals(smoke: bool, verdict: Any) -> Any:
-    """The goals' verdict for the results, None in a smoke run: a tiny run says nothing about speed, so no goal
-    is judged (and none can fail it)."""
-    return None if smoke else verdict
