@@ -1,8 +1,9 @@
 -- wrk script of bench/home_page.py: GET <path> as many different signed-in users, with HTMX headers.
 --
---   wrk ... -s bench/home_page.lua <url> -- <path> <file of Authorization values, one per line> <threads>
+--   wrk ... -s bench/home_page.lua <url> -- <path> <file of "<Authorization>\t<client address>" lines> <threads>
 --
--- Each thread prepares one request per line of the file (Authorization: tma <initData>, HX-Request, HX-Target)
+-- Each thread prepares one request per line of the file (Authorization: tma <initData>, X-Forwarded-For: the
+-- user's own address, as behind the shop's proxy, HX-Request, HX-Target)
 -- and sends them round robin, starting at its own offset, so that concurrent requests are for different users.
 -- Every response status is counted (a non-2xx makes the run invalid), and done() prints one line,
 -- "BENCH_RESULT {json}", with exact figures: latencies in microseconds from wrk's histogram.
@@ -23,16 +24,18 @@ statuses = {} -- global: read from the main state by thread:get() in done()
 function init(args)
    local path, file, threads_total = args[1], args[2], tonumber(args[3])
    for line in io.lines(file) do
-      if line ~= "" then
+      local authorization, address = line:match("^([^\t]+)\t(.+)$")
+      if authorization then
          prepared[#prepared + 1] = wrk.format("GET", path, {
-            ["Authorization"] = line,
+            ["Authorization"] = authorization,
+            ["X-Forwarded-For"] = address,
             ["HX-Request"] = "true",
             ["HX-Target"] = "content",
          })
       end
    end
    if #prepared == 0 then
-      error("no Authorization values in " .. file)
+      error("no Authorization and address lines in " .. file)
    end
    cursor = math.floor(#prepared * id / threads_total)
 end

@@ -1,30 +1,37 @@
 """Home page benchmark: the authenticated home page on PostgreSQL with 10,000 users, 64 concurrent connections.
 
     .venv/bin/python -m bench.home_page [--path /app] [--users 10000] [--workers 2,1] [--duration 20]
-                                        [--breakdown] [--profile] [--show-sql] [--keep-db] [--json PATH]
+                                        [--breakdown] [--profile] [--show-sql] [--keep-db] [--smoke] [--json PATH]
 
-It drops and creates the database vpnshop_bench_home, migrates it with the project's migrations and seeds a
-population (bulk INSERTs, then VACUUM ANALYZE): N users, each with a subscription (20 % trial, 60 % active on a
+It creates a throwaway database (vpnshop_bench_home_<random>), migrates it with the project's migrations and
+seeds a population (bulk INSERTs, then VACUUM ANALYZE): N users, each with a subscription (20 % trial, 60 % active on a
 paid plan, a third of those with an older, ended subscription too, 20 % expired), a VPN account on a demo
 server and a week of daily usage.
 
 Then, for each uvicorn configuration (`--workers`), one after the other:
 - the app (`app.main:create_app`, production settings: PostgreSQL, Redis, BOT_TOKEN, no demo mode, warnings
   only, no access log), and
-- the bare floor (bench/bare_home.py: raw ASGI + asyncpg + Jinja2 doing the same initData check, the same SQL
-  and the same template block),
+- the bare floor (bench/bare_home.py: raw ASGI + asyncpg + Jinja2 doing the same request limits, initData
+  check, SQL and template block),
 each served by uvicorn in its own process group, checked, warmed up and measured with wrk (C, light; see
-bench/home_page.lua): `GET --path` with `Authorization: tma <initData>` signed for one of many different users
-(round robin over all of them by default), `HX-Request: true`, `HX-Target: content`.
+bench/home_page.lua): `GET --path` (one page or several, comma-separated: /app, /api/me, /app/connect; each
+server is started once and measured on each page in turn) with `Authorization: tma <initData>` signed for one
+of many different users (round robin over all of them by default), from the user's own address
+(`X-Forwarded-For`, as behind the shop's proxy: the app limits requests per address), `HX-Request: true`,
+`HX-Target: content`.
 
 Checks (exit status 1 when one fails; a missed goal is reported, not failed):
-- the app's SQL for one request (DB_ECHO) is exactly the bare page's;
+- the app's SQL for one request of each page (DB_ECHO) is exactly the bare page's;
 - sample users of each kind get 200 and their own page (not the error shell), the bare page's HTML equals the
-  app's for the same user, and a forged initData is refused with 401, on both servers;
+  app's for the same user (/api/me: the same JSON), and a forged initData is refused with 401, on both servers;
 - a measured run has no non-2xx response, no socket error and no timeout, or it is invalid.
 
+`--smoke` runs all of this for the three pages at a tiny size (200 users, one worker, 1 s + 1 s of load with 8
+connections) in well under a minute, with every check and no goal judged; tests/test_bench_smoke.py runs it in CI.
+
 Every user is marked as seen just before each run, as in a busy app's steady state, so no request rewrites
-last_seen_at (the app does at most every 5 minutes per user); both servers would write it the same way.
+last_seen_at (the app does at most every 5 minutes per user, and on a new day); the bare page answers 500 where
+the app would write, so such a state cannot pass the checks unnoticed.
 
 Results: a table, and JSON in bench/results/home_page-<timestamp>.json (git-ignored). `--breakdown` adds the
 CPU per request of each stage measured in process, `--profile` an extra run per server under py-spy (see
@@ -76,16 +83,18 @@ from app.models import (
 )
 from app.panels.registry import seal_credentials
 from app.provisioning.service import panel_username
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench import smoke
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 LUA_SCRIPT = Path(__file__).parent / "home_page.lua"
-DATABASE_NAME = "vpnshop_bench_home"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+PUBLIC_BASE_URL = "https://vpn.example.com"
 BOT_TOKEN = "7000000001:AAbench-home-page-test-token-0000000"  # a fixed test token; nothing talks to Telegram
 SECRET_KEY = "bench-home-secret-key-" + "s" * 32
 TELEGRAM_ID_BASE = 6_000_000_000
+PANEL_PREFIX = "bench"  # the installation's panel username prefix (any will do: no panel is asked)
 SEED_CHUNK = 5000
 USAGE_DAYS = 7
 DB_POOL_SIZE, DB_MAX_OVERFLOW = 10, 10  # the app's defaults (Settings.db_pool_size / db_max_overflow)
@@ -191,8 +200,8 @@ def account_row(pop: Population, i: int, server_id: int, ends_at: datetime) -> d
         "user_id": i + 1,
         "subscription_id": i + 1,
         "server_id": server_id,
-        "panel_username": panel_username(i + 1),
-        "panel_id": panel_username(i + 1),
+        "panel_username": panel_username(PANEL_PREFIX, i + 1),
+        "panel_id": panel_username(PANEL_PREFIX, i + 1),
         "status": "disabled" if kind == "expired" else "active",
         "subscription_url_encrypted": None,
         "sub_token": pop.sub_token(i),
@@ -381,16 +390,25 @@ def rotation(pop: Population, count: int) -> list[int]:
     return [(k * stride) % pop.users for k in range(count)]
 
 
+def address(i: int) -> str:
+    """User i's own client address. The app limits requests per address (600 a minute by default): behind the
+    shop's proxy (uvicorn runs with --proxy-headers, as `vpnshop serve`) each customer comes from their own, so
+    the load generator says so in X-Forwarded-For instead of being one address refused with 429."""
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
 def write_headers_file(pop: Population, users: list[int], directory: Path) -> Path:
+    """One line per request for bench/home_page.lua: the Authorization value and the client address."""
     auth_date = int(time.time())
     path = directory / "authorization.txt"
-    path.write_text("".join(f"tma {init_data(pop, i, auth_date)}\n" for i in users))
+    path.write_text("".join(f"tma {init_data(pop, i, auth_date)}\t{address(i)}\n" for i in users))
     return path
 
 
 def headers_for(pop: Population, i: int) -> dict[str, str]:
     return {
         "authorization": f"tma {init_data(pop, i, int(time.time()))}",
+        "x-forwarded-for": address(i),
         "hx-request": "true",
         "hx-target": "content",
     }
@@ -445,19 +463,21 @@ def app_env(database_url: str, redis_url: str, encryption_key: str, echo: bool =
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
         "LOG_JSON": "true",
-        "PUBLIC_BASE_URL": "https://vpn.example.com",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "DB_POOL_SIZE": str(DB_POOL_SIZE),
         "DB_MAX_OVERFLOW": str(DB_MAX_OVERFLOW),
         "DB_ECHO": "true" if echo else "false",
     }
 
 
-def bare_env(database_url: str) -> dict[str, str]:
+def bare_env(database_url: str, redis_url: str) -> dict[str, str]:
     return base_env() | {
         "BARE_HOME_DATABASE_URL": database_url,
+        "BARE_HOME_REDIS_URL": redis_url,
         "BARE_HOME_BOT_TOKEN": BOT_TOKEN,
         "BARE_HOME_POOL_MIN": str(DB_POOL_SIZE),
         "BARE_HOME_POOL_MAX": str(DB_POOL_SIZE + DB_MAX_OVERFLOW),
+        "BARE_HOME_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     }
 
 
@@ -557,12 +577,10 @@ def check_samples(base_url: str, path: str, pop: Population, reference: dict[int
                 failures[name] = f"status {response.status_code}: {body[:300]}"
                 continue
             content_type = response.headers.get("content-type", "")
-            problem = check_body(pop, i, content_type, body)
+            problem = check_body(pop, i, path, content_type, body)
             if problem:
                 failures[name] = problem
-            elif not content_type.startswith("text/html"):  # /api/me: JSON from the app, no HTML to compare
-                continue
-            elif i in reference and reference[i] != body:
+            elif i in reference and not same_body(content_type, reference[i], body):
                 failures[f"{name}: same page as the app"] = f"differs:\n--- app\n{reference[i]}\n--- this\n{body}"
             else:
                 reference.setdefault(i, body)
@@ -576,7 +594,15 @@ def check_samples(base_url: str, path: str, pop: Population, reference: dict[int
     return failures
 
 
-def check_body(pop: Population, i: int, content_type: str, body: str) -> str | None:
+def same_body(content_type: str, reference: str, body: str) -> bool:
+    """The same HTML, byte for byte; JSON (/api/me) as the same value (FastAPI and pydantic may space it
+    differently)."""
+    if content_type.startswith("application/json"):
+        return json.loads(reference) == json.loads(body)
+    return reference == body
+
+
+def check_body(pop: Population, i: int, path: str, content_type: str, body: str) -> str | None:
     if content_type.startswith("application/json"):
         data = json.loads(body)
         if data.get("telegram_id") != TELEGRAM_ID_BASE + i or data.get("first_name") != pop.first_name(i):
@@ -590,6 +616,9 @@ def check_body(pop: Population, i: int, content_type: str, body: str) -> str | N
         return None
     if 'class="card error"' in body:
         return f"the error shell, not the page: {body[:300]}"
+    if path == "/app/connect" and pop.kind(i) == "expired":
+        # No live subscription, so nothing to connect with: the page must not show the account's link.
+        return f"an ended subscription's link on the connect page: {body[:300]}" if pop.sub_token(i) in body else None
     markers = [pop.first_name(i), pop.username(i), pop.sub_token(i)]
     if not any(marker in body for marker in markers):
         return f"none of the user's markers {markers} in the page: {body[:300]}"
@@ -717,34 +746,69 @@ def connections_per_process(port: str) -> list[int] | None:
 
 def measure(
     server: str, workers: int, args: argparse.Namespace, database_url: str, headers_file: Path, work: Path
-) -> dict[str, Any]:
-    """Start one server, check it, warm it up, measure it (and profile it, with --profile), stop it."""
+) -> list[dict[str, Any]]:
+    """Start one server; for each page (--path) check it, warm it up, measure it (and profile it, with
+    --profile); stop it."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = app_env(database_url, args.redis_url, args.encryption_key) if server == "app" else bare_env(database_url)
+    env = (
+        app_env(database_url, args.redis_url, args.encryption_key)
+        if server == "app"
+        else bare_env(database_url, args.redis_url)
+    )
     command = server_command(server, port, workers, args.stack)
     log_path = work / f"{server}-{workers}.log"
-    label = f"{server}, {workers} worker{'s' if workers > 1 else ''}"
-    seen = asyncio.run(mark_everyone_seen(database_url))
-    profile = None
     with serving(command, env, log_path) as process:
         wait_until_up(base_url, process, log_path)
-        failures = check_samples(base_url, args.path, args.population, args.reference_bodies)
-        if failures:
-            print(f"  {label}: sample check FAILED: {failures}")
-            return {"server": server, "workers": workers, "samples": failures, "valid": False}
-        run_wrk(base_url, args.path, headers_file, args, args.warmup)
-        time.sleep(args.pause)
-        load_average = os.getloadavg()[0]
-        counters_before = asyncio.run(db_counters(database_url))
-        before = cpu_snapshot(process.pid)
-        result = run_wrk(base_url, args.path, headers_file, args, args.duration)
-        after = cpu_snapshot(process.pid)
-        time.sleep(1.2)  # backends report their statistics at most once a second
-        counters = asyncio.run(db_counters(database_url))
-        alive = process.poll() is None
-        if args.profile and alive:
-            profile = profile_run(server, workers, args, process.pid, base_url, headers_file)
+        return [
+            measure_page(path, server, workers, args, database_url, headers_file, process, command, log_path)
+            for path in args.paths
+        ]
+
+
+def measure_page(
+    path: str,
+    server: str,
+    workers: int,
+    args: argparse.Namespace,
+    database_url: str,
+    headers_file: Path,
+    process: subprocess.Popen[bytes],
+    command: list[str],
+    log_path: Path,
+) -> dict[str, Any]:
+    """Check and measure one page of a running server: one run of the results."""
+    port = command[command.index("--port") + 1]
+    base_url = f"http://127.0.0.1:{port}"
+    label = f"{server} {path}, {workers} worker{'s' if workers > 1 else ''}"
+    seen = asyncio.run(mark_everyone_seen(database_url))
+    profile = None
+    failures = check_samples(base_url, path, args.population, args.reference_bodies.setdefault(path, {}))
+    if failures:
+        print(f"  {label}: sample check FAILED: {failures}")
+        log_tail = log_path.read_text(errors="replace")[-3000:]
+        if log_tail.strip():
+            print(f"  {label}: the server's log ends with:\n{log_tail}")
+        return {
+            "path": path,
+            "server": server,
+            "workers": workers,
+            "samples": failures,
+            "server_log_tail": log_tail,
+            "valid": False,
+        }
+    run_wrk(base_url, path, headers_file, args, args.warmup)
+    time.sleep(args.pause)
+    load_average = os.getloadavg()[0]
+    counters_before = asyncio.run(db_counters(database_url))
+    before = cpu_snapshot(process.pid)
+    result = run_wrk(base_url, path, headers_file, args, args.duration)
+    after = cpu_snapshot(process.pid)
+    time.sleep(1.2)  # backends report their statistics at most once a second
+    counters = asyncio.run(db_counters(database_url))
+    alive = process.poll() is None
+    if args.profile and alive:
+        profile = profile_run(server, workers, path, args, process.pid, base_url, headers_file)
     facts = asyncio.run(database_facts(database_url, seen))
     seconds = result["duration_us"] / 1e6
     requests = max(1, result["requests"])
@@ -757,6 +821,7 @@ def measure(
     cpu["other"] = round(max(0.0, cpu["busy"] - cpu["server"] - cpu["postgres"] - cpu["wrk"]), 2)
     rps = max(1.0, result["requests"] / seconds)
     run = {
+        "path": path,
         "server": server,
         "workers": workers,
         "command": " ".join(command[1:]).replace(str(port), "<port>"),
@@ -808,16 +873,17 @@ def measure(
 
 
 def profile_run(
-    server: str, workers: int, args: argparse.Namespace, pid: int, base_url: str, headers_file: Path
+    server: str, workers: int, path: str, args: argparse.Namespace, pid: int, base_url: str, headers_file: Path
 ) -> dict[str, Any]:
     """An extra, unmeasured run under the same load with py-spy attached: where the server's CPU goes."""
     from bench.home_profile import categorize, start_profiler
 
-    stacks = args.json.with_name(f"{args.json.stem}-{server}-{workers}w.stacks.txt")
+    page = path.strip("/").replace("/", "-") or "root"
+    stacks = args.json.with_name(f"{args.json.stem}-{page}-{server}-{workers}w.stacks.txt")
     stacks.parent.mkdir(parents=True, exist_ok=True)
     profiler = start_profiler(pid, args.profile_seconds, stacks)
     time.sleep(0.5)
-    run_wrk(base_url, args.path, headers_file, args, args.profile_seconds)
+    run_wrk(base_url, path, headers_file, args, args.profile_seconds)
     _, errors = profiler.communicate(timeout=60)
     if not stacks.exists():
         return {"error": errors.decode(errors="replace")[-1000:]}
@@ -845,7 +911,14 @@ def breakdown(args: argparse.Namespace, database_url: str) -> dict[str, dict[str
         for i in users
     ]
     env = app_env(database_url, args.redis_url, args.encryption_key)
-    result = run_breakdown(env, bare_env(database_url), args.path, [headers_for(pop, i) for i in users], telegram)
+    result = run_breakdown(
+        # The first page's whole-page figures; the stages are the home page's.
+        env,
+        bare_env(database_url, args.redis_url),
+        args.paths[0],
+        [headers_for(pop, i) for i in users],
+        telegram,
+    )
     print(f"\n  CPU per request in process, {len(users):,} requests one after the other, best of 3 (--breakdown):")
     for name, figures in result.items():
         print(f"    {figures['cpu_ms']:6.3f} ms  {name}")
@@ -854,38 +927,53 @@ def breakdown(args: argparse.Namespace, database_url: str) -> dict[str, dict[str
 
 ECHO_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO sqlalchemy\.engine\.Engine ", re.MULTILINE)
 NOT_QUERIES = ("[", "BEGIN", "COMMIT", "ROLLBACK", "select pg_catalog.version()", "select current_schema()", "show ")
+# The app's once-a-second refresher of runtime settings and texts (app/runtime_settings/refresher.py) runs beside
+# the requests, so its reads can fall into the logged window; they belong to no request.
+BACKGROUND = ("\nFROM system_settings \n", "\nFROM message_texts")
 
 
-def app_sql(args: argparse.Namespace, database_url: str, work: Path) -> tuple[int, list[str]]:
-    """The SQL statements the app sends for one request of --path (DB_ECHO=true, one worker): the status and the
-    statements, without transaction control and the connection's first-use queries."""
+def app_sql(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, tuple[int, list[str]]]:
+    """The SQL statements the app sends for one request of each page (DB_ECHO=true, one worker): by page, the
+    status and the statements, without transaction control, the connection's first-use queries and the
+    refresher's reads."""
     port = free_port()
     env = app_env(database_url, args.redis_url, args.encryption_key, echo=True)
     log_path = work / "echo.log"
     user = sample_users(args.population)[1]
+    found = {}
     with serving(server_command("app", port, 1, args.stack), env, log_path) as process:
         wait_until_up(f"http://127.0.0.1:{port}", process, log_path)
-        mark = log_path.stat().st_size
-        response = httpx.get(f"http://127.0.0.1:{port}{args.path}", headers=headers_for(args.population, user))
-        time.sleep(0.5)
-    with log_path.open("rb") as log:
-        log.seek(mark)
-        entries = ECHO_LINE.split(log.read().decode(errors="replace"))
-    statements = [entry.rstrip("\n") for entry in entries if entry.strip() and not entry.startswith(NOT_QUERIES)]
-    return response.status_code, statements
+        for path in args.paths:
+            mark = log_path.stat().st_size
+            response = httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers_for(args.population, user))
+            time.sleep(0.5)
+            with log_path.open("rb") as log:
+                log.seek(mark)
+                entries = ECHO_LINE.split(log.read().decode(errors="replace"))
+            statements = [
+                entry.rstrip("\n")
+                for entry in entries
+                if entry.strip() and not entry.startswith(NOT_QUERIES) and not any(mark in entry for mark in BACKGROUND)
+            ]
+            found[path] = (response.status_code, statements)
+    return found
 
 
 def check_sql(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, str]:
     """The bare page must send PostgreSQL exactly the app's queries (same text, so same plans and rows)."""
-    from bench.bare_home import OVERVIEW_SQL, USER_SQL
+    from bench.bare_home import STATEMENTS
 
-    status, statements = app_sql(args, database_url, work)
-    if args.show_sql:
-        print(f"\n  GET {args.path}: {status}; the app's SQL (DB_ECHO=true), then the bare page's:\n")
-        print("\n\n".join(statements) + "\n\n  ---\n\n" + USER_SQL + "\n\n" + OVERVIEW_SQL + "\n")
-    if statements != [USER_SQL, OVERVIEW_SQL]:
-        return {"the bare page's SQL is the app's": f"the app sent {statements}"}
-    return {}
+    failures = {}
+    for path, (status, statements) in app_sql(args, database_url, work).items():
+        bare = STATEMENTS.get(path)
+        if args.show_sql:
+            print(f"\n  GET {path}: {status}; the app's SQL (DB_ECHO=true), then the bare page's:\n")
+            print("\n\n".join(statements) + "\n\n  ---\n\n" + "\n\n".join(bare or ["(no bare page)"]) + "\n")
+        if bare is None:
+            failures[path] = f"bench/bare_home.py has no page {path}"
+        elif statements != bare:
+            failures[path] = f"the app sent {statements}"
+    return failures
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -910,24 +998,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pop = args.population = Population(users=args.users, now=datetime.now(UTC))
     args.encryption_key = new_key()
     args.stack = Stack.detect()
-    args.reference_bodies = {}  # user -> the app's sample page, which the bare page must equal
+    args.reference_bodies = {}  # page -> user -> the app's sample page, which the bare page must equal
     configure_cipher([args.encryption_key], SECRET_KEY)  # seals the server's (empty) credentials
     started = datetime.now(UTC)
     load_average = os.getloadavg()[0]
     print(
-        f"home page benchmark: GET {args.path} as {args.rotate:,} of {pop.users:,} users, {args.connections}"
-        f" connections, {args.threads} wrk threads, {args.warmup:g} s warm-up + {args.duration:g} s measured;"
-        f" uvicorn --loop {args.stack.loop} --http {args.stack.http}"
+        f"home page benchmark: GET {', '.join(args.paths)} as {args.rotate:,} of {pop.users:,} users,"
+        f" {args.connections} connections, {args.threads} wrk threads, {args.warmup:g} s warm-up +"
+        f" {args.duration:g} s measured; uvicorn --loop {args.stack.loop} --http {args.stack.http}"
     )
-    asyncio.run(drop_database(args.database_url, DATABASE_NAME))
-    url = asyncio.run(create_database(args.database_url, DATABASE_NAME))
+    name = database_name("home")
+    url = asyncio.run(create_database(args.database_url, name))
     runs: list[dict[str, Any]] = []
     cpu_by_stage = None
     try:
         seed_seconds = asyncio.run(seed_database(url, pop))
         facts = asyncio.run(database_facts(url))
         print(
-            f"  seeded {DATABASE_NAME} in {seed_seconds:.1f} s: {facts['users']:,} users, {facts['subscriptions']:,}"
+            f"  seeded {name} in {seed_seconds:.1f} s: {facts['users']:,} users, {facts['subscriptions']:,}"
             f" subscriptions, {facts['vpn_accounts']:,} VPN accounts, {facts['usage_daily']:,} usage rows"
         )
         with tempfile.TemporaryDirectory(prefix="bench-home-") as directory:
@@ -940,12 +1028,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             headers_file = write_headers_file(pop, rotation(pop, args.rotate), work)
             for workers in args.workers:
                 for server in args.servers:
-                    runs.append(measure(server, workers, args, url, headers_file, work))
+                    runs += measure(server, workers, args, url, headers_file, work)
         if args.breakdown:
             cpu_by_stage = breakdown(args, url)
     finally:
-        if not args.keep_db:
-            asyncio.run(drop_database(args.database_url, DATABASE_NAME))
+        if args.keep_db:
+            print(f"  kept the database: {name}")
+        else:
+            asyncio.run(drop_database(args.database_url, name))
     return summarize(args, started, load_average, seed_seconds, facts, runs, cpu_by_stage, sql_failures)
 
 
@@ -970,24 +1060,9 @@ def summarize(
         ),
         "every measured run without errors": all(run["valid"] for run in runs),
     }
-    valid = [run for run in runs if run["valid"]]
-    best = {
-        server: max((run for run in valid if run["server"] == server), key=lambda run: run["rps"], default=None)
-        for server in ("app", "bare")
-    }
-    app, bare = best["app"], best["bare"]
-    goals: dict[str, Any] = {"rps": GOAL_RPS, "p99_ms": GOAL_P99_MS, "share_of_bare_rps": GOAL_BARE_RATIO}
-    verdict: dict[str, bool] = {}
-    if app is not None:
-        verdict["rps"] = app["rps"] >= GOAL_RPS
-        verdict["p99_ms"] = app["p99_ms"] <= GOAL_P99_MS
-        if bare is not None:
-            # Against the best bare run (the floor of the stack on this machine), whatever its worker count.
-            goals["measured_share_of_best_bare"] = round(app["rps"] / bare["rps"], 3)
-            verdict["share_of_bare_rps"] = app["rps"] / bare["rps"] >= GOAL_BARE_RATIO
-            same = next((r for r in valid if r["server"] == "bare" and r["workers"] == app["workers"]), None)
-            if same is not None:
-                goals["measured_share_of_bare_same_workers"] = round(app["rps"] / same["rps"], 3)
+    best, goals, verdict = {}, {}, {}
+    for path in args.paths:
+        best[path], goals[path], verdict[path] = judge([run for run in runs if run["path"] == path], args.smoke)
     return {
         "benchmark": "home_page",
         "date": started.isoformat(timespec="seconds"),
@@ -1001,7 +1076,7 @@ def summarize(
             "load_average_at_start": round(load_average, 2),
         },
         "settings": {
-            "path": args.path,
+            "paths": args.paths,
             "users": pop.users,
             "users_in_rotation": args.rotate,
             "connections": args.connections,
@@ -1018,9 +1093,10 @@ def summarize(
         },
         "population": expected | {"seed_seconds": round(seed_seconds, 1)},
         "runs": runs,
-        "best": {server: (run["workers"] if run else None) for server, run in best.items()},
+        "best": best,  # by page and server: the worker count of the fastest valid run
+        "smoke": args.smoke,
         "goals": goals,
-        "goals_met": verdict,
+        "goals_met": None if args.smoke else verdict,
         "cpu_ms_per_request_in_process": cpu_by_stage,
         "checks": checks,
         "failures": sql_failures,
@@ -1028,28 +1104,57 @@ def summarize(
     }
 
 
+def judge(runs: list[dict[str, Any]], smoke: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+    """One page's best runs (worker counts by server), its goals with the measured shares, and the verdict
+    (empty in a smoke run: its figures say nothing about speed)."""
+    valid = [run for run in runs if run["valid"]]
+    best = {
+        server: max((run for run in valid if run["server"] == server), key=lambda run: run["rps"], default=None)
+        for server in ("app", "bare")
+    }
+    app, bare = best["app"], best["bare"]
+    goals: dict[str, Any] = {"rps": GOAL_RPS, "p99_ms": GOAL_P99_MS, "share_of_bare_rps": GOAL_BARE_RATIO}
+    verdict: dict[str, bool] = {}
+    if app is not None and not smoke:
+        verdict["rps"] = app["rps"] >= GOAL_RPS
+        verdict["p99_ms"] = app["p99_ms"] <= GOAL_P99_MS
+        if bare is not None:
+            # Against the best bare run (the floor of the stack on this machine), whatever its worker count.
+            goals["measured_share_of_best_bare"] = round(app["rps"] / bare["rps"], 3)
+            verdict["share_of_bare_rps"] = app["rps"] / bare["rps"] >= GOAL_BARE_RATIO
+            same = next((r for r in valid if r["server"] == "bare" and r["workers"] == app["workers"]), None)
+            if same is not None:
+                goals["measured_share_of_bare_same_workers"] = round(app["rps"] / same["rps"], 3)
+    return {server: (run["workers"] if run else None) for server, run in best.items()}, goals, verdict
+
+
 def print_summary(result: dict[str, Any]) -> None:
     print(
-        f"\n  {'server':<6} {'workers':>7} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'requests':>9} {'errors':>6}   CPU ms/request: server (kernel), postgres   cores: server, pg, wrk, other"
+        f"\n  {'page':<12} {'server':<6} {'workers':>7} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
+        f" {'max ms':>7} {'requests':>9} {'errors':>6}   CPU ms/request: server (kernel), postgres"
+        "   cores: server, pg, wrk, other"
     )
     for run in result["runs"]:
         if "latency_ms" not in run:
-            print(f"  {run['server']:<6} {run['workers']:>7}  sample check failed: {run['samples']}")
+            print(f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7}  sample check failed: {run['samples']}")
             continue
         latency, ms, cores = run["latency_ms"], run["cpu_ms_per_request"], run["cpu_cores"]
         errors = run["non_2xx"] + sum(v for k, v in run["socket_errors"].items() if k != "status")
         print(
-            f"  {run['server']:<6} {run['workers']:>7} {run['rps']:>7,.0f} {latency['p50']:>7.1f}"
+            f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7} {run['rps']:>7,.0f} {latency['p50']:>7.1f}"
             f" {latency['p90']:>7.1f} {latency['p99']:>7.1f} {latency['max']:>7.1f} {run['requests']:>9,}"
             f" {errors:>6}   {ms['server']:>15.2f} ({ms['server_kernel']:.2f}), {ms['postgres']:.2f}"
             f"   {' ' * 7}{cores['server']:.2f}, {cores['postgres']:.2f}, {cores['wrk']:.2f}, {cores['other']:.2f}"
         )
-    goals, met, best = result["goals"], result["goals_met"], result["best"]
-    if met:
+    if result["smoke"]:
+        print("\n  smoke run: checks only, no goal judged")
+    for path, met in (result["goals_met"] or {}).items():
+        goals, best = result["goals"][path], result["best"][path]
+        if not met:
+            continue
         mark = {True: "met", False: "MISSED"}
         line = (
-            f"\n  best app run: {best['app']} worker(s); best bare run: {best['bare']} worker(s)."
+            f"\n  {path}: best app run: {best['app']} worker(s); best bare run: {best['bare']} worker(s)."
             f" Goals: >= {goals['rps']:,} req/s {mark[met['rps']]}; p99 <= {goals['p99_ms']:g} ms"
             f" {mark[met['p99_ms']]}"
         )
@@ -1068,7 +1173,12 @@ def print_summary(result: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.home_page", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", default="/app", help="the page to request (default /app)")
+    parser.add_argument(
+        "--path",
+        default="/app",
+        help="the page(s) to request, comma-separated (default /app; bench/bare_home.py has /app, /api/me and"
+        " /app/connect)",
+    )
     parser.add_argument("--users", type=int, default=10_000, help="users in the database (default 10000)")
     parser.add_argument("--rotate", type=int, help="how many different users the requests rotate over (default all)")
     parser.add_argument("--workers", default="2,1", help="uvicorn worker counts to measure, in order (default 2,1)")
@@ -1082,11 +1192,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
-        help=f"a PostgreSQL database to connect to for DROP/CREATE DATABASE {DATABASE_NAME}"
+        help="a PostgreSQL database to connect to for CREATE/DROP DATABASE of the throwaway one"
         " (default $TEST_POSTGRES_URL or postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
     )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"the app's REDIS_URL ({DEFAULT_REDIS_URL})")
-    parser.add_argument("--keep-db", action="store_true", help=f"keep {DATABASE_NAME} afterwards (dropped by default)")
+    parser.add_argument("--keep-db", action="store_true", help="keep the database afterwards (dropped by default)")
     parser.add_argument(
         "--breakdown", action="store_true", help="afterwards, measure CPU per request by stage, in process"
     )
@@ -1101,11 +1211,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the SQL of one request of --path, the app's and the bare page's, and stop",
     )
     parser.add_argument("--json", type=Path, help="results file (default bench/results/home_page-<timestamp>.json)")
-    args = parser.parse_args(argv)
+    args = smoke.parse(
+        parser,
+        argv,
+        {
+            "path": "/app,/api/me,/app/connect",
+            "users": 200,
+            "workers": "1",
+            "connections": 8,
+            "threads": 1,
+            "warmup": 1.0,
+            "duration": 1.0,
+            "pause": 0.2,
+        },
+    )
+    args.paths = [value for value in args.path.split(",") if value]
     args.workers = [int(value) for value in args.workers.split(",") if value]
     args.servers = [value for value in args.servers.split(",") if value]
     if args.users < 1 or args.connections < 1 or args.threads < 1 or not args.workers or min(args.workers) < 1:
         parser.error("--users, --connections, --threads and --workers must be positive")
+    if not args.paths:
+        parser.error("--path: at least one page")
     if not args.servers or set(args.servers) - set(SERVERS):
         parser.error(f"--servers: expected some of {', '.join(SERVERS)}")
     args.rotate = min(args.rotate or args.users, args.users)

@@ -118,7 +118,8 @@ async def cpu_per_call(calls: list[Callable[[], Awaitable[Any]]], warmup: int = 
 
 
 def asgi_get(app: Any, path: str, headers: dict[str, str]) -> Callable[[], Awaitable[None]]:
-    """One GET through an ASGI app, as uvicorn calls it (without the HTTP parsing and the socket)."""
+    """One GET through an ASGI app, as uvicorn calls it (without the HTTP parsing and the socket). The client
+    address is X-Forwarded-For's, as uvicorn's --proxy-headers makes it (the app limits requests per address)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -130,7 +131,7 @@ def asgi_get(app: Any, path: str, headers: dict[str, str]) -> Callable[[], Await
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"127.0.0.1"), *((k.encode(), v.encode()) for k, v in headers.items())],
-        "client": ("127.0.0.1", 40000),
+        "client": (headers.get("x-forwarded-for", "127.0.0.1"), 40000),
         "server": ("127.0.0.1", 8000),
     }
 
@@ -224,7 +225,7 @@ async def cpu_breakdown(
     async def render(ov: Any) -> None:
         language = ov.user.language
         context = {"settings": settings, "zone": settings.zone, "language": language, "ov": ov, "csp_nonce": "x"}
-        context |= {"request": None, "viewer": None, "csrf_token": "", "_": Translator(language)}
+        context |= {"request": None, "viewer": None, "csrf_token": "", "_": Translator(language, settings.zone)}
         templates.render_block("cabinet/home.html", "content", context)
 
     async def queries(tg: Any) -> None:

@@ -2,9 +2,10 @@
 times (issue 5). Goals: ≥ 300 completions/s, zero double credits, zero lost.
 
     .venv/bin/python -m bench.payment_webhooks [--payments 3000] [--copies 10] [--concurrency 64] [--workers 2]
+                                               [--smoke] [--json PATH]
 
-It creates the database vpnshop_bench_webhooks, migrates it, and seeds users with pending demo-provider
-checkouts whose invoices are paid (the demo provider's own table), then builds each payment's signed
+It creates a throwaway database (vpnshop_bench_webhooks_<random>), migrates it, and seeds users with pending
+demo-provider checkouts whose invoices are paid (the demo provider's own table), then builds each payment's signed
 notification. The app runs under uvicorn (`--workers`, as `vpnshop serve`) with Redis for jobs and no worker, so
 the run measures webhook handling alone (verification, the state machine with its row lock, activation and the
 outbox rows) and not the panel calls that follow. The deliveries (payments × copies) are shuffled and posted by
@@ -12,7 +13,9 @@ outbox rows) and not the panel calls that follow. The deliveries (payments × co
 answered 200; the figure compared with the goal is completions per second (payments credited per second, a
 tenth of it with ten copies, is reported beside it). Afterwards every payment
 must be succeeded exactly once, every subscription must hold exactly the plan's 30 days, and there must be one
-event row and one "payment succeeded" notification per payment.
+event row and one "payment succeeded" notification per payment. Results go to bench/results/payment_webhooks.json
+(git-ignored, the server's log beside it); the exit status is 1 when a check fails. `--smoke`: 100 payments, 3
+copies each, 16 clients, one worker, every check, the goal not judged (bench/smoke.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -49,11 +53,11 @@ from app.models import (
 from app.notifications.service import USER_TOPIC
 from app.panels.registry import seal_credentials
 from app.payments.providers.demo import notification, signing_key
+from bench import smoke
 from bench.home_page import SECRET_KEY, Stack, app_env, free_port, server_command, serving, wait_until_up
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database
 
 RESULTS = Path(__file__).parent / "results" / "payment_webhooks.json"
-DATABASE_NAME = "vpnshop_bench_webhooks"
 GOAL_COMPLETIONS_PER_SECOND = 300
 PRICE_MINOR, PLAN_DAYS = 19900, 30
 
@@ -233,7 +237,7 @@ async def verify(url: str, payments: int) -> dict[str, int]:
     return facts
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--payments", type=int, default=3000)
     parser.add_argument("--copies", type=int, default=10)
@@ -241,11 +245,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    return smoke.parse(parser, argv, {"payments": 100, "copies": 3, "concurrency": 16, "workers": 1})
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     encryption_key = new_key()
     configure_cipher([encryption_key], SECRET_KEY)
-    url = asyncio.run(create_database(args.database, DATABASE_NAME))
+    name = database_name("webhooks")
+    url = asyncio.run(create_database(args.database, name))
+    log_path = args.json.with_name(f"{args.json.stem}.server.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         notifications = asyncio.run(seed(url, args.payments))
         deliveries = [item for item in notifications for _ in range(args.copies)]
@@ -255,18 +266,28 @@ def main() -> None:
             "DEMO_PAYMENTS_ENABLED": "true",
             "DB_POOL_SIZE": str(max(10, args.concurrency // args.workers)),
         }
-        log_path = RESULTS.parent / "payment_webhooks.server.log"
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
         base_url = f"http://127.0.0.1:{port}"
         with serving(server_command("app", port, args.workers, Stack.detect()), env, log_path) as process:
             wait_until_up(base_url, process, log_path)
             run = asyncio.run(deliver(base_url, deliveries, args.concurrency))
         facts = asyncio.run(verify(url, args.payments))
     finally:
-        asyncio.run(drop_database(args.database, DATABASE_NAME))
+        asyncio.run(drop_database(args.database, name))
     completions_per_second = run["statuses"].get(200, 0) / run["seconds"]
+    checks = {
+        "every delivery answered 200": run["statuses"] == {200: len(deliveries)},
+        "every payment succeeded once, with one subscription": facts["lost"] == 0,
+        "no double credit (one subscription of the plan's days, one notification per payment)": (
+            facts["double_credits"] == 0
+        ),
+        "one event row per payment": facts["events"] == args.payments,
+        "each payment applied once, every other copy a duplicate": run["outcomes"]
+        == {"applied": args.payments, "duplicate": args.payments * (args.copies - 1)},
+    }
     result = {
+        "benchmark": "payment_webhooks",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": args.smoke,
         "payments": args.payments,
         "copies": args.copies,
         "deliveries": len(deliveries),
@@ -280,13 +301,17 @@ def main() -> None:
         "errors": run["errors"],
         "facts": facts,
         "goal_completions_per_second": GOAL_COMPLETIONS_PER_SECOND,
-        "goals_met": completions_per_second >= GOAL_COMPLETIONS_PER_SECOND
-        and facts["double_credits"] == 0
-        and facts["lost"] == 0,
+        # A smoke run says nothing about speed.
+        "goals_met": None if args.smoke else completions_per_second >= GOAL_COMPLETIONS_PER_SECOND,
+        "checks": checks,
+        "ok": all(checks.values()),
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    for check, passed in checks.items():
+        print(f"  [{'ok' if passed else 'FAIL'}] {check}")
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

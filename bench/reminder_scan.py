@@ -1,6 +1,7 @@
 """Reminder scan benchmark: the expiry-reminder job over N subscriptions on PostgreSQL.
 
     .venv/bin/python -m bench.reminder_scan [--subscriptions 1000000] [--spread year,month] [--database-url URL]
+                                            [--smoke] [--json PATH]
 
 For each spread it creates a throwaway database, seeds N users and subscriptions (and saved cards) with
 server-side INSERT … SELECT generate_series, runs VACUUM ANALYZE, and times the production job
@@ -13,8 +14,9 @@ the first run queues every reminder due, the second finds nothing new. Spreads o
 
 The checks compare the job's work with an independent count (stage = CEIL of the days left, computed by
 PostgreSQL): messages queued per stage, rows marked with the right stage and end date, the auto-renew promise,
-and nothing queued by the second run. Results go to bench/results/reminder_scan.json (git-ignored); the exit
-status is 1 when a check fails.
+nothing queued by the second run, and the batch query's plan on ix_subscriptions_status_ends_at. Results go to
+bench/results/reminder_scan.json (git-ignored); the exit status is 1 when a check fails. `--smoke`: 20,000
+subscriptions, the year spread, every check, the goal not judged (bench/smoke.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import os
 import platform
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ from app.kit.clock import FrozenClock, set_clock
 from app.kit.crypto import new_key
 from app.resources import open_resources
 from app.subscriptions.reminders import BATCH
-from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, drop_database
+from bench import smoke
+from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_name, drop_database
 from tasks.subscriptions import send_expiry_reminders
 
 RESULTS = Path(__file__).parent / "results" / "reminder_scan.json"
@@ -65,9 +67,9 @@ async def seed(url: str, subscriptions: int, spread: str, now: datetime) -> floa
             await connection.execute(
                 text(
                     "INSERT INTO plans (id, code, name, duration_days, discount_percent, is_active, sort_order,"
-                    " features, created_at, updated_at)"
+                    " features, traffic_strategy, created_at, updated_at)"
                     ' VALUES (1, \'month\', \'{"ru": "Месяц", "en": "Month"}\', 30, 0, true, 0, \'[]\','
-                    " :created, :created)"
+                    " 'no_reset', :created, :created)"
                 ),
                 params,
             )
@@ -228,7 +230,7 @@ async def measure(url: str, now: datetime) -> list[dict[str, Any]]:
 
 def scenario(args: argparse.Namespace, spread: str) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
-    name = f"vpnshop_bench_{uuid.uuid4().hex[:10]}"
+    name = database_name()
     print(f"reminder scan, {spread} spread: {args.subscriptions:,} subscriptions")
     url = asyncio.run(create_database(args.database_url, name))
     try:
@@ -260,7 +262,8 @@ def scenario(args: argparse.Namespace, spread: str) -> dict[str, Any]:
         "due": planned["stages"],
         "promised_renewal": planned["renewing"],
         "runs": runs,
-        "goal_met": all(run["seconds"] <= GOAL_SECONDS for run in runs),
+        # A smoke run says nothing about speed.
+        "goal_met": None if args.smoke else all(run["seconds"] <= GOAL_SECONDS for run in runs),
         "checks": checks,
         "ok": all(checks.values()),
         "seed_seconds": round(seed_seconds, 1),
@@ -271,7 +274,7 @@ def scenario(args: argparse.Namespace, spread: str) -> dict[str, Any]:
 
 
 def print_scenario(result: dict[str, Any]) -> None:
-    verdict = "met" if result["goal_met"] else "MISSED"
+    verdict = {True: "met", False: "MISSED", None: "not judged in a smoke run"}[result["goal_met"]]
     due = result["due"]
     print(
         f"  due: {sum(due.values()):,} (3 days {due[3]:,}, 2 days {due[2]:,}, 1 day {due[1]:,});"
@@ -300,7 +303,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " (default $TEST_POSTGRES_URL or postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
     )
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
-    args = parser.parse_args(argv)
+    # Smoke: the year spread only. The month spread's check of the batch query's plan depends on the size: at
+    # 20,000 (and 160,000) subscriptions PostgreSQL plans a bitmap scan and a sort there, cheaper when small.
+    args = smoke.parse(parser, argv, {"subscriptions": 20_000, "spread": "year"})
     args.spreads = [spread.strip() for spread in args.spread.split(",") if spread.strip()]
     if args.subscriptions < 1 or not args.spreads or not set(args.spreads) <= set(SPREADS):
         parser.error(f"--subscriptions must be positive and --spread one or more of {', '.join(SPREADS)}")
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([".venv/bin/python", "-m", "bench.reminder_scan", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "batch": BATCH,
+        "smoke": args.smoke,
         "goal_seconds": GOAL_SECONDS,
         "scenarios": scenarios,
         "ok": all(result["ok"] for result in scenarios),

@@ -30,6 +30,14 @@ if ! command -v pg_dump >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &&
   apt-get install -y -qq --no-install-recommends postgresql-client >/dev/null
 fi
 
+# The home page benchmark's smoke run (tests/test_bench_smoke.py) loads the page with wrk, Debian's.
+if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's wrk for the benchmarks' smoke runs"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache  # the layer contract in .importlinter (docs/ARCHITECTURE.md)
