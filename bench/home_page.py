@@ -927,9 +927,9 @@ def breakdown(args: argparse.Namespace, database_url: str) -> dict[str, dict[str
 
 ECHO_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO sqlalchemy\.engine\.Engine ", re.MULTILINE)
 NOT_QUERIES = ("[", "BEGIN", "COMMIT", "ROLLBACK", "select pg_catalog.version()", "select current_schema()", "show ")
-# The app's once-a-second refresher of runtime settings and texts (app/runtime_settings/refresher.py) runs beside
-# the requests, so its reads can fall into the logged window; they belong to no request.
-BACKGROUND = ("\nFROM system_settings \n", "\nFROM message_texts")
+# The app's once-a-second refresher of runtime settings, texts and text experiments (app/runtime_settings/refresher.py)
+# runs beside the requests, so its reads can fall into the logged window; they belong to no request.
+BACKGROUND = ("\nFROM system_settings \n", "\nFROM message_texts", "\nFROM experiments \n")
 
 
 def app_sql(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, tuple[int, list[str]]]:
