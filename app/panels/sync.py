@@ -100,14 +100,14 @@ class _Pass:
 
 async def _our_accounts(
     session: AsyncSession, server_id: int, usernames: list[str]
-) -> dict[str, tuple[VpnAccount, Subscription, int]]:
+) -> dict[str, tuple[VpnAccount, Subscription, int, bool]]:
     rows = await session.execute(
-        select(VpnAccount, Subscription, User.telegram_id)
+        select(VpnAccount, Subscription, User.telegram_id, User.is_blocked)
         .join(Subscription, Subscription.id == VpnAccount.subscription_id)
         .join(User, User.id == VpnAccount.user_id)
         .where(VpnAccount.server_id == server_id, VpnAccount.panel_username.in_(usernames))
     )
-    return {account.panel_username: (account, sub, tg) for account, sub, tg in rows.all()}
+    return {account.panel_username: (account, sub, tg, blocked) for account, sub, tg, blocked in rows.all()}
 
 
 async def _queue_syncs(session: AsyncSession, accounts: Sequence[VpnAccount]) -> None:
@@ -145,7 +145,7 @@ async def _store_page(session: AsyncSession, run: _Pass, page: list[PanelAccount
             if len(report.orphan_names) < ORPHANS_REPORTED:
                 report.orphan_names.append(item.username)
             continue
-        account, subscription, telegram_id = known
+        account, subscription, telegram_id, blocked = known
         if not is_ours(item, account.owner_key, telegram_id):
             # Someone else's account under our name: not our usage, not ours to fix. Ours stays unseen, so its
             # convergence is queued below, and that renames it (provisioning.handlers).
@@ -178,7 +178,7 @@ async def _store_page(session: AsyncSession, run: _Pass, page: list[PanelAccount
                 "last_synced_at": now,
             }
         )
-        spec = desired_spec(account, subscription, telegram_id)
+        spec = desired_spec(account, subscription, telegram_id, blocked=blocked)
         if changes_needed(item, spec, devices=run.devices, off=run.off) is not None:
             drifted.append(account)
     await _queue_syncs(session, drifted)

@@ -49,10 +49,10 @@ log = logging.getLogger(__name__)
 
 async def _load(
     session: AsyncSession, account_id: int
-) -> tuple[VpnAccount, Subscription, Server, int, Plan | None] | None:
+) -> tuple[VpnAccount, Subscription, Server, int, bool, Plan | None] | None:
     row = (
         await session.execute(
-            select(VpnAccount, Subscription, Server, User.telegram_id, Plan)
+            select(VpnAccount, Subscription, Server, User.telegram_id, User.is_blocked, Plan)
             .join(Subscription, Subscription.id == VpnAccount.subscription_id)
             .join(Server, Server.id == VpnAccount.server_id)
             .join(User, User.id == VpnAccount.user_id)
@@ -60,7 +60,7 @@ async def _load(
             .where(VpnAccount.id == account_id)
         )
     ).first()
-    return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+    return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
 
 def _same_second(a: datetime | None, b: datetime | None) -> bool:
@@ -116,11 +116,17 @@ class NameClash(Exception):
 
 
 async def _converge(
-    panel: VpnPanel, account: VpnAccount, subscription: Subscription, telegram_id: int, plan: Plan | None
+    panel: VpnPanel,
+    account: VpnAccount,
+    subscription: Subscription,
+    telegram_id: int,
+    plan: Plan | None,
+    *,
+    blocked: bool = False,
 ) -> Converged:
     """Create the panel account if it is missing (and should exist), else fix whatever differs from our state.
     Raises NameClash, changing nothing, when the account under our name is someone else's."""
-    spec = desired_spec(account, subscription, telegram_id, plan)
+    spec = desired_spec(account, subscription, telegram_id, plan, blocked=blocked)
     ref = AccountRef(account.panel_username, account.panel_id)
     try:
         actual = await panel.get_account(ref)
@@ -173,6 +179,7 @@ class _Target:
     subscription: Subscription
     server: Server
     telegram_id: int
+    blocked: bool  # its owner is blocked by staff: the account is kept off
     plan: Plan | None
     panel: VpnPanel
 
@@ -198,7 +205,7 @@ class _Target:
         return await self.call(self._converge())
 
     def _converge(self) -> Any:
-        return _converge(self.panel, self.account, self.subscription, self.telegram_id, self.plan)
+        return _converge(self.panel, self.account, self.subscription, self.telegram_id, self.plan, blocked=self.blocked)
 
     async def _rename(self, sessionmaker: Any) -> None:
         async with transaction(sessionmaker) as session:
@@ -217,9 +224,9 @@ async def _target(ctx: dict[str, Any], account_id: int) -> _Target | None:
     if loaded is None:
         log.info("panel operation for account %s skipped: the account no longer exists", account_id)
         return None
-    account, subscription, server, telegram_id, plan = loaded
+    account, subscription, server, telegram_id, blocked, plan = loaded
     panel = ctx["resources"].panels.for_server(server)
-    return _Target(account, subscription, server, telegram_id, plan, panel)
+    return _Target(account, subscription, server, telegram_id, blocked, plan, panel)
 
 
 @handler(SYNC_TOPIC)

@@ -63,15 +63,20 @@ def should_be_enabled(subscription: Subscription, now: datetime | None = None) -
 
 
 def desired_spec(
-    account: VpnAccount, subscription: Subscription, telegram_id: int | None = None, plan: Plan | None = None
+    account: VpnAccount,
+    subscription: Subscription,
+    telegram_id: int | None = None,
+    plan: Plan | None = None,
+    *,
+    blocked: bool = False,
 ) -> AccountSpec:
-    """What the panel account must look like for this subscription right now."""
+    """What the panel account must look like for this subscription right now (off while staff block its owner)."""
     return AccountSpec(
         username=account.panel_username,
         expire_at=access_ends_at(subscription),
         traffic_limit_bytes=account.traffic_limit_bytes,
         device_limit=account.device_limit,
-        enabled=should_be_enabled(subscription),
+        enabled=should_be_enabled(subscription) and not blocked,
         note=with_mark(f"vpnshop user {account.user_id} subscription {subscription.id}", account.owner_key),
         telegram_id=telegram_id,
         traffic_strategy=TrafficStrategy(account.traffic_strategy).value,
@@ -91,6 +96,12 @@ def _panel_account_key(server_id: int, username: str) -> str:
 async def request_sync(session: AsyncSession, account: VpnAccount) -> None:
     """Queue a convergence of the panel account onto our stored state (idempotent, ordered per account)."""
     await outbox.add(session, SYNC_TOPIC, {"account_id": account.id}, ordering_key=_account_key(account))
+
+
+async def sync_user_accounts(session: AsyncSession, user_id: int) -> None:
+    """Queue a convergence of every VPN account of the customer (after a block or an unblock)."""
+    for account in await session.scalars(select(VpnAccount).where(VpnAccount.user_id == user_id)):
+        await request_sync(session, account)
 
 
 async def device_limits_enforced(session: AsyncSession, user_id: int) -> bool:

@@ -16,6 +16,7 @@ from app.kit.field_errors import FieldInvalid
 from app.kit.i18n import available_languages
 from app.models import User
 from app.notifications import service as notifications
+from app.provisioning import service as provisioning
 
 MAX_REASON = 500
 # Telegram's limit for one message's text.
@@ -47,12 +48,14 @@ def _block_state(user: User) -> dict[str, Any]:
 
 
 async def block(session: AsyncSession, actor: Actor, user: User, reason: str | None) -> User:
-    """Block a customer: they can no longer sign in or pay (their current VPN time is left to other actions)."""
+    """Block a customer: they can no longer sign in or pay, and their VPN accounts are turned off on the panels
+    (their paid time is kept: an unblock turns a live subscription's accounts back on)."""
     text = valid_reason(reason)
     if user.is_blocked:
         raise Conflict("This customer is already blocked.", code="already_blocked")
     before = _block_state(user)
     user.is_blocked, user.block_reason = True, text
+    await provisioning.sync_user_accounts(session, user.id)
     record_by(
         session,
         actor,
@@ -72,6 +75,7 @@ async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str |
         raise Conflict("This customer is not blocked.", code="not_blocked")
     before = _block_state(user)
     user.is_blocked, user.block_reason = False, None
+    await provisioning.sync_user_accounts(session, user.id)
     record_by(
         session,
         actor,

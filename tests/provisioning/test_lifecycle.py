@@ -9,10 +9,13 @@ from datetime import timedelta
 
 import pytest
 
+from app.audit.service import Actor
+from app.db import transaction
 from app.kit.clock import utcnow
-from app.models import OutboxStatus
+from app.models import OutboxStatus, User
 from app.panels.ownership import installation_prefix
 from app.provisioning.service import DELETE_TOPIC, REVOKE_TOPIC, SYNC_TOPIC, device_limits_enforced, panel_username
+from app.users import staff_actions as users
 from tests.provisioning.conftest import EnvFactory, PanelEnv, Shop, outcome, subscription_url, unix
 
 GIB = 2**30
@@ -207,6 +210,31 @@ async def test_expired_subscription_stays_off_and_payment_revives_the_same_accou
     stored = await shop.account(account_id)
     assert stored.status == "active"
     assert (await shop.subscription(subscription_id)).status == "active"
+
+
+async def test_a_blocked_customer_is_off_on_the_panel_and_an_unblock_brings_them_back(
+    shop: Shop, panel_env: PanelEnv
+) -> None:
+    """Staff block a paying customer (abuse): their account goes off on the panel, stays off through the panel
+    sync (no drift repaired back on), and comes back with the same account when staff unblock them."""
+    server = await shop.add_server(panel_env, "nl-1")
+    subscription_id, account_id = await provisioned(shop, panel_env)
+    username = (await shop.account(account_id)).panel_username
+    user_id = (await shop.subscription(subscription_id)).user_id
+    staff = Actor("staff", 1)
+
+    async with transaction(shop.sessionmaker) as session:
+        await users.block(session, staff, await session.get_one(User, user_id), "abuse")
+    assert await shop.dispatch() == outcome(done=1)
+    assert panel_env.status_of(username) == "disabled"
+    report = await shop.reconcile(server.id)
+    assert report.drift_fixed == 0 and await shop.pending() == []
+
+    async with transaction(shop.sessionmaker) as session:
+        await users.unblock(session, staff, await session.get_one(User, user_id))
+    assert await shop.dispatch() == outcome(done=1)
+    assert panel_env.status_of(username) == "active"
+    assert (panel_env.creates(), panel_env.deletes()) == (1, 0)
 
 
 async def test_subscription_ended_before_provisioning_creates_nothing(shop: Shop, panel_env: PanelEnv) -> None:
