@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.db import transaction
 from app.kit.clock import utcnow
-from app.models import LIVE_STATUSES, Payment, PaymentStatus, Subscription, SubscriptionStatus
+from app.models import LIVE_STATUSES, Payment, PaymentStatus, Subscription, SubscriptionStatus, User
 from app.notifications.service import notify_user
 from app.payments.operations import RenewalResult, charge_renewal, renewal_key
 from app.provisioning import service as provisioning
@@ -130,6 +130,10 @@ async def _settle_without_charge(
     """Every case but a charge of the saved method, for which it returns None."""
     if subscription.status == SubscriptionStatus.TRIAL:
         await _end(session, subscription, "trial")
+        return Outcome.ENDED
+    if await session.scalar(select(User.is_blocked).where(User.id == subscription.user_id)):
+        # Staff blocked the customer (their VPN is off): nothing is charged for service they cannot use.
+        await _end(session, subscription, "expired")
         return Outcome.ENDED
     renewal = await renewal_of(session, resources.payments, subscription.user_id) if subscription.auto_renew else None
     if renewal == Renewal.PROVIDER:

@@ -165,6 +165,18 @@ async def test_a_subscription_without_a_plan_is_not_charged(shop: Shop, freeze) 
     assert (await reload(shop, Subscription, id=subscription.id)).renewal_failures == 0
 
 
+async def test_a_blocked_customer_is_not_charged_and_the_subscription_ends(shop: Shop, freeze) -> None:
+    clock = freeze(NOW)
+    user, subscription = await customer(shop, 5, card=GOOD_CARD)
+    async with shop.resources.sessionmaker() as session:
+        (await session.get_one(User, user.id)).is_blocked = True
+        await session.commit()
+    clock.current = subscription.ends_at + timedelta(minutes=1)
+    assert await expire(shop) == {"ended": 1}
+    assert await renewals(shop) == []
+    assert (await reload(shop, Subscription, id=subscription.id)).status == SubscriptionStatus.EXPIRED
+
+
 async def test_a_subscription_that_cannot_be_handled_does_not_stop_the_others(shop: Shop, freeze) -> None:
     clock = freeze(NOW)
     broken_user, broken = await customer(shop, 5)
