@@ -224,6 +224,18 @@ def draft(data: ServerInput, existing: Server | None = None) -> Server:
     return server
 
 
+def changes_connection(data: ServerInput, existing: Server | None) -> bool:
+    """Whether saving `data` adds a panel connection or changes where or how we sign in to one (address, kind,
+    API version, login, password, token, proxy headers or cookies): owners only (ADMIN.md, "Credentials and
+    provider settings are owner-only"). Raises FieldInvalid as `draft` does."""
+    if existing is None:
+        return True
+    candidate = draft(data, existing)
+    stored = read_credentials(existing) if existing.credentials_encrypted else {}
+    before = (PanelKind(existing.panel_kind), existing.api_url, existing.api_version, stored)
+    return (candidate.panel_kind, candidate.api_url, candidate.api_version, read_credentials(candidate)) != before
+
+
 async def check_connection(
     server: Server, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> ConnectionCheck:

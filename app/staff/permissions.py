@@ -19,6 +19,7 @@ PERMISSIONS: dict[str, str] = {
     "money:refund": "Refund payments",
     "finance:read": "Revenue and finance figures",
     "servers:write": "Manage servers and panels",
+    "servers:connect": "Add a panel server, change its address or sign-in (credentials)",
     "settings:write": "Settings, credentials and payment providers",
     "texts:write": "Edit texts and the FAQ",
     "promo:write": "Promo codes",
@@ -38,7 +39,7 @@ _EVERYTHING = frozenset(PERMISSIONS)
 ROLE_PRESETS: dict[StaffRole, frozenset[str]] = {
     StaffRole.OWNER: _EVERYTHING,
     # Credentials, provider settings and other staff stay with owners (ADMIN.md).
-    StaffRole.ADMIN: _EVERYTHING - {"settings:write", "staff:manage", "backups:download"},
+    StaffRole.ADMIN: _EVERYTHING - {"settings:write", "servers:connect", "staff:manage", "backups:download"},
     StaffRole.SUPPORT: frozenset({"account:self", "dashboard:read", "users:read", "users:write", "payments:read"}),
     StaffRole.MARKETING: frozenset(
         {

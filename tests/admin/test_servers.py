@@ -104,7 +104,7 @@ async def test_the_form_tests_a_connection_and_shows_the_answer(admin: AdminHarn
 async def test_adding_a_server_tests_it_seals_the_secrets_and_never_sends_them_back(
     admin: AdminHarness, panels: dict[str, str]
 ) -> None:
-    headers = await admin.bearer("admin")
+    headers = await admin.bearer("owner")
     browser = await admin.browser("owner")  # before any expire_all: the harness's staff rows load lazily
     body = connection(
         "remnawave",
@@ -147,7 +147,7 @@ async def test_adding_a_server_tests_it_seals_the_secrets_and_never_sends_them_b
 async def test_an_edit_keeps_blank_secrets_and_is_audited_before_and_after(
     admin: AdminHarness, panels: dict[str, str]
 ) -> None:
-    headers = await admin.bearer("admin")
+    headers = await admin.bearer("owner")
     created = await admin.client.post(API, json=connection("marzban", panels["marzban"]), headers=headers)
     server_id = created.json()["id"]
     edit = connection("marzban", panels["marzban"], location="de", capacity=50) | {"password": ""}
@@ -185,6 +185,39 @@ BAD_FORMS = [
 ]
 
 
+async def test_only_owners_add_servers_or_change_their_connection(admin: AdminHarness, panels: dict[str, str]) -> None:
+    """An admin runs servers (names, weights, placement) but adding one or changing its address or sign-in is an
+    owner's (ADMIN.md: credentials are owner-only): refused with 403 and nothing saved, by the API and the form."""
+    owner, admin_headers = await admin.bearer("owner"), await admin.bearer("admin")
+    browser = await admin.browser("admin")
+    body = connection("marzban", panels["marzban"])
+    refused = await admin.client.post(API, json=body, headers=admin_headers)
+    assert refused.status_code == 403 and await count(admin, Server) == 0
+    server_id = (await admin.client.post(API, json=body, headers=owner)).json()["id"]
+
+    changes = ({"password": "stolen"}, {"api_url": "http://evil.example"}, {"panel_kind": "remnawave", "token": "t"})
+    for change in changes:
+        edit = await admin.client.put(
+            f"{API}/{server_id}", json=body | change | {"skip_test": True}, headers=admin_headers
+        )
+        assert edit.status_code == 403, (change, edit.text)
+    form = {"name": "nl-renamed", "panel_kind": "marzban", "api_url": "http://evil.example", "location": "nl"}
+    page = await browser.post(f"/admin/servers/{server_id}", data=form)
+    assert page.status_code == 403
+    stored = (await admin.client.get(f"{API}/{server_id}", headers=admin_headers)).json()
+    assert (stored["name"], stored["api_url"]) == ("marzban-1", panels["marzban"])
+
+    # The rest of the server is the admin's: a new name and weight, the connection untouched.
+    renamed = await browser.post(
+        f"/admin/servers/{server_id}", data=form | {"api_url": panels["marzban"], "weight": "3"}
+    )
+    assert renamed.status_code in (200, 303), renamed.text
+    stored = (await admin.client.get(f"{API}/{server_id}", headers=admin_headers)).json()
+    assert (stored["name"], stored["weight"], stored["api_url"]) == ("nl-renamed", 3, panels["marzban"])
+    assert 'href="/admin/servers/new"' not in (await browser.get("/admin/servers")).text
+    assert (await browser.get("/admin/servers/new")).status_code == 403
+
+
 @pytest.mark.parametrize(("change", "field", "message"), BAD_FORMS)
 async def test_the_form_refuses_bad_input_next_to_the_field_and_changes_nothing(
     admin: AdminHarness, panels: dict[str, str], change: dict[str, str], field: str, message: str
@@ -200,7 +233,7 @@ async def test_the_form_refuses_bad_input_next_to_the_field_and_changes_nothing(
 
 
 async def test_the_api_refuses_bad_input_naming_the_field(admin: AdminHarness, panels: dict[str, str]) -> None:
-    headers = await admin.bearer("admin")
+    headers = await admin.bearer("owner")
     answer = await admin.client.post(
         API, json=connection("remnawave", panels["remnawave"], capacity=0), headers=headers
     )
@@ -261,7 +294,7 @@ async def _two_servers_with_customers(admin: AdminHarness, customers: int = 3) -
 async def test_placement_drain_and_move_requests(admin: AdminHarness) -> None:
     old_server, new_server, ids = await _two_servers_with_customers(admin)
     old, new = Ids(old_server.id), Ids(new_server.id)
-    headers = await admin.bearer("admin")
+    headers = await admin.bearer("owner")
     browser = await admin.browser("owner")
 
     off = await admin.client.post(f"{API}/{new.id}/placement", json={"accepts_new_accounts": False}, headers=headers)

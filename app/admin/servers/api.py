@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 
 from app.admin.auth.dependencies import StaffViewer, require
+from app.admin.servers.access import CONNECT, WRITE, check_connection_change
 from app.admin.servers.queries import server_detail, server_rows
 from app.admin.servers.schemas import (
     ConnectionOut,
@@ -27,7 +28,6 @@ from app.panels.servers import ServerInput
 from app.provisioning import drain
 
 router = APIRouter(prefix="/servers")
-WRITE = "servers:write"
 
 
 async def _detail(db: DbSession, server_id: int) -> ServerDetailOut:
@@ -47,7 +47,7 @@ async def get_server(db: DbSession, server_id: RowId) -> ServerDetailOut:
 
 @router.post("", response_model=ServerDetailOut, status_code=201)
 async def create_server(
-    request: Request, db: DbSession, body: ServerIn, viewer: Annotated[StaffViewer, require(WRITE)]
+    request: Request, db: DbSession, body: ServerIn, viewer: Annotated[StaffViewer, require(CONNECT)]
 ) -> ServerDetailOut:
     """Add a panel connection; its connection is tested first (a failure is a 422 naming the field at fault)
     unless `skip_test`."""
@@ -70,6 +70,7 @@ async def update_server(
 ) -> ServerDetailOut:
     """Edit a panel connection; secrets left out keep the stored ones."""
     existing = await servers.get_server(db, server_id, for_update=True)
+    check_connection_change(viewer, body, existing)
     await servers.save_server(
         db,
         viewer.actor,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.auth.dependencies import StaffViewer, require
 from app.admin.forms import field_errors, undo
 from app.admin.rendering import redirect, render, translate
+from app.admin.servers.access import CONNECT, WRITE, check_connection_change
 from app.admin.servers.queries import move_targets, server_detail, server_rows
 from app.admin.servers.schemas import ServerIn
 from app.admin.servers.views import HELPERS, form_values
@@ -30,7 +31,6 @@ from app.panels.servers import ConnectionCheck
 from app.provisioning import drain
 
 router = APIRouter(prefix="/servers")
-WRITE = "servers:write"
 Viewer = Annotated[StaffViewer, require(WRITE)]
 # Form fields that are secrets: never shown again, not even after a refused save.
 SECRETS = ("password", "token", "headers", "cookies")
@@ -104,8 +104,8 @@ async def servers_page(request: Request, db: DbSession, viewer: Viewer) -> Respo
     return await _list(request, db)
 
 
-@router.get("/new", response_class=HTMLResponse)
-async def new_server(request: Request, viewer: Viewer) -> Response:
+@router.get("/new", response_class=HTMLResponse, dependencies=[require(CONNECT)])
+async def new_server(request: Request) -> Response:
     return await _editor(request, None, values={"panel_kind": "marzban", "weight": 1, "capacity": 1000})
 
 
@@ -113,6 +113,8 @@ async def _save(request: Request, db: AsyncSession, viewer: StaffViewer, existin
     form = await _form(request)
     try:
         data = _server_input(form)
+        if existing is not None:
+            check_connection_change(viewer, data, existing)
         server, _ = await servers.save_server(
             db,
             viewer.actor,
@@ -132,7 +134,7 @@ async def _save(request: Request, db: AsyncSession, viewer: StaffViewer, existin
 
 
 @router.post("", response_class=HTMLResponse)
-async def create_server(request: Request, db: DbSession, viewer: Viewer) -> Response:
+async def create_server(request: Request, db: DbSession, viewer: Annotated[StaffViewer, require(CONNECT)]) -> Response:
     return await _save(request, db, viewer, None)
 
 
