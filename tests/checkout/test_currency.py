@@ -309,6 +309,19 @@ async def test_pay_once_is_not_offered_where_nothing_would_renew(open_shop: Shop
     assert 'name="one_off"' not in page.text
 
 
+@pytest.mark.parametrize("autopayments", [False, True])
+async def test_pay_once_is_offered_with_yookassa_only_where_the_shop_has_autopayments(
+    open_shop: ShopFactory, autopayments: bool
+) -> None:
+    """YooKassa saves a card only for a shop with autopayments (YOOKASSA_RECURRING_ENABLED): without them nothing
+    would renew, so there is no "pay once" to offer."""
+    yookassa = {"yookassa_shop_id": "1", "yookassa_secret_key": "k", "yookassa_recurring_enabled": autopayments}
+    async with open_shop(demo_payments_enabled=False, **yookassa) as shop:
+        page = await shop.client.get("/app/checkout/month", headers=tma(language="ru") | htmx())
+    assert {option.split("/")[0] for option in options_of(page.text)} == {"yookassa"}
+    assert ('name="one_off"' in page.text) is autopayments
+
+
 async def test_pay_once_is_not_offered_to_a_customer_who_turned_auto_renewal_off(shop: Shop) -> None:
     user, subscription = await add_subscriber(shop.db, 907)
     subscription.is_trial, subscription.auto_renew = False, False

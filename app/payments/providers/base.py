@@ -182,8 +182,9 @@ class PaymentProvider(Protocol):
     supports_refunds: ClassVar[bool]
     # Refunds of part of a payment, several until the whole is back (YooKassa, Razorpay); others refund whole.
     supports_partial_refunds: ClassVar[bool]
-    # Merchant-initiated charges of a saved method (YooKassa).
-    supports_saved_methods: ClassVar[bool]
+    # Merchant-initiated charges of a saved method (YooKassa, where the shop has autopayments): per instance, as
+    # a shop's settings can turn it off.
+    supports_saved_methods: bool
     # Provider-managed subscriptions that renew on their own (Stars, Razorpay).
     supports_recurring: ClassVar[bool]
 

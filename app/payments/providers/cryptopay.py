@@ -81,7 +81,7 @@ class CryptoPayProvider:
     methods: ClassVar[tuple[str, ...]] = ()  # the customer picks the asset in @CryptoBot
     supports_refunds: ClassVar[bool] = False
     supports_partial_refunds: ClassVar[bool] = False
-    supports_saved_methods: ClassVar[bool] = False
+    supports_saved_methods: bool = False
     supports_recurring: ClassVar[bool] = False
 
     def __init__(

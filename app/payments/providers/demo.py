@@ -125,7 +125,7 @@ class DemoProvider:
     methods: ClassVar[tuple[str, ...]] = ()
     supports_refunds: ClassVar[bool] = True
     supports_partial_refunds: ClassVar[bool] = False
-    supports_saved_methods: ClassVar[bool] = True
+    supports_saved_methods: bool = True
     supports_recurring: ClassVar[bool] = False
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, base_url: str, key: bytes) -> None:

@@ -105,7 +105,7 @@ class StarsProvider:
     methods: ClassVar[tuple[str, ...]] = ()
     supports_refunds: ClassVar[bool] = True
     supports_partial_refunds: ClassVar[bool] = False
-    supports_saved_methods: ClassVar[bool] = False
+    supports_saved_methods: bool = False
     supports_recurring: ClassVar[bool] = True
 
     def __init__(

@@ -101,7 +101,7 @@ class WataProvider:
     methods: ClassVar[tuple[str, ...]] = ()  # WATA's page offers card, SBP and T-Pay itself
     supports_refunds: ClassVar[bool] = True
     supports_partial_refunds: ClassVar[bool] = False
-    supports_saved_methods: ClassVar[bool] = False
+    supports_saved_methods: bool = False
     supports_recurring: ClassVar[bool] = False
 
     def __init__(

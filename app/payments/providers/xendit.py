@@ -87,7 +87,7 @@ class XenditProvider:
     methods: ClassVar[tuple[str, ...]] = ("invoice", "qris")
     supports_refunds: ClassVar[bool] = False
     supports_partial_refunds: ClassVar[bool] = False
-    supports_saved_methods: ClassVar[bool] = False
+    supports_saved_methods: bool = False
     supports_recurring: ClassVar[bool] = False
 
     def __init__(

@@ -112,7 +112,7 @@ class YooKassaProvider:
     methods: ClassVar[tuple[str, ...]] = ("bank_card", "sbp")
     supports_refunds: ClassVar[bool] = True
     supports_partial_refunds: ClassVar[bool] = True
-    supports_saved_methods: ClassVar[bool] = True
+    supports_saved_methods: bool = False  # per shop: see __init__
     supports_recurring: ClassVar[bool] = False
 
     def __init__(
@@ -141,6 +141,8 @@ class YooKassaProvider:
         )
         self._receipts_enabled = receipts_enabled
         self._recurring_enabled = recurring_enabled
+        # Without autopayments nothing is saved, so there is nothing to charge later (nor a "pay once" to offer).
+        self.supports_saved_methods = recurring_enabled
         self._vat_code = vat_code
         self._tax_system_code = tax_system_code
         self._receipt_email = receipt_email.strip()

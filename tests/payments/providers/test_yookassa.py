@@ -157,8 +157,11 @@ def test_capabilities() -> None:
     assert YooKassaProvider.name == "yookassa"
     assert YooKassaProvider.currencies == frozenset({"RUB"})
     assert YooKassaProvider.methods == ("bank_card", "sbp")
-    assert YooKassaProvider.supports_refunds and YooKassaProvider.supports_saved_methods
-    assert not YooKassaProvider.supports_recurring
+    assert YooKassaProvider.supports_refunds and not YooKassaProvider.supports_recurring
+    # Saved methods only for a shop with autopayments (YooKassa enables them per shop).
+    for recurring in (False, True):
+        provider = YooKassaProvider("http://yk.test", "1", "k", recurring_enabled=recurring)
+        assert provider.supports_saved_methods is recurring
 
 
 # --- checkout ---------------------------------------------------------------------------------------------------
