@@ -1,4 +1,4 @@
-"""the customers table sorted by end date walks users.current_ends_at
+"""the customers table: sorted by end date it walks users.current_ends_at; blocked customers have their own index
 
 Revision ID: 0019
 Revises: 0018
@@ -7,6 +7,7 @@ Create Date: 2026-12-07 12:15:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
@@ -15,9 +16,21 @@ branch_labels = None
 depends_on = None
 
 
+BLOCKED = sa.text("is_blocked IS true")
+
+
 def upgrade() -> None:
     op.create_index("ix_users_current_ends_at", "users", ["current_ends_at", "id"], unique=False)
+    op.create_index(
+        "ix_users_blocked_created_at",
+        "users",
+        ["created_at", "id"],
+        unique=False,
+        postgresql_where=BLOCKED,
+        sqlite_where=BLOCKED,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_users_blocked_created_at", table_name="users")
     op.drop_index("ix_users_current_ends_at", table_name="users")
