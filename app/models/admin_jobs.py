@@ -7,7 +7,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, CreatedMixin, IdMixin, str_enum
@@ -86,6 +86,9 @@ Index("ix_users_current_ends_at", User.current_ends_at, User.id)
 # Partial on the literal condition the query spells, so PostgreSQL can prove it.
 BLOCKED = text("is_blocked IS true")
 Index("ix_users_blocked_created_at", User.created_at, User.id, postgresql_where=BLOCKED, sqlite_where=BLOCKED)
+# The search box's @username, matched case-insensitively. PostgreSQL only: SQLite's lower() is replaced by ours
+# (app/db.py, for Cyrillic), and an index must not depend on a function the connection defines.
+Index("ix_users_username_lower", func.lower(User.username)).ddl_if(dialect="postgresql")
 # A customer's current subscription (the one ending last, pending checkouts aside) as a top-1 read of this index,
 # for each row the customers table passes. Partial on a literal condition, which the query repeats literally, so
 # PostgreSQL can prove it even in a generic plan.

@@ -1,4 +1,5 @@
-"""the customers table: sorted by end date it walks users.current_ends_at; blocked customers have their own index
+"""the customers table: sorted by end date it walks users.current_ends_at; blocked customers have their own index;
+the search box finds an @username by lower(username) (PostgreSQL)
 
 Revision ID: 0019
 Revises: 0018
@@ -29,8 +30,12 @@ def upgrade() -> None:
         postgresql_where=BLOCKED,
         sqlite_where=BLOCKED,
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index("ix_users_username_lower", "users", [sa.text("lower(username)")], unique=False)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_users_username_lower", table_name="users")
     op.drop_index("ix_users_blocked_created_at", table_name="users")
     op.drop_index("ix_users_current_ends_at", table_name="users")

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, or_, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -210,33 +210,38 @@ class CustomerQuery:
 
     def _search(self, text: str) -> Any:
         """One box for everything staff paste: a Telegram id, @username, a name, a referral code, a panel
-        username, a payment's external id (or our payment id). The columns of `users` are matched in one pass;
-        the panel and payment ids by their own indexes, once (never per customer)."""
+        username, a payment's external id (or our payment id). The matching customer ids, as a UNION ALL of
+        lookups that each use an index (one OR over them all made PostgreSQL scan every customer; ALL, so a cap
+        stops the scan early, and an id found twice is harmless in an IN list); only a name's substring scans the
+        customers, and only for text that is not a number or an @username."""
+        lowered = text.lower()
         if text.startswith("@"):
-            return func.lower(User.username) == text[1:].lower()
-        conditions = [
-            User.referral_code == text,
-            User.id.in_(select(VpnAccount.user_id).where(VpnAccount.panel_username == text)),
-            User.id.in_(select(Payment.user_id).where(or_(Payment.external_id == text, Payment.public_id == text))),
+            return select(User.id).where(func.lower(User.username) == lowered[1:])
+        lookups = [
+            select(User.id).where(User.referral_code == text),
+            select(VpnAccount.user_id).where(VpnAccount.panel_username == text),
+            select(Payment.user_id).where(Payment.external_id == text),
+            select(Payment.user_id).where(Payment.public_id == text),
         ]
         if text.isdigit():
             # A pasted number is an id of some kind: looked up by index, without scanning every name.
             if len(text) <= 18:
-                conditions.append(User.telegram_id == int(text))
-            return or_(*conditions)
-        pattern = f"%{text.lower().replace('%', '').replace('_', '')}%"
-        conditions += [
-            func.lower(User.username) == text.lower(),
-            func.lower(User.first_name).like(pattern),
-            func.lower(User.last_name).like(pattern),
-        ]
-        return or_(*conditions)
+                lookups.append(select(User.id).where(User.telegram_id == int(text)))
+            return union_all(*lookups)
+        pattern = f"%{lowered.replace('%', '').replace('_', '')}%"
+        lookups.append(select(User.id).where(func.lower(User.username) == lowered))
+        lookups.append(
+            select(User.id).where(
+                or_(func.lower(User.first_name).like(pattern), func.lower(User.last_name).like(pattern))
+            )
+        )
+        return union_all(*lookups)
 
     def conditions(self) -> list[Any]:
         f, cur = self.filters, self.current
         where: list[Any] = []
         if f.search:
-            where.append(User.id.in_(self._search_ids) if self._search_ids is not None else self._search(f.search))
+            where.append(User.id.in_(self._search_ids if self._search_ids is not None else self._search(f.search)))
         if f.status:
             where.append(self._status(f.status))
         if f.plan is not None:
@@ -276,7 +281,7 @@ class CustomerQuery:
         """Resolve the search box into customer ids first: matching it while walking the customers in the page's
         order would read every customer's row in that order (random reads) instead of one plain scan."""
         if self.filters.search and self._search_ids is None:
-            matches = select(User.id).where(self._search(self.filters.search)).limit(SEARCH_CAP)
+            matches = self._search(self.filters.search).limit(SEARCH_CAP)
             self._search_ids = list((await session.scalars(matches)).all())
 
     # --- running it -------------------------------------------------------------------------------------------
