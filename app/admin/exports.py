@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -233,16 +234,27 @@ async def request_excel(
 
 class NoTelegramLinked(FieldInvalid):
     def __init__(self) -> None:
-        super().__init__("to_telegram", "Link your Telegram account to your staff profile first.")
+        super().__init__(
+            "to_telegram", "Link your Telegram account to your staff profile first (and the shop needs a bot)."
+        )
 
 
-def telegram_chat_of(viewer_telegram_id: int | None, form: Mapping[str, Any]) -> int | None:
-    """The chat an export form asks the file to be sent to: the viewer's own linked Telegram, or none."""
+def own_chat(request: Request) -> int | None:
+    """Where the signed-in staff member's exports can go: their linked Telegram, when the shop has a bot."""
+    viewer = getattr(request.state, "staff_viewer", None)
+    if viewer is None or request.app.state.resources.telegram is None:
+        return None
+    return viewer.staff.telegram_id
+
+
+def telegram_chat_of(request: Request, form: Mapping[str, Any]) -> int | None:
+    """The chat an export form asks the file to be sent to (the viewer's own), or None when not asked."""
     if str(form.get("to_telegram") or "") not in ("1", "on", "true"):
         return None
-    if viewer_telegram_id is None:
+    chat = own_chat(request)
+    if chat is None:
         raise NoTelegramLinked()
-    return viewer_telegram_id
+    return chat
 
 
 def audit_csv(session: AsyncSession, actor: Actor, kind: ExportKind, params: dict[str, str], total: int) -> None:

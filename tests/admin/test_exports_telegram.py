@@ -28,9 +28,12 @@ def emulator() -> Iterator[tuple[TelegramBotApiEmulator, str]]:
 
 
 @pytest.fixture
-def admin_settings(database_url: str, emulator: tuple[TelegramBotApiEmulator, str]) -> Settings:
+def admin_settings(
+    request: pytest.FixtureRequest, database_url: str, emulator: tuple[TelegramBotApiEmulator, str]
+) -> Settings:
     bot, url = emulator
-    return make_settings(database_url, bot_token=bot.token, telegram_api_url=url)
+    token = "" if request.node.get_closest_marker("without_bot") else bot.token
+    return make_settings(database_url, bot_token=token, telegram_api_url=url)
 
 
 async def test_an_excel_export_can_also_go_to_the_staff_members_telegram(
@@ -78,3 +81,12 @@ async def test_the_payments_list_offers_the_same_and_records_the_chat(admin: Adm
     assert asked.status_code == 202, asked.text
     export = await admin.db.scalar(select(ExportFile))
     assert (export.kind, export.telegram_chat_id) == ("payments", STAFF_TELEGRAM_IDS["owner"])
+
+
+@pytest.mark.without_bot
+async def test_without_a_bot_the_box_is_not_offered_and_asking_is_refused(admin: AdminHarness) -> None:
+    owner = await admin.browser("owner")  # linked to Telegram, but the shop has no BOT_TOKEN
+    assert 'name="to_telegram"' not in (await owner.get("/admin/users")).text
+    refused = await owner.post("/admin/users/export.xlsx", data={"to_telegram": "1"}, headers=htmx("export-status"))
+    assert refused.status_code == 422 and "needs a bot" in refused.text
+    assert await admin.db.scalar(select(func.count()).select_from(ExportFile)) == 0

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.admin.auth.dependencies import StaffViewer, require
-from app.admin.exports import EXCEL_JOB, audit_csv, check_size, csv_response, request_excel, telegram_chat_of
+from app.admin.exports import (
+    EXCEL_JOB,
+    audit_csv,
+    check_size,
+    csv_response,
+    own_chat,
+    request_excel,
+    telegram_chat_of,
+)
 from app.admin.forms import parse_form
 from app.admin.payments.exports import PAYMENTS
 from app.admin.payments.queries import PAGE_SIZE, PaymentFilters, PaymentQuery, payment_detail
@@ -58,6 +66,7 @@ async def payments_page(request: Request, db: DbSession) -> Response:
             "statuses": [status.value for status in PaymentStatus],
             "currencies": sorted(CURRENCY_EXPONENTS),
             "export_url": "/admin/payments/export.csv?" + str(request.url.query) if filters else None,
+            "telegram_chat": own_chat(request),
             "export_params": filters.query_params() if filters else {},
             **HELPERS,
         },
@@ -89,7 +98,7 @@ async def export_payments_excel(
     filters, errors = parse_form(PaymentFilters, {k: v for k, v in form.items() if k in FILTER_FIELDS})
     if filters is None:
         raise ValidationFailed("; ".join(f"{name}: {message}" for name, message in errors.items()))
-    chat_id = telegram_chat_of(viewer.staff.telegram_id, form)
+    chat_id = telegram_chat_of(request, form)
     export = await request_excel(db, viewer.actor, PAYMENTS, filters.query_params(), telegram_chat_id=chat_id)
     await db.commit()
     await enqueue(EXCEL_JOB, export_id=export.id, _job_id=f"excel:{export.id}")

@@ -95,6 +95,7 @@ async def customers(
         "providers": list(PROVIDERS),
         "languages": available_languages(),
         "export_query": filters.query_params(),
+        "telegram_chat": exports.own_chat(request),
         "can": viewer.can,
     }
     return render(request, "admin/users/list.html", context, status_code=422 if errors else 200)
@@ -130,7 +131,7 @@ async def export_excel(request: Request, db: DbSession, viewer: Annotated[StaffV
     except ValidationError as exc:
         name, message = next(iter(field_errors(exc).items()))
         raise FieldInvalid(name, message) from None
-    chat_id = exports.telegram_chat_of(viewer.staff.telegram_id, form)
+    chat_id = exports.telegram_chat_of(request, form)
     export = await exports.request_excel(db, viewer.actor, CUSTOMERS, params, telegram_chat_id=chat_id)
     await db.commit()
     await enqueue(exports.EXCEL_JOB, export_id=export.id, _job_id=f"excel:{export.id}")
