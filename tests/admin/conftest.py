@@ -12,7 +12,7 @@ kind (SQLite and PostgreSQL, like the rest of the suite).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -26,6 +26,8 @@ from app.config import Settings
 from app.models import Staff, StaffRole
 from app.staff.sessions import ADMIN_COOKIE, csrf_token, issue_tokens, start_session
 from tests.conftest import make_settings
+from tests.emulators.harness import serve as serve_emulator
+from tests.emulators.telegram import TelegramBotApiEmulator
 from tests.web import BOT_TOKEN, serve
 
 PASSWORD = "correct-horse-battery"
@@ -106,3 +108,12 @@ def admin_app(admin_settings: Settings) -> FastAPI:
     from app.main import create_app
 
     return create_app(admin_settings)
+
+
+@pytest.fixture
+def telegram_bot() -> Iterator[tuple[TelegramBotApiEmulator, str]]:
+    """A Bot API emulator on a loopback port (emulator, base URL), for a module whose `admin_settings` points the
+    app's bot at it: `make_settings(database_url, bot_token=bot.token, telegram_api_url=url)`."""
+    bot = TelegramBotApiEmulator()
+    with serve_emulator(bot.app) as url:
+        yield bot, url

@@ -3,8 +3,6 @@ API emulator), in the language asked for; it counts as no delivery and is audite
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,29 +11,21 @@ from app.config import Settings
 from app.models import AuditLog, Broadcast
 from tests.admin.conftest import STAFF_TELEGRAM_IDS, AdminHarness
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
 from tests.emulators.telegram import TelegramBotApiEmulator
 
 EN = {"accept-language": "en"}
 
 
 @pytest.fixture
-def emulator() -> Iterator[tuple[TelegramBotApiEmulator, str]]:
-    bot = TelegramBotApiEmulator()
-    with serve(bot.app) as url:
-        yield bot, url
-
-
-@pytest.fixture
-def admin_settings(database_url: str, emulator: tuple[TelegramBotApiEmulator, str]) -> Settings:
-    bot, url = emulator
+def admin_settings(database_url: str, telegram_bot: tuple[TelegramBotApiEmulator, str]) -> Settings:
+    bot, url = telegram_bot
     return make_settings(database_url, bot_token=bot.token, telegram_api_url=url)
 
 
 async def test_a_test_send_reaches_the_staff_members_own_telegram(
-    admin: AdminHarness, db: AsyncSession, emulator: tuple[TelegramBotApiEmulator, str]
+    admin: AdminHarness, db: AsyncSession, telegram_bot: tuple[TelegramBotApiEmulator, str]
 ) -> None:
-    bot, _ = emulator
+    bot, _ = telegram_bot
     owner = await admin.browser("owner")  # the harness links the owner's Telegram id
     data = {"title": "Sale", "bodies.ru": "<b>Скидка</b>", "bodies.en": "<b>Sale</b>", "segment": "all"}
     created = await owner.post("/admin/broadcasts", data=data, headers=EN)

@@ -4,7 +4,6 @@ which keeps the uploaded file, so the test compares it with the download byte fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -15,33 +14,25 @@ from app.models import ExportFile
 from tests.admin.conftest import STAFF_TELEGRAM_IDS, AdminHarness
 from tests.admin.test_users_pages import _people
 from tests.conftest import make_settings
-from tests.emulators.harness import serve
 from tests.emulators.telegram import TelegramBotApiEmulator
 from tests.web import htmx
 
 
 @pytest.fixture
-def emulator() -> Iterator[tuple[TelegramBotApiEmulator, str]]:
-    bot = TelegramBotApiEmulator()
-    with serve(bot.app) as url:
-        yield bot, url
-
-
-@pytest.fixture
 def admin_settings(
-    request: pytest.FixtureRequest, database_url: str, emulator: tuple[TelegramBotApiEmulator, str]
+    request: pytest.FixtureRequest, database_url: str, telegram_bot: tuple[TelegramBotApiEmulator, str]
 ) -> Settings:
-    bot, url = emulator
+    bot, url = telegram_bot
     token = "" if request.node.get_closest_marker("without_bot") else bot.token
     return make_settings(database_url, bot_token=token, telegram_api_url=url)
 
 
 async def test_an_excel_export_can_also_go_to_the_staff_members_telegram(
-    admin: AdminHarness, emulator: tuple[TelegramBotApiEmulator, str]
+    admin: AdminHarness, telegram_bot: tuple[TelegramBotApiEmulator, str]
 ) -> None:
     """The file arrives as a document in the owner's own chat (the harness links the owner's Telegram), exactly
     once and byte for byte the download; a staff member without a linked Telegram is refused and nothing is built."""
-    bot, _ = emulator
+    bot, _ = telegram_bot
     await _people(admin)
     owner = await admin.browser("owner")
     page = await owner.get("/admin/users")
