@@ -16,8 +16,9 @@ from app.models import DailyCheckouts, DailyRevenue, DailyStats, User
 from app.stats import figures, finance, paid_history
 from app.stats.periods import Span, day_of, mau_window
 
-# How far back a first run (or a worker that was down) fills in.
-BACKFILL_DAYS = 365
+# How far back a first run (or a worker that was down) fills in: the finance page's longest look-back, twelve
+# months shown and the twelve before them (a day it never stored would be counted from the payments on every load).
+BACKFILL_DAYS = 2 * 366
 
 
 async def rollup_day(session: AsyncSession, day: date, now: datetime) -> DailyStats:
