@@ -202,9 +202,11 @@ async def measure(url: str, now: datetime) -> list[dict[str, Any]]:
         database_url=url,
         redis_url="",
         log_json=False,
-        # YooKassa on (never called): the reminders ask which saved cards the shop can charge.
+        # YooKassa on (never called), with autopayments (without them it saves and charges no card): the reminders
+        # ask which saved cards the shop can charge.
         yookassa_shop_id="bench",
         yookassa_secret_key="bench",
+        yookassa_recurring_enabled=True,
     )
     resources = open_resources(settings)
     set_clock(FrozenClock(now))
