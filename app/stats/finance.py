@@ -97,10 +97,9 @@ class Line:
     item: figures.CurrencyRevenue
 
 
-async def revenue_lines(session: AsyncSession, span: Span) -> list[Line]:
-    """Revenue over the span, per day, plan, provider, method and currency: the days the rollup stored after they
-    ended come from daily_revenue, the others (today, a day the worker has not reached) are counted."""
-    rolled = await rolled_days(session, span)
+async def revenue_lines(session: AsyncSession, span: Span, rolled: set[date]) -> list[Line]:
+    """Revenue over the span, per day, plan, provider, method and currency: the `rolled` days (rolled_days) come
+    from daily_revenue, the others (today, a day the worker has not reached) are counted."""
     # Plain rows, not ORM objects: a year of days by plan, provider and method is thousands of them.
     stored = await session.execute(
         select(
@@ -387,10 +386,11 @@ async def counted_checkouts(session: AsyncSession, span: Span) -> list[Checkouts
     return [Checkouts(_as_date(day), *values) for day, *values in rows]
 
 
-async def checkouts(session: AsyncSession, span: Span) -> list[Checkouts]:
-    """The span's checkouts: settled days (older than SETTLE_DAYS) from daily_checkouts, the others counted."""
+async def checkouts(session: AsyncSession, span: Span, rolled: set[date]) -> list[Checkouts]:
+    """The span's checkouts: settled `rolled` days (older than SETTLE_DAYS) from daily_checkouts, the others
+    counted."""
     settled_before = day_of(span.end) - timedelta(days=SETTLE_DAYS)
-    settled = {day for day in await rolled_days(session, span) if day < settled_before}
+    settled = {day for day in rolled if day < settled_before and Span.of_day(day).start >= span.start}
     stored = await session.execute(
         select(
             DailyCheckouts.day,
@@ -490,7 +490,9 @@ async def finance_report(
     today = day_of(now)
     starts = bucket_starts(today, granularity, 2 * GRANULARITIES[granularity])
     current_start = starts[GRANULARITIES[granularity]]
-    lines = await revenue_lines(session, Span(day_start(starts[0]), now))
+    # Both periods' days: read once, for the revenue lines and the checkouts (the current period's days).
+    rolled = await rolled_days(session, Span(day_start(starts[0]), now))
+    lines = await revenue_lines(session, Span(day_start(starts[0]), now), rolled)
     book = await load_rates(session, reporting_currency)
     series = revenue_series(book, lines, today, granularity)
     current = [line for line in lines if line.day >= current_start]
@@ -498,7 +500,7 @@ async def finance_report(
     history = await paid_history.snapshot(session, now)
     mrr = Mrr(history.at, history.mrr, _convert_minor(book, day_of(history.at), history.mrr), history.paying)
     month_rows = [month_figures(book, totals, history.at) for totals in history.months]
-    created = await checkouts(session, Span(day_start(current_start), now))
+    created = await checkouts(session, Span(day_start(current_start), now), rolled)
     success = success_rates(created)
     currencies = {line.item.currency for line in lines} | set(mrr.by_currency)
     plans = {pid: name for pid, name in await session.execute(select(Plan.id, Plan.name))}
