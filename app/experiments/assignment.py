@@ -51,3 +51,8 @@ async def expose(session: AsyncSession, experiment: Experiment, user_id: int) ->
         )
     )
     return recorded or variant
+
+
+def variant_params(experiment: Experiment, variant: str) -> dict[str, Any]:
+    """What a variant changes: `{"prices": {...}}` or `{"text": {...}}` (empty for one that changes nothing)."""
+    return next((v.get("params") or {} for v in experiment.variants if v["key"] == variant), {})

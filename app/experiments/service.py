@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import Actor, record_by
-from app.experiments.assignment import expose
+from app.experiments.assignment import expose, variant_params
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.field_errors import FieldInvalid
@@ -236,10 +236,6 @@ async def _running(session: AsyncSession, kind: ExperimentKind, target: str) -> 
     )
 
 
-def _params(experiment: Experiment, variant: str) -> dict[str, Any]:
-    return next((v.get("params") or {} for v in experiment.variants if v["key"] == variant), {})
-
-
 async def price_for(session: AsyncSession, user: User, plan: Plan, currency: str) -> int | None:
     """The customer's price of `plan` in `currency` in minor units, or None for the plan's own. Exposes the
     customer (records their variant) when an experiment runs on the plan — the same call for the price shown and
@@ -248,7 +244,7 @@ async def price_for(session: AsyncSession, user: User, plan: Plan, currency: str
     if experiment is None:
         return None
     variant = await expose(session, experiment, user.id)
-    price = (_params(experiment, variant).get("prices") or {}).get(currency)
+    price = (variant_params(experiment, variant).get("prices") or {}).get(currency)
     return int(price) if price is not None else None
 
 
@@ -264,5 +260,5 @@ async def renewal_price_for(session: AsyncSession, user: User, plan: Plan, curre
             ExperimentAssignment.experiment_id == experiment.id, ExperimentAssignment.user_id == user.id
         )
     )
-    price = (_params(experiment, variant).get("prices") or {}).get(currency) if variant else None
+    price = (variant_params(experiment, variant).get("prices") or {}).get(currency) if variant else None
     return int(price) if price is not None else None

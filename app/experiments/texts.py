@@ -2,7 +2,7 @@
 
 The web process keeps the running text experiments in a snapshot (refreshed with the staff-edited texts every
 second, app/runtime_settings/refresher.py), so a request costs no query. Once the customer is known,
-`use_for(request, user)` puts their variants on top of the staff's texts for the rest of the request; the
+`use_for(sessionmaker, user)` puts their variants on top of the staff's texts for the rest of the request; the
 translator reads texts through `CustomerTexts`, which remembers every experiment key it was asked for, whatever
 the variant (the control's customers see the normal text and are exposed all the same). Before the request's
 transaction commits, `record_exposures` records those first exposures (app/deps.py), so a customer counts as
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.experiments.assignment import expose, pick
+from app.experiments.assignment import expose, pick, variant_params
 from app.kit.i18n import OVERRIDES
 from app.models import Experiment, ExperimentKind, User
 
@@ -69,8 +69,7 @@ def use_for(sessionmaker: async_sessionmaker[AsyncSession], user: User) -> Custo
         return None
     variants: dict[tuple[str, str], str] = {}
     for key, experiment in running.items():
-        chosen = pick(experiment.variants, experiment.key, user.id)
-        params = next((v.get("params") or {} for v in experiment.variants if v["key"] == chosen), {})
+        params = variant_params(experiment, pick(experiment.variants, experiment.key, user.id))
         for language, text in (params.get("text") or {}).items():
             variants[language, key] = text
     texts = CustomerTexts(user.id, OVERRIDES.get() or {}, variants, running)
