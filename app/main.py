@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from starlette.middleware.gzip import GZipMiddleware
 
 from app.admin.routes import install_admin
 from app.apidocs.pages import mount_assets as mount_api_docs_assets
@@ -89,8 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     install_error_handlers(app)
 
-    # Pages and JSON compressed on the way out; static files come gzipped already (app/kit/assets.py).
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Pages and JSON are compressed by the front proxy (Caddy's `encode zstd gzip`, deploy/caddy/Caddyfile), in Go
+    # and with zstd too; compressing them here as well cost every request CPU. Static files come gzipped already
+    # (app/kit/assets.py).
     app.include_router(assets_router)
     mount_api_docs_assets(app)
     app.include_router(api_docs_router)

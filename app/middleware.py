@@ -3,11 +3,13 @@ headers, metrics."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import secrets
 import time
-import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,8 +38,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        incoming = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         started = time.perf_counter()
         status = 500
 
@@ -89,10 +91,20 @@ def content_security_policy(nonce: str) -> str:
     )
 
 
+# Built once: only the nonce changes from one response to the next.
+_CSP_BEFORE_NONCE, _CSP_AFTER_NONCE = (part.encode() for part in content_security_policy("\0").split("\0"))
+_FIXED_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.https = https
+        self.fixed_headers = _FIXED_SECURITY_HEADERS + ([_HSTS] if https else [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,16 +115,12 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"content-security-policy", content_security_policy(nonce).encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"strict-origin-when-cross-origin"),
-                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+                csp = _CSP_BEFORE_NONCE + nonce.encode() + _CSP_AFTER_NONCE
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"content-security-policy", csp),
+                    *self.fixed_headers,
                 ]
-                if self.https:
-                    headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -143,7 +151,15 @@ class MetricsMiddleware:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(scope["method"], label, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], label).observe(elapsed)
+            counted, timed = _metrics_of(scope["method"], label, status)
+            counted.inc()
+            timed.observe(elapsed)
             if status >= 500:
                 log.error("%s %s -> %d in %.1f ms", scope["method"], loggable_path(scope), status, elapsed * 1000)
+
+
+@functools.cache
+def _metrics_of(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one method, route template and status. Kept, because looking
+    a labelled child up costs more than the count itself; the keys are as few as the routes and statuses."""
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)

@@ -4,10 +4,12 @@ in one query from our own database (panel data arrives by sync jobs, so no page 
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
@@ -117,22 +119,27 @@ class Overview:
         return NextAction.CONNECT if account is not None and account.sub_updated_at is None else NextAction.EXTEND
 
 
+@functools.lru_cache(maxsize=16)
+def _latest_subscription(renewing: frozenset[str]) -> Select[Any]:
+    """The statement of `overview`, built once per set of renewing providers: building it anew cost a fifth of a
+    millisecond on every page."""
+    return (
+        select(Subscription, Plan, VpnAccount, has_method(renewing).label("has_renewal_method"))
+        .outerjoin(Plan, Plan.id == Subscription.plan_id)
+        .outerjoin(VpnAccount, VpnAccount.subscription_id == Subscription.id)
+        .where(Subscription.user_id == bindparam("user_id"))
+        .order_by(Subscription.ends_at.desc(), Subscription.id.desc())
+        .limit(1)
+    )
+
+
 async def overview(
     session: AsyncSession, user: User, *, trial_days: int, payments: PaymentRegistry | None = None
 ) -> Overview:
     """The user's current subscription (the one ending last) with its plan and account, and (given the
     payment providers) whether a saved method can renew it — all in one query."""
     renewing = (charged_providers(payments) | self_renewing_providers(payments)) if payments else frozenset()
-    row = (
-        await session.execute(
-            select(Subscription, Plan, VpnAccount, has_method(renewing).label("has_renewal_method"))
-            .outerjoin(Plan, Plan.id == Subscription.plan_id)
-            .outerjoin(VpnAccount, VpnAccount.subscription_id == Subscription.id)
-            .where(Subscription.user_id == user.id)
-            .order_by(Subscription.ends_at.desc(), Subscription.id.desc())
-            .limit(1)
-        )
-    ).first()
+    row = (await session.execute(_latest_subscription(renewing), {"user_id": user.id})).first()
     subscription, plan, account, can_renew = row if row is not None else (None, None, None, False)
     can_trial = subscription is None and await trial_available(session, user, trial_days=trial_days)
     return Overview(user, subscription, plan, account, can_trial, utcnow(), bool(can_renew))

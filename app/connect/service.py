@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -51,18 +51,20 @@ def mirror_link(base_url: str, token: str) -> str:
     return f"{base_url}/sub/{token}"
 
 
+# Built once (statements built per request were a large part of a page's CPU).
+_LIVE_CONNECTION = (
+    select(Subscription, VpnAccount, Server)
+    .join(VpnAccount, VpnAccount.subscription_id == Subscription.id)
+    .join(Server, Server.id == VpnAccount.server_id)
+    .where(Subscription.user_id == bindparam("user_id"), Subscription.status.in_(LIVE_STATUSES))
+    .order_by(Subscription.ends_at.desc())
+    .limit(1)
+)
+
+
 async def connection_for(session: AsyncSession, user: User) -> Connection | None:
     """The user's live subscription with its account and server, or None (no subscription, expired, or no account)."""
-    row = (
-        await session.execute(
-            select(Subscription, VpnAccount, Server)
-            .join(VpnAccount, VpnAccount.subscription_id == Subscription.id)
-            .join(Server, Server.id == VpnAccount.server_id)
-            .where(Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES))
-            .order_by(Subscription.ends_at.desc())
-            .limit(1)
-        )
-    ).first()
+    row = (await session.execute(_LIVE_CONNECTION, {"user_id": user.id})).first()
     return Connection(*row) if row is not None else None
 
 

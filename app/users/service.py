@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -33,11 +33,15 @@ async def _referrer_id(session: AsyncSession, start_param: str | None) -> int | 
     return await session.scalar(select(User.id).where(User.referral_code == code))
 
 
+# Built once: every request signed in from Telegram asks it.
+_BY_TELEGRAM_ID = select(User).where(User.telegram_id == bindparam("telegram_id"))
+
+
 async def upsert_from_telegram(
     session: AsyncSession, tg: TelegramUser, *, start_param: str | None = None, default_language: str = "ru"
 ) -> User:
     """The user for a verified Telegram identity: created on first sight, names kept current."""
-    user = await session.scalar(select(User).where(User.telegram_id == tg.id))
+    user = await session.scalar(_BY_TELEGRAM_ID, {"telegram_id": tg.id})
     now = utcnow()
     if user is None:
         return await _create(session, tg, start_param=start_param, default_language=default_language, now=now)
