@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.connect.qr import QrCodes
 from app.db import create_engine, create_sessionmaker
 from app.kit.crypto import configure_cipher
 from app.kit.ratelimit import RateLimiter, build_rate_limiter
@@ -28,6 +29,7 @@ class Resources:
     rate_limiter: RateLimiter
     panels: PanelRegistry
     payments: PaymentRegistry
+    qr_codes: QrCodes
     # The bot's outgoing messages (notifications, broadcasts); None when no BOT_TOKEN is configured.
     telegram: TelegramOutbound | None = None
 
@@ -56,6 +58,7 @@ def open_resources(settings: Settings) -> Resources:
         sessionmaker=sessionmaker,
         redis=redis,
         rate_limiter=build_rate_limiter(settings.redis_url),
+        qr_codes=QrCodes(redis),
         panels=PanelRegistry(sessionmaker, settings),
         payments=payments,
         telegram=TelegramOutbound.from_settings(settings, redis),

@@ -17,7 +17,7 @@ uvicorn as the real app. Per request it does what the app does for three pages, 
      model (`_me`) as JSON;
    - `/app/connect` (app/connect/pages.py `connect_page`; `/app/config` only redirects there): the live
      subscription with its account and server (`app.connect.service.connection_for`), the link, its QR code
-     and the client apps, `connect/index.html`;
+     (the app's `QrCodes`: kept in Redis by the link, drawn when missing) and the client apps, `connect/index.html`;
    pages are rendered with the app's own `Templates` helper and the context keys of `Templates.response`: for
    `HX-Request: true` + `HX-Target: content` the block `content` plus base.html's out-of-band frame, the whole
    page otherwise.
@@ -36,7 +36,7 @@ benchmark state that made the app write could not pass the sample checks unnotic
 
 What it leaves out is what the comparison is about: FastAPI's routing, dependency injection and responses,
 Starlette's request objects, the app's middleware (security headers, metrics), SQLAlchemy's session, ORM
-instances, transaction (BEGIN/COMMIT) and pool pre-ping.
+instances and pool (the app sends no BEGIN/COMMIT for a page that only reads, and pings only idle connections).
 
 Configured by environment variables (bench/home_page.py sets them): BARE_HOME_DATABASE_URL (postgresql://…),
 BARE_HOME_REDIS_URL, BARE_HOME_BOT_TOKEN, BARE_HOME_POOL_MIN / BARE_HOME_POOL_MAX (the app's DB_POOL_SIZE and
@@ -58,6 +58,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from redis.asyncio import Redis
 from sqlalchemy import BigInteger, Select, bindparam, false, select
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 
@@ -66,7 +67,7 @@ from app.cabinet.api import _me
 from app.cabinet.service import Overview
 from app.config import Settings
 from app.connect.clients import CLIENTS, PLATFORMS, clients_for, detect_platform
-from app.connect.qr import qr_svg
+from app.connect.qr import QrCodes
 from app.connect.service import Connection
 from app.kit.errors import AppError
 from app.kit.i18n import Translator
@@ -189,6 +190,8 @@ class BareHome:
         self.config: Config | None = None
         self.pool: asyncpg.Pool | None = None
         self.limiter: RedisRateLimiter | None = None
+        self.redis: Redis | None = None
+        self.qr_codes: QrCodes | None = None
         self.templates: Templates | None = None
         self.settings: SimpleNamespace | None = None
 
@@ -218,6 +221,8 @@ class BareHome:
                     # What the templates read of the settings (base.html: demo_mode).
                     self.settings = SimpleNamespace(demo_mode=False)
                     self.limiter = RedisRateLimiter(config.redis_url)
+                    self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+                    self.qr_codes = QrCodes(self.redis)  # as app/resources.py
                     self.pool = await asyncpg.create_pool(
                         config.database_url,
                         min_size=config.pool_min,
@@ -233,6 +238,8 @@ class BareHome:
                     await self.pool.close()
                 if self.limiter is not None:
                     await self.limiter.aclose()
+                if self.redis is not None:
+                    await self.redis.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -301,8 +308,8 @@ class BareHome:
         values: tuple[Any, ...] | None,
     ) -> None:
         """app/connect/pages.py `_page`: the link, its QR code, the platforms and client apps."""
-        config = self.config
-        assert config is not None
+        config, qr_codes = self.config, self.qr_codes
+        assert config is not None and qr_codes is not None
         context: dict[str, Any] = {"connection": None}
         if values is not None:
             connection = Connection(
@@ -314,7 +321,7 @@ class BareHome:
             context = {
                 "connection": connection,
                 "link": link,
-                "qr": qr_svg(link, title=link),
+                "qr": await qr_codes.svg(link, title=link),
                 "platforms": PLATFORMS,
                 "clients": CLIENTS,
                 "current_platform": platform,

@@ -14,7 +14,6 @@ from app.cabinet.pages import is_htmx, render, see_other
 from app.config import Settings
 from app.connect import service
 from app.connect.clients import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client
-from app.connect.qr import qr_svg
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
 from app.models import VpnAccount
@@ -37,7 +36,7 @@ async def _page(
         platform = detect_platform(request.headers.get("user-agent"))
         context |= {
             "link": link,
-            "qr": qr_svg(link, title=link),
+            "qr": await request.app.state.resources.qr_codes.svg(link, title=link),
             "platforms": PLATFORMS,
             "clients": CLIENTS,
             "current_platform": platform,

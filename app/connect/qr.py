@@ -3,8 +3,17 @@ of whatever it sits in and scales crisply to any size the CSS gives it."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import logging
+
 import segno
 from markupsafe import Markup, escape
+from redis.asyncio import Redis
+
+from app.kit.ratelimit import UNREACHABLE
+
+log = logging.getLogger(__name__)
 
 QUIET_ZONE = 4  # modules; the QR specification's minimum for reliable scanning
 
@@ -36,10 +45,50 @@ def qr_svg(data: str, *, title: str) -> Markup:
     The quiet zone is transparent: put the code on a light surface with a dark text colour (e.g. CSS
     `color: #000; background: #fff`) for scanners that cannot read inverted codes.
     """
-    size, path = qr_path(data)
+    return _svg(*qr_path(data), title=title)
+
+
+def _svg(size: int, path: str, *, title: str) -> Markup:
     label = escape(title)
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" role="img" aria-label="{label}" '
         f'class="qr" shape-rendering="crispEdges"><title>{label}</title>'
         f'<path fill="currentColor" d="{path}"/></svg>'
     )
+
+
+class QrCodes:
+    """QR codes of subscription links, which the connect page shows on every visit: drawing one costs milliseconds
+    (segno tries all eight masks), reading it back a Redis round trip. Kept by a hash of the link itself, so a
+    reissued link is another key and a code can never be stale or anybody else's; unused codes expire after a day.
+    Without Redis (the demo) the last few are kept in the process; while Redis is unreachable they are drawn."""
+
+    TTL_SECONDS = 86400
+    KEY_PREFIX = "qr:"
+
+    def __init__(self, redis: Redis | None) -> None:
+        self._redis = redis
+
+    async def svg(self, link: str, *, title: str) -> Markup:
+        if self._redis is None:
+            return _svg(*_drawn_recently(link), title=title)
+        key = self.KEY_PREFIX + hashlib.sha256(link.encode()).hexdigest()
+        try:
+            kept = await self._redis.get(key)
+        except UNREACHABLE as exc:
+            log.warning("QR codes are drawn on every visit while Redis is unreachable: %s", exc)
+            return qr_svg(link, title=title)
+        if kept is not None:
+            size, _, path = kept.decode().partition(":")
+            return _svg(int(size), path, title=title)
+        size, path = qr_path(link)
+        try:
+            await self._redis.set(key, f"{size}:{path}", ex=self.TTL_SECONDS)
+        except UNREACHABLE as exc:
+            log.warning("a QR code could not be kept in Redis: %s", exc)
+        return _svg(size, path, title=title)
+
+
+@functools.lru_cache(maxsize=256)
+def _drawn_recently(link: str) -> tuple[int, str]:
+    return qr_path(link)

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.kit.crypto import cipher
 from app.models import AuditLog, OutboxMessage, Plan, VpnAccount
 from tests.conftest import make_settings
+from tests.connect.test_qr import drawn_modules, segno_modules
 from tests.factories import add_server
 from tests.web import BOT_TOKEN, drain_outbox, htmx, serve, text_of, tma
 
@@ -85,6 +86,9 @@ async def test_reissue_kills_the_old_link_and_is_rate_limited(
         tokens.append(await db.scalar(select(VpnAccount.sub_token)))
     assert len(set(tokens)) == 4
     assert (await client.get(f"/sub/{tokens[0]}")).status_code == 404
+    page = await client.get("/app/connect", headers=tma() | htmx())  # the QR code is the new link's
+    drawn = re.search(r'<path fill="currentColor" d="([^"]+)"', page.text)
+    assert drawn and drawn_modules(drawn[1]) == segno_modules(f"http://127.0.0.1:8000/sub/{tokens[-1]}")
     limited = await client.post("/app/connect/reissue", headers=tma() | htmx())
     assert limited.status_code == 429
     await db.rollback()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 
 import segno
 from jinja2 import Environment
 from markupsafe import Markup
+from redis.asyncio import Redis
 
-from app.connect.qr import QUIET_ZONE, qr_svg
+from app.connect.qr import QUIET_ZONE, QrCodes, qr_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 URL = "https://sub.example.com/s/AbC-9_x?token=a1&name=тест"
@@ -78,3 +80,31 @@ def test_title_is_escaped_and_the_result_is_safe_markup() -> None:
     assert root.get("aria-label") == root[0].text == 'Scan "me" <now> & go'
     rendered = Environment(autoescape=True).from_string("<div>{{ qr }}</div>").render(qr=svg)
     assert rendered == f"<div>{svg}</div>"
+
+
+async def test_codes_are_kept_in_redis_by_their_link_and_never_shown_for_another(redis_url: str) -> None:
+    """The connect page's codes: drawn once, read back from Redis on the next visit, each under its own link's
+    hash (a reissued link is another key: never a stale code, never another customer's), expiring after a day."""
+    client = Redis.from_url(redis_url)
+    codes = QrCodes(client)
+    other = URL.replace("AbC", "XyZ")
+    try:
+        first = await codes.svg(URL, title="QR")
+        assert await codes.svg(URL, title="QR") == first == qr_svg(URL, title="QR")
+        assert await codes.svg(other, title="QR") == qr_svg(other, title="QR") != first
+        key = QrCodes.KEY_PREFIX + hashlib.sha256(URL.encode()).hexdigest()
+        assert 0 < await client.ttl(key) <= 86400
+        await client.set(key, "21:M4 4h1v1h-1z")  # what is kept is what is shown
+        assert drawn_modules(parse(await codes.svg(URL, title="QR"))[1].get("d") or "") == {(4, 4)}
+        assert drawn_modules(parse(await codes.svg(other, title="QR"))[1].get("d") or "") == segno_modules(other)
+    finally:
+        await client.aclose()
+
+
+async def test_codes_are_drawn_without_redis_and_while_it_is_unreachable() -> None:
+    unreachable = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    try:
+        assert await QrCodes(unreachable).svg(URL, title="QR") == qr_svg(URL, title="QR")
+    finally:
+        await unreachable.aclose()
+    assert await QrCodes(None).svg(URL, title="QR") == qr_svg(URL, title="QR")
