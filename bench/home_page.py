@@ -1,6 +1,6 @@
 """Home page benchmark: the authenticated home page on PostgreSQL with 10,000 users, 64 concurrent connections.
 
-    .venv/bin/python -m bench.home_page [--path /app] [--users 10000] [--workers 2,1] [--duration 20]
+    .venv/bin/python -m bench.home_page [--path /app,/api/me,/app/connect] [--users 10000] [--workers 2,1] [--duration 20]
                                         [--breakdown] [--profile] [--show-sql] [--keep-db] [--smoke] [--json PATH]
 
 It creates a throwaway database (vpnshop_bench_home_<random>), migrates it with the project's migrations and
@@ -31,7 +31,9 @@ connections) in well under a minute, with every check and no goal judged; tests/
 
 Every user is marked as seen just before each run, as in a busy app's steady state, so no request rewrites
 last_seen_at (the app does at most every 5 minutes per user, and on a new day); the bare page answers 500 where
-the app would write, so such a state cannot pass the checks unnoticed.
+the app would write, so such a state cannot pass the checks unnoticed. Likewise every user's QR code is drawn and
+kept in Redis once before the runs (as after their first visit of the connect page); what drawing one costs is
+reported.
 
 Results: a table, and JSON in bench/results/home_page-<timestamp>.json (git-ignored). `--breakdown` adds the
 CPU per request of each stage measured in process, `--profile` an extra run per server under py-spy (see
@@ -1202,9 +1204,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.home_page", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--path",
-        default="/app",
-        help="the page(s) to request, comma-separated (default /app; bench/bare_home.py has /app, /api/me and"
-        " /app/connect)",
+        default="/app,/api/me,/app/connect",
+        help="the page(s) to request, comma-separated (default: all three that bench/bare_home.py has)",
     )
     parser.add_argument("--users", type=int, default=10_000, help="users in the database (default 10000)")
     parser.add_argument("--rotate", type=int, help="how many different users the requests rotate over (default all)")
