@@ -77,9 +77,11 @@ def _begin_at_the_first_write(engine: AsyncEngine) -> None:
 
 
 def _only_reads(context: Any) -> bool:
-    """A SELECT that locks nothing (ORM or Core); a textual statement counts when it begins with SELECT."""
-    compiled = getattr(context, "compiled", None)
-    statement = getattr(compiled, "statement", None)
+    """A SELECT that locks nothing (ORM or Core; a textual one when it begins with SELECT) and reads no server-side
+    cursor (stream_results, yield_per: PostgreSQL keeps a cursor only inside a transaction)."""
+    if context.execution_options.get("stream_results", False):
+        return False
+    statement = getattr(context.compiled, "statement", None)
     if isinstance(statement, Select | CompoundSelect):
         return statement._for_update_arg is None
     if isinstance(statement, TextClause):

@@ -103,6 +103,8 @@ async def test_reads_open_no_transaction_and_the_first_write_begins_one(engine: 
         assert tuple(row) == (0, subscription.auto_renew)
         await session.get_one(Subscription, subscription.id, with_for_update=True)
         assert await _in_a_transaction(session)  # a locking read begins it (the lock lasts until the end)
+    async with sessionmaker() as session:  # so does a streamed read: PostgreSQL keeps a cursor only in a transaction
+        assert [id_ async for id_ in await session.stream_scalars(select(Subscription.id))] == [subscription.id]
 
 
 async def test_a_connection_dropped_while_idle_is_replaced_before_use(
