@@ -99,7 +99,7 @@ TELEGRAM_ID_BASE = 6_000_000_000
 PANEL_PREFIX = "bench"  # the installation's panel username prefix (any will do: no panel is asked)
 SEED_CHUNK = 5000
 USAGE_DAYS = 7
-DB_POOL_SIZE, DB_MAX_OVERFLOW = 10, 10  # the app's defaults (Settings.db_pool_size / db_max_overflow)
+DB_POOL_SIZE, DB_MAX_OVERFLOW = 20, 0  # the app's defaults (Settings.db_pool_size / db_max_overflow)
 GOAL_RPS, GOAL_P99_MS, GOAL_BARE_RATIO = 1000, 100.0, 0.5
 GIB = 1 << 30
 MIB = 1 << 20
@@ -1115,7 +1115,7 @@ def summarize(
             "loop": args.stack.loop,
             "http": args.stack.http,
             "db_pool_per_worker": {
-                "app": f"SQLAlchemy QueuePool pool_size {DB_POOL_SIZE} + max_overflow {DB_MAX_OVERFLOW}, pre-ping",
+                "app": f"SQLAlchemy QueuePool pool_size {DB_POOL_SIZE} + max_overflow {DB_MAX_OVERFLOW}, idle ping",
                 "bare": f"asyncpg.Pool min_size {DB_POOL_SIZE}, max_size {DB_POOL_SIZE + DB_MAX_OVERFLOW}",
             },
         },
