@@ -1,7 +1,8 @@
 """Home page benchmark: the authenticated home page on PostgreSQL with 10,000 users, 64 concurrent connections.
 
-    .venv/bin/python -m bench.home_page [--path /app,/api/me,/app/connect] [--users 10000] [--workers 2,1] [--duration 20]
-                                        [--breakdown] [--profile] [--show-sql] [--keep-db] [--smoke] [--json PATH]
+    .venv/bin/python -m bench.home_page [--path /app,/api/me,/app/connect] [--users 10000] [--workers 2,1]
+                                        [--duration 20] [--breakdown] [--profile] [--show-sql] [--keep-db]
+                                        [--smoke] [--json PATH]
 
 It creates a throwaway database (vpnshop_bench_home_<random>), migrates it with the project's migrations and
 seeds a population (bulk INSERTs, then VACUUM ANALYZE): N users, each with a subscription (20 % trial, 60 % active on a
