@@ -3,10 +3,10 @@
 Each send reserves a time slot: the earliest moment that is at least one global interval after the previous
 send of the bot (1/30 s by default; 1/1000 s for paid broadcasts, a separate allowance) and not inside a pause.
 The caller sleeps until its slot. Slots are handed out in order, so a thousand concurrent senders still go out
-evenly spaced, one reservation (one Redis round trip across processes) per message. A chat that had a message
-less than a second ago reserves nothing: its sender is told to come back when the chat is free, so one busy chat
-never holds up the others. A 429 pauses every sender of the bot: slots reserved before the pause are checked
-again when they come due.
+evenly spaced; the reservations asked in the same turn of the event loop share one Redis round trip. A chat that
+had a message less than a second ago reserves nothing: its sender is told to come back when the chat is free, so
+one busy chat never holds up the others. A 429 pauses every sender of the bot: slots reserved more than
+FRESH_RESERVATION before they come due are checked against the pause again then.
 
 `MemoryPacer` is for one process (the embedded demo); `RedisPacer` is shared by all workers.
 """
@@ -38,16 +38,30 @@ class Pacer(Protocol):
         ...
 
 
+# A message due within this long of its reservation goes out without asking about a pause again: the reservation
+# itself saw the pause (its slot comes after any), at most this long before the send, about as long as the
+# messages already on their way have been gone (a 429 reaches those anyway; each then waits the pause out and is
+# sent once). Asking again for every message cost a Redis round trip each, as much of a paid broadcast's CPU as the
+# Bot API request; at 30/s most of a group's slots lie further ahead and still ask.
+FRESH_RESERVATION = 0.1
+
+
 async def wait_turn(
-    pacer: Pacer, chat_id: int, *, paid: bool = False, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    pacer: Pacer,
+    chat_id: int,
+    *,
+    paid: bool = False,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Sleep until this message may go out."""
     while True:
+        asked = clock()
         reserved, delay = await pacer.reserve(chat_id, paid=paid)
         if delay > 0:
             await sleep(delay)
         # A 429 that arrived while we slept moved everyone back: take a new slot after the pause.
-        if reserved and await pacer.paused_for() <= 0:
+        if reserved and (clock() - asked <= FRESH_RESERVATION or await pacer.paused_for() <= 0):
             return
 
 
@@ -78,20 +92,35 @@ class MemoryPacer:
         return max(0.0, self._pause_until - self._clock())
 
 
-# Times are milliseconds on the Redis server's clock, so every worker shares one timeline.
+# Times are milliseconds on the Redis server's clock, so every worker shares one timeline. One call reserves for
+# every chat in KEYS[3..] in order, as the same number of single reservations would (a chat named twice finds
+# itself busy the second time): KEYS[1] is the allowance's next free slot, KEYS[2] the pause.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local chat_free_at = tonumber(redis.call('GET', KEYS[2]) or 0)
-if chat_free_at > now then
-  return {0, tostring(chat_free_at - now)}
-end
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or 0), tonumber(redis.call('GET', KEYS[3]) or 0))
 local interval = tonumber(ARGV[1])
 local chat_interval = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', math.ceil(slot + interval - now) + 60000)
-redis.call('SET', KEYS[2], tostring(slot + chat_interval), 'PX', math.ceil(slot + chat_interval - now) + 1000)
-return {1, tostring(slot - now)}
+local next_slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or 0), tonumber(redis.call('GET', KEYS[2]) or 0))
+local taken = false
+local answers = {}
+for i = 3, #KEYS do
+  local chat_free_at = tonumber(redis.call('GET', KEYS[i]) or 0)
+  if chat_free_at > now then
+    answers[#answers + 1] = 0
+    answers[#answers + 1] = tostring(chat_free_at - now)
+  else
+    local chat_next = next_slot + chat_interval
+    redis.call('SET', KEYS[i], tostring(chat_next), 'PX', math.ceil(chat_next - now) + 1000)
+    answers[#answers + 1] = 1
+    answers[#answers + 1] = tostring(next_slot - now)
+    next_slot = next_slot + interval
+    taken = true
+  end
+end
+if taken then
+  redis.call('SET', KEYS[1], tostring(next_slot), 'PX', math.ceil(next_slot - now) + 60000)
+end
+return answers
 """
 
 _PAUSE = """
@@ -119,18 +148,43 @@ class RedisPacer:
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
         self._paused_for = redis.register_script(_PAUSED_FOR)
+        self._waiting: dict[bool, list[tuple[int, asyncio.Future[tuple[bool, float]]]]] = {False: [], True: []}
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def reserve(self, chat_id: int, *, paid: bool = False) -> tuple[bool, float]:
-        keys = [
-            f"{self._prefix}{'paid' if paid else 'global'}",
-            f"{self._prefix}chat:{chat_id}",
-            f"{self._prefix}pause",
-        ]
-        reserved, delay_ms = await self._reserve(keys=keys, args=[self._intervals_ms[paid], CHAT_INTERVAL * 1000])
-        return bool(int(reserved)), float(delay_ms) / 1000
+        waiting = self._waiting[paid]
+        if not waiting:
+            # Sent once the callbacks already due in this turn of the loop have run, so every reservation asked
+            # in the same turn goes in one script call: a broadcast's group asks for its fifty slots at once, one
+            # round trip instead of fifty (each cost about as much of the worker's CPU as the Bot API request).
+            task = asyncio.create_task(self._reserve_waiting(paid))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        future: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
+        waiting.append((chat_id, future))
+        return await future
 
     async def pause(self, seconds: float) -> None:
         await self._pause(keys=[f"{self._prefix}pause"], args=[seconds * 1000])
 
     async def paused_for(self) -> float:
         return float(await self._paused_for(keys=[f"{self._prefix}pause"])) / 1000
+
+    async def _reserve_waiting(self, paid: bool) -> None:
+        waiting, self._waiting[paid] = self._waiting[paid], []
+        keys = [f"{self._prefix}{'paid' if paid else 'global'}", f"{self._prefix}pause"]
+        keys += [f"{self._prefix}chat:{chat_id}" for chat_id, _ in waiting]
+        try:
+            answers = await self._reserve(keys=keys, args=[self._intervals_ms[paid], CHAT_INTERVAL * 1000])
+        except Exception as exc:
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for _, future in waiting:
+                future.cancel()
+            raise
+        for index, (_, future) in enumerate(waiting):
+            if not future.done():  # its caller was cancelled meanwhile: the slot goes unused
+                future.set_result((bool(int(answers[2 * index])), float(answers[2 * index + 1]) / 1000))

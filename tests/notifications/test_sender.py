@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +20,7 @@ from app.notifications.service import alert_staff, notify_user
 from app.outbox import service as outbox
 from app.outbox.service import dispatch
 from app.resources import Resources, open_resources
+from app.telegram.api import BotApi
 from tests.conftest import make_settings
 from tests.emulators.harness import Plug, serve
 from tests.emulators.telegram import TelegramBotApiEmulator
@@ -169,7 +169,9 @@ async def test_a_429_pauses_and_the_same_message_goes_out_once(bot: Bot) -> None
 async def test_an_answer_that_never_came_is_not_sent_again(bot: Bot) -> None:
     user = await bot.user(107)
     bot.emulator.delay_next(30, method="sendMessage")  # Telegram sends it but we never hear back
-    bot.resources.telegram.api._client.timeout = httpx.Timeout(0.5)
+    telegram = bot.resources.telegram
+    await telegram.api.aclose()
+    telegram.api = BotApi(bot.emulator.token, bot.resources.settings.telegram_api_url, timeout=0.5)
     await bot.notify(user, "trial_ending", {"ends_at": "2026-12-01T10:00:00+00:00"}, "t:4")
     assert (await bot.dispatch())["done"] == 1
     notification = await bot.notification("t:4")

@@ -3,12 +3,16 @@ allowance, and a pause moving every sender back; the same rules in memory and in
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from app.telegram.pacing import MemoryPacer, RedisPacer, wait_turn
+from app.telegram.pacing import FRESH_RESERVATION, MemoryPacer, RedisPacer, wait_turn
+from tests.emulators.harness import free_port
 
 
 class Clock:
@@ -100,11 +104,27 @@ async def test_wait_turn_takes_a_new_slot_when_a_pause_began_during_the_wait() -
         if len(slept) == 1:
             await pacer.pause(5)  # a 429 seen by another sender meanwhile
 
-    await wait_turn(pacer, 2, sleep=sleep)
+    await wait_turn(pacer, 2, sleep=sleep, clock=clock)
     # Due after a second, but the pause (from then, 5 s) came first: it goes out exactly when the pause ends.
     assert slept[0] == pytest.approx(1.0)
     assert clock.now == pytest.approx(1000.0 + 1 + 5)
     assert await pacer.paused_for() == 0
+
+
+async def test_a_message_due_right_after_its_reservation_does_not_ask_about_a_pause_again() -> None:
+    clock = Clock()
+    pacer = MemoryPacer(20, 1000, clock=clock)
+    await pacer.reserve(1)  # the next global slot is 50 ms away, within FRESH_RESERVATION
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+        await pacer.pause(5)  # a 429 seen by another sender meanwhile: like the messages on their way, not seen
+
+    await wait_turn(pacer, 2, sleep=sleep, clock=clock)
+    assert slept == [pytest.approx(0.05)] and FRESH_RESERVATION > 0.05
+    assert clock.now == pytest.approx(1000.05)
 
 
 async def test_wait_turn_waits_for_a_busy_chat_then_takes_a_slot() -> None:
@@ -116,6 +136,43 @@ async def test_wait_turn_waits_for_a_busy_chat_then_takes_a_slot() -> None:
         slept.append(seconds)
         clock.now += seconds
 
-    await wait_turn(pacer, 5, sleep=sleep)
-    await wait_turn(pacer, 5, sleep=sleep)
+    await wait_turn(pacer, 5, sleep=sleep, clock=clock)
+    await wait_turn(pacer, 5, sleep=sleep, clock=clock)
     assert slept == [pytest.approx(1.0)]
+
+
+async def test_a_group_reserved_at_once_gets_the_slots_single_reservations_would(pacer_factory) -> None:
+    pacer = pacer_factory(rate=100)
+    chats = [*range(1, 21), 5]  # chat 5 twice: the second finds it busy
+    started = time.monotonic()
+    answers = await asyncio.gather(*(pacer.reserve(chat) for chat in chats))
+    elapsed = time.monotonic() - started
+    assert [reserved for reserved, _ in answers] == [True] * 20 + [False]
+    # In the order asked, one every 10 ms; the busy chat is told to come back when its second is over.
+    assert all(_within(delay, 0.01 * index, elapsed) for index, (_, delay) in enumerate(answers[:20])), answers
+    assert _within(answers[20][1], 0.04 + 1.0, elapsed), answers
+    assert _within((await pacer.reserve(99))[1], 0.2, time.monotonic() - started)
+
+
+async def test_the_redis_pacer_asks_for_a_whole_group_in_one_round_trip(redis_url: str) -> None:
+    name = f"pacer-{uuid.uuid4().hex[:8]}"
+    client = Redis.from_url(redis_url, client_name=name)
+    pacer = RedisPacer(client, 30, 1000, prefix=f"test:pace:{name}:")
+    try:
+        answers = await asyncio.gather(*(pacer.reserve(chat, paid=True) for chat in range(50)))
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    assert all(reserved for reserved, _ in answers)
+    # Fifty calls one at a time would each have taken a connection of their own.
+    assert [entry["name"] for entry in clients].count(name) == 1
+
+
+async def test_when_redis_is_down_every_caller_of_a_group_gets_the_error() -> None:
+    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    pacer = RedisPacer(client, 30, 1000)
+    try:
+        answers = await asyncio.gather(*(pacer.reserve(chat) for chat in range(3)), return_exceptions=True)
+    finally:
+        await client.aclose()
+    assert all(isinstance(answer, RedisError) for answer in answers), answers
