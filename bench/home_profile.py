@@ -237,9 +237,7 @@ async def cpu_breakdown(
     stages: dict[str, Callable[[], list[Callable[[], Awaitable[Any]]]]] = {
         "app: whole page (ASGI, in process)": lambda: [asgi_get(app, path, headers) for headers in requests],
         "app stage: initData check": lambda: [lambda raw=raw: check(raw) for raw in raws],
-        "app stage: ORM session (checkout + pre-ping, user, overview, commit)": lambda: [
-            lambda tg=tg: orm(tg) for tg in telegram
-        ],
+        "app stage: ORM session (checkout, user, overview, commit)": lambda: [lambda tg=tg: orm(tg) for tg in telegram],
         "app stage: render cabinet/home.html block content": lambda: [lambda ov=ov: render(ov) for ov in views[-500:]],
         "bare: whole page (ASGI, in process)": lambda: [asgi_get(bare, path, headers) for headers in requests],
         "bare stage: asyncpg (acquire, the two queries, release)": lambda: [

@@ -271,7 +271,7 @@ async def measure_sync(options: dict[str, Any]) -> dict[str, Any]:
     from app.panels.registry import PanelRegistry
     from app.panels.sync import sync_server_accounts
 
-    # The production engine and panel client (pool, pre-ping, retries, circuit breaker), built from settings.
+    # The production engine and panel client (pool, idle ping, retries, circuit breaker), built from settings.
     settings = load_settings(
         _env_file=None,
         secret_key=SECRET_KEY,
