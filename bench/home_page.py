@@ -386,8 +386,9 @@ async def keep_qr_codes(pop: Population, redis_url: str) -> tuple[int, float]:
 
     redis = Redis.from_url(redis_url)
     try:
-        async for key in redis.scan_iter(match=QrCodes.KEY_PREFIX + "*", count=1000):
-            await redis.delete(key)
+        kept = [key async for key in redis.scan_iter(match=QrCodes.KEY_PREFIX + "*", count=1000)]
+        if kept:
+            await redis.delete(*kept)
         codes, started = QrCodes(redis), time.process_time()
         for i in range(pop.users):
             link = mirror_link(PUBLIC_BASE_URL, pop.sub_token(i))

@@ -3,17 +3,15 @@ of whatever it sits in and scales crisply to any size the CSS gives it."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-import logging
 
 import segno
 from markupsafe import Markup, escape
 from redis.asyncio import Redis
 
 from app.kit.ratelimit import UNREACHABLE
-
-log = logging.getLogger(__name__)
 
 QUIET_ZONE = 4  # modules; the QR specification's minimum for reliable scanning
 
@@ -73,19 +71,18 @@ class QrCodes:
         if self._redis is None:
             return _svg(*_drawn_recently(link), title=title)
         key = self.KEY_PREFIX + hashlib.sha256(link.encode()).hexdigest()
+        # Redis away: the code is drawn and not kept. No warning of its own here: every request's rate limit
+        # already reports Redis unreachable (app/kit/ratelimit.py, once a minute).
         try:
             kept = await self._redis.get(key)
-        except UNREACHABLE as exc:
-            log.warning("QR codes are drawn on every visit while Redis is unreachable: %s", exc)
+        except UNREACHABLE:
             return qr_svg(link, title=title)
         if kept is not None:
             size, _, path = kept.decode().partition(":")
             return _svg(int(size), path, title=title)
         size, path = qr_path(link)
-        try:
+        with contextlib.suppress(*UNREACHABLE):
             await self._redis.set(key, f"{size}:{path}", ex=self.TTL_SECONDS)
-        except UNREACHABLE as exc:
-            log.warning("a QR code could not be kept in Redis: %s", exc)
         return _svg(size, path, title=title)
 
 
