@@ -1,7 +1,12 @@
 """Request limits (SPEC §13.2): per client address on every route, per signed-in customer on theirs; counted by
 the process-wide limiter (Redis in production, memory in the demo), refused with 429 and Retry-After.
 
-`limit_per_ip` is installed on the whole app (main.py), so every router gets it, the admin's included.
+`limit_per_ip` is installed on the whole app (main.py), so every router gets it, the admin's included. On a
+route that resolves the signed-in customer (a dependency registered with `counts_the_address`), the address is
+counted together with the customer, in one round trip to Redis instead of two (`limit_per_user`), or alone if the
+customer cannot be resolved (`count_the_address`): every request is still counted against its address, first.
+The price: a flood from one address with valid credentials is refused after the customer's indexed read (the
+request's transaction is rolled back), where the address alone refused it before any query.
 `limited(name, per_minute=…)` adds a limit of its own to a router or route in one line, e.g.
 `APIRouter(dependencies=[limited("admin", per_minute=120, caller=lambda r: r.cookies.get(STAFF_COOKIE))])`.
 """
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 
 from app.kit.errors import RateLimited
 from app.runtime_settings import service as runtime_settings
@@ -26,7 +32,11 @@ EXEMPT_PREFIXES = ("/healthz", "/readyz", "/metrics", "/api/payments/webhook/", 
 
 async def enforce(request: Request, key: str, limit: int, *, window: int = WINDOW_SECONDS) -> None:
     """Count one hit on `key`; RateLimited (429, Retry-After) once more than `limit` fell in the window."""
-    decision = await request.app.state.resources.rate_limiter.hit(key, limit, window)
+    await _enforce_all(request, [(key, limit)], window)
+
+
+async def _enforce_all(request: Request, limits: list[tuple[str, int]], window: int = WINDOW_SECONDS) -> None:
+    decision = await request.app.state.resources.rate_limiter.hit_all(limits, window)
     if not decision.allowed:
         raise RateLimited("Too many requests; wait a little and try again.", retry_after=decision.retry_after)
 
@@ -41,17 +51,63 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+_COUNTING_THE_ADDRESS: set[Callable[..., Any]] = set()
+
+
+def counts_the_address(dependency: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a dependency that resolves the customer and then calls `limit_per_user` (or, when it fails,
+    `count_the_address`): a route depending on it has its address counted there, not in `limit_per_ip`."""
+    _COUNTING_THE_ADDRESS.add(dependency)
+    return dependency
+
+
+def _address_counted_later(route: Any) -> bool:
+    """Whether the route depends on a `counts_the_address` dependency; found once per route and kept on it
+    (routes are not hashable, and an id could be reused by another app's route in the tests)."""
+    known = getattr(route, "_address_counted_later", None)
+    if known is None:
+
+        def depends_on_one(dependant: Dependant) -> bool:
+            return dependant.call in _COUNTING_THE_ADDRESS or any(map(depends_on_one, dependant.dependencies))
+
+        dependant = getattr(route, "dependant", None)
+        known = dependant is not None and depends_on_one(dependant)
+        if route is not None:
+            route._address_counted_later = known
+    return known
+
+
 async def limit_per_ip(request: Request) -> None:
     """The app-wide limit per client address."""
     if request.url.path.startswith(EXEMPT_PREFIXES):
         return
-    per_minute = (await _limits(request)).rate_limit_per_ip_per_minute
-    await enforce(request, f"req:ip:{_address(request)}", per_minute)
+    if _address_counted_later(request.scope.get("route")):
+        request.state.address_not_counted = True
+        return
+    await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
+
+
+def _address_key(request: Request) -> str:
+    return f"req:ip:{_address(request)}"
+
+
+async def count_the_address(request: Request) -> None:
+    """The address's hit that `limit_per_ip` left to the customer's resolution, when there is no customer to
+    count it with (no or bad credentials, a blocked customer)."""
+    if getattr(request.state, "address_not_counted", False):
+        request.state.address_not_counted = False
+        await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
 
 
 async def limit_per_user(request: Request, user_id: int) -> None:
-    """The limit per signed-in customer, applied where the customer is resolved (app.auth.dependencies)."""
-    await enforce(request, f"req:user:{user_id}", (await _limits(request)).rate_limit_per_user_per_minute)
+    """The limit per signed-in customer, applied where the customer is resolved (app.auth.dependencies); with the
+    address's hit, first, when `limit_per_ip` left it here."""
+    limits = await _limits(request)
+    counted = [(f"req:user:{user_id}", limits.rate_limit_per_user_per_minute)]
+    if getattr(request.state, "address_not_counted", False):
+        request.state.address_not_counted = False
+        counted.insert(0, (_address_key(request), limits.rate_limit_per_ip_per_minute))
+    await _enforce_all(request, counted)
 
 
 def limited(name: str, *, per_minute: int, caller: Callable[[Request], str | None] | None = None) -> Any:

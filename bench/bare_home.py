@@ -3,13 +3,14 @@
 A raw ASGI app (no FastAPI, no Starlette, no middleware, no SQLAlchemy on the request path) served by the same
 uvicorn as the real app. Per request it does what the app does for three pages, and nothing else:
 
-1. counts the request against the per-address limit (`app.throttle.limit_per_ip`), with the app's own Redis
-   limiter (`app.kit.ratelimit.RedisRateLimiter`: the same Lua script, keys and limits);
-2. verifies `Authorization: tma <initData>` with `app.auth.telegram.verify_init_data` (the app's own, pure
+1. verifies `Authorization: tma <initData>` with `app.auth.telegram.verify_init_data` (the app's own, pure
    function: same HMAC, same parsing, same freshness check);
-3. reads the user by telegram_id (`upsert_from_telegram`), refuses a blocked one, counts the request against
-   the per-customer limit (`app.throttle.limit_per_user`) — app/auth/dependencies.py `_viewer`;
-4. then, by page:
+2. reads the user by telegram_id (`upsert_from_telegram`), refuses a blocked one, counts the request against
+   the per-address and the per-customer limits in one round trip (`app.throttle.limit_per_user`, which these
+   pages' `limit_per_ip` leaves the address's hit to), with the app's own Redis limiter
+   (`app.kit.ratelimit.RedisRateLimiter`: the same Lua script, keys and limits) — app/auth/dependencies.py
+   `_viewer`; a request without credentials is counted against its address alone (`count_the_address`);
+3. then, by page:
    - `/app` (app/cabinet/pages.py `home`): the latest subscription joined with its plan and VPN account
      (`app.cabinet.service.overview`), the same view model (`Overview`, a plain dataclass, over plain objects
      instead of ORM instances), `cabinet/home.html`;
@@ -243,9 +244,9 @@ class BareHome:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def limit(self, key: str, per_minute: int) -> None:
+    async def limit(self, *limits: tuple[str, int]) -> None:
         assert self.limiter is not None
-        decision = await self.limiter.hit(key, per_minute, WINDOW_SECONDS)
+        decision = await self.limiter.hit_all(limits, WINDOW_SECONDS)
         if not decision.allowed:
             raise Refused(429, b"rate_limited")
 
@@ -259,13 +260,18 @@ class BareHome:
         config, pool = self.config, self.pool
         assert config is not None and pool is not None
         # uvicorn --proxy-headers has put the forwarded address here, as for the app.
-        await self.limit(f"req:ip:{scope['client'][0] if scope.get('client') else 'unknown'}", config.per_ip)
+        per_address = (f"req:ip:{scope['client'][0] if scope.get('client') else 'unknown'}", config.per_ip)
         headers = dict(scope["headers"])
         scheme, _, credentials = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "tma" or not credentials:
+            await self.limit(per_address)
             raise Refused(401, b"not_authenticated")
         now = datetime.now(UTC)
-        data = verify_init_data(credentials, config.bot_token, max_age_seconds=config.max_age, now=now)
+        try:
+            data = verify_init_data(credentials, config.bot_token, max_age_seconds=config.max_age, now=now)
+        except AppError:
+            await self.limit(per_address)
+            raise
         tg = data.user
         async with pool.acquire() as connection:
             record = await connection.fetchrow(USER.sql, tg.id)
@@ -280,7 +286,7 @@ class BareHome:
                 raise Refused(500, b"bare page: the app would write this user (names or last_seen_at)")
             if user.is_blocked:
                 raise Refused(403, b"user_blocked")
-            await self.limit(f"req:user:{user.id}", config.per_user)
+            await self.limit(per_address, (f"req:user:{user.id}", config.per_user))
             query = CONNECTION if path == "/app/connect" else OVERVIEW
             row = await connection.fetchrow(query.sql, *query.arguments(user.id))
         values = tuple(row.values()) if row is not None else None

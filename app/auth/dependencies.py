@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.sessions import SESSION_COOKIE, ActiveSession, csrf_token, csrf_valid, resolve_session
 from app.auth.telegram import InitDataExpired, InitDataInvalid, verify_init_data
+from app.config import Settings
 from app.deps import AppSettings, DbSession
 from app.experiments import texts as experiment_texts
 from app.kit.clock import utcnow
 from app.kit.errors import Forbidden, NotAuthenticated, ShellRequired
 from app.kit.i18n import pick_language
 from app.models import User
-from app.throttle import limit_per_user
+from app.throttle import count_the_address, counts_the_address, limit_per_user
 from app.users.service import mark_seen, upsert_from_telegram
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -76,27 +78,36 @@ async def _check_csrf(request: Request, token: str, secret_key: str) -> None:
         raise CsrfFailed()
 
 
+@counts_the_address
 async def _viewer(request: Request, db: DbSession, settings: AppSettings) -> Viewer:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if scheme.lower() == "tma" and credentials:
-        viewer = await _from_telegram(request, credentials, db, settings)
-    elif cookie and (active := await resolve_session(db, cookie)) is not None:
-        await _check_csrf(request, cookie, settings.secret_key)
-        viewer = Viewer(active.user, "session", active)
-        # Telegram sign-ins are marked seen when their user is refreshed; a cookie session is marked here.
-        await mark_seen(db, active.user, utcnow())
-        request.state.csrf_token = csrf_token(cookie, settings.secret_key)
-    else:
-        raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
-    ensure_not_blocked(viewer.user)
-    await limit_per_user(request, viewer.user.id)
+    try:
+        viewer = await _signed_in(request, db, settings)
+        ensure_not_blocked(viewer.user)
+    except Exception:
+        await count_the_address(request)  # refused by its address first, as any request
+        raise
+    await limit_per_user(request, viewer.user.id)  # with the address's hit: one round trip
     request.state.language = viewer.user.language
     request.state.viewer = viewer
     request.state.experiment_texts = experiment_texts.use_for(request.app.state.resources.sessionmaker, viewer.user)
     return viewer
 
 
+async def _signed_in(request: Request, db: AsyncSession, settings: Settings) -> Viewer:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if scheme.lower() == "tma" and credentials:
+        return await _from_telegram(request, credentials, db, settings)
+    if cookie and (active := await resolve_session(db, cookie)) is not None:
+        await _check_csrf(request, cookie, settings.secret_key)
+        # Telegram sign-ins are marked seen when their user is refreshed; a cookie session is marked here.
+        await mark_seen(db, active.user, utcnow())
+        request.state.csrf_token = csrf_token(cookie, settings.secret_key)
+        return Viewer(active.user, "session", active)
+    raise NotAuthenticated("Open the app from Telegram, or sign in in the browser.")
+
+
+@counts_the_address
 async def _page_viewer(request: Request, db: DbSession, settings: AppSettings) -> Viewer:
     """Like _viewer, but a plain page load that cannot be authenticated (no credentials, or an expired cookie)
     gets the shell instead of a 401."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,12 +42,24 @@ class RateDecision:
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
 
+    async def hit_all(self, limits: Sequence[tuple[str, int]], window_seconds: int) -> RateDecision:
+        """One hit on each (key, limit) in turn, as consecutive `hit`s would count them, but in one round trip:
+        the first key that refuses decides and the keys after it are not counted; else the last key decides."""
+        ...
+
 
 def _check(limit: int, window_seconds: int) -> None:
     if limit < 0:
         raise ValueError("limit must not be negative")
     if window_seconds < 1:
         raise ValueError("window_seconds must be at least 1")
+
+
+def _check_all(limits: Sequence[tuple[str, int]], window_seconds: int) -> None:
+    if not limits:
+        raise ValueError("at least one key to count")
+    for _, limit in limits:
+        _check(limit, window_seconds)
 
 
 def _decide(count: int, limit: int, seconds_left: float) -> RateDecision:
@@ -71,7 +83,17 @@ class MemoryRateLimiter:
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, hits)
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        _check(limit, window_seconds)
+        return await self.hit_all([(key, limit)], window_seconds)
+
+    async def hit_all(self, limits: Sequence[tuple[str, int]], window_seconds: int) -> RateDecision:
+        _check_all(limits, window_seconds)
+        for key, limit in limits:
+            decision = self._hit(key, limit, window_seconds)
+            if not decision.allowed:
+                break
+        return decision
+
+    def _hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         now = self._clock()
         if len(self._windows) >= self.SWEEP_AT:
             self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
@@ -85,14 +107,20 @@ class MemoryRateLimiter:
 
 # INCR and the expiry in one script: atomic, so concurrent processes never see a key without its TTL.
 # A key found without a TTL (e.g. written by something else) gets one, instead of limiting forever.
+# Several keys are counted in turn (ARGV[1] the window in ms, ARGV[1 + i] the limit of KEYS[i]); the first
+# refusing key stops the count, as separate hits would have. Returns {index of the deciding key, count, ttl}.
 _HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if count == 1 or ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    local count = redis.call('INCR', key)
+    local ttl = redis.call('PTTL', key)
+    if count == 1 or ttl < 0 then
+        redis.call('PEXPIRE', key, ARGV[1])
+        ttl = tonumber(ARGV[1])
+    end
+    if count > tonumber(ARGV[i + 1]) or i == #KEYS then
+        return {i, count, ttl}
+    end
 end
-return {count, ttl}
 """
 
 
@@ -118,14 +146,20 @@ class RedisRateLimiter:
         self._warned_at: float | None = None
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        _check(limit, window_seconds)
+        return await self.hit_all([(key, limit)], window_seconds)
+
+    async def hit_all(self, limits: Sequence[tuple[str, int]], window_seconds: int) -> RateDecision:
+        _check_all(limits, window_seconds)
+        keys = [self.prefix + key for key, _ in limits]
         try:
-            count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_seconds * 1000])
+            index, count, ttl_ms = await self._script(
+                keys=keys, args=[window_seconds * 1000, *(limit for _, limit in limits)]
+            )
         except UNREACHABLE as exc:
             self._warn(exc)
-            return await self._fallback.hit(key, limit, window_seconds)
+            return await self._fallback.hit_all(limits, window_seconds)
         self._warned_at = None
-        return _decide(int(count), limit, int(ttl_ms) / 1000)
+        return _decide(int(count), limits[int(index) - 1][1], int(ttl_ms) / 1000)
 
     def _warn(self, exc: BaseException) -> None:
         now = self._clock()

@@ -112,6 +112,30 @@ async def test_invalid_arguments_are_rejected(limiter: tuple[RateLimiter, Advanc
         await rl.hit("k", 1, 0)
 
 
+async def test_several_keys_count_in_turn_as_separate_hits_would(limiter: tuple[RateLimiter, Advance]) -> None:
+    rl, _ = limiter
+    both = [("ip:9", 3), ("user:9", 2)]
+    first, second = await rl.hit_all(both, 60), await rl.hit_all(both, 60)
+    assert first.allowed and second.allowed
+    assert (first.remaining, second.remaining) == (1, 0)  # the last key decides while every key allows
+    third = await rl.hit_all(both, 60)
+    assert not third.allowed and third.remaining == 0 and third.retry_after >= 59  # user:9 is over its 2
+    # The address was counted (3 of 3) and now refuses first: the customer's key is not counted any more.
+    refused = await rl.hit_all(both, 60)
+    assert not refused.allowed
+    assert not (await rl.hit("ip:9", 3, 60)).allowed
+    assert (await rl.hit("user:9", 4, 60)).remaining == 0  # 3 hits before, this is the 4th: not the refused one
+
+
+async def test_several_keys_need_at_least_one_and_valid_limits(limiter: tuple[RateLimiter, Advance]) -> None:
+    rl, _ = limiter
+    with pytest.raises(ValueError):
+        await rl.hit_all([], 60)
+    with pytest.raises(ValueError):
+        await rl.hit_all([("a", 1), ("b", -1)], 60)
+    assert (await rl.hit("a", 1, 60)).allowed  # nothing was counted by the rejected calls
+
+
 async def test_memory_retry_after_counts_down_with_the_clock() -> None:
     clock = ManualClock()
     rl = MemoryRateLimiter(clock=clock)

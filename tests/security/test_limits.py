@@ -73,6 +73,44 @@ async def test_one_address_is_limited_whoever_it_claims_to_be(limited_app: tuple
         assert (await neighbour.get("/login")).status_code == 200
 
 
+async def test_bad_credentials_still_count_against_the_address(
+    limited_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    # The address's hit waits for the customer on their routes; a request that never becomes one is still counted.
+    _, client = limited_app
+    forged = tma(init_data(904, token="0:not-the-bot-token"))
+    statuses = Counter([(await client.get("/api/me", headers=forged)).status_code for _ in range(PER_IP + 2)])
+    assert statuses == {401: PER_IP, 429: 2}
+    # So are pages without credentials (the shell) and a valid customer behind them from the same address.
+    assert (await client.get("/app")).status_code == 429
+    assert (await client.get("/api/me", headers=tma(init_data(905)))).status_code == 429
+
+
+async def test_a_customer_request_reaches_redis_once(database_url: str, db: AsyncSession, redis_url: str) -> None:
+    settings = make_settings(database_url, bot_token=BOT_TOKEN, redis_url=redis_url)
+    async with serve(settings) as (app, client):
+        redis = app.state.resources.rate_limiter._redis
+        calls: list[tuple[object, ...]] = []
+        execute = redis.execute_command
+
+        async def counted(*args: object, **options: object) -> object:
+            calls.append(args)
+            return await execute(*args, **options)
+
+        redis.execute_command = counted
+        headers = tma(init_data(906))
+        assert (await client.get("/api/me", headers=headers)).status_code == 200  # loads the script
+        calls.clear()
+        assert (await client.get("/api/me", headers=headers)).status_code == 200
+        assert (await client.get("/app", headers=headers | {"hx-request": "true"})).status_code == 200
+        assert (await client.get("/login")).status_code == 200
+    # The address and the customer in one script call per customer request; the address alone for the sign-in.
+    keys = [[arg for arg in call if isinstance(arg, str) and arg.startswith("ratelimit:")] for call in calls]
+    customer = keys[0][-1]
+    assert customer.startswith("ratelimit:req:user:")
+    assert keys == [["ratelimit:req:ip:127.0.0.1", customer]] * 2 + [["ratelimit:req:ip:127.0.0.1"]]
+
+
 async def test_a_router_adds_its_own_limit_in_one_line(limited_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
     app, client = limited_app
     router = APIRouter(dependencies=[limited("probe", per_minute=2, caller=lambda r: r.headers.get("x-who"))])
