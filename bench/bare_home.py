@@ -67,7 +67,7 @@ from app.auth.telegram import verify_init_data
 from app.cabinet.api import _me
 from app.cabinet.service import Overview
 from app.config import Settings
-from app.connect.clients import CLIENTS, PLATFORMS, clients_for, detect_platform
+from app.connect.clients import PLATFORM_GUIDES, clients_for, detect_platform
 from app.connect.qr import QrCodes
 from app.connect.service import Connection
 from app.kit.errors import AppError
@@ -328,8 +328,7 @@ class BareHome:
                 "connection": connection,
                 "link": link,
                 "qr": await qr_codes.svg(link, title=link),
-                "platforms": PLATFORMS,
-                "clients": CLIENTS,
+                "platform_guides": PLATFORM_GUIDES,
                 "current_platform": platform,
                 "first_choice": next((client for client in clients_for(platform) if client.link), None),
                 "bridge": f"{config.public_base_url}/connect/{connection.account.sub_token}/",

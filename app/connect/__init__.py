@@ -2,8 +2,10 @@
 
 from app.connect.clients import (
     CLIENTS,
+    PLATFORM_GUIDES,
     PLATFORMS,
     ClientApp,
+    Guide,
     Platform,
     Step,
     clients_for,
@@ -17,7 +19,9 @@ from app.connect.qr import qr_svg
 __all__ = [
     "CLIENTS",
     "PLATFORMS",
+    "PLATFORM_GUIDES",
     "ClientApp",
+    "Guide",
     "Platform",
     "Step",
     "clients_for",

@@ -244,6 +244,35 @@ def guide_steps(platform: str | Platform, client: ClientApp) -> list[Step]:
     return steps
 
 
+@dataclass(frozen=True, slots=True)
+class Guide:
+    """One client's install guide on one platform: all of it but the customer's own link, the same for everyone."""
+
+    client: ClientApp
+    steps: tuple[Step, ...]
+    store_url: str
+    store_kind: str
+
+
+def _guides_of(platform: Platform) -> tuple[Guide, ...]:
+    return tuple(
+        Guide(
+            client,
+            tuple(guide_steps(platform, client)),
+            client.store_urls[platform.code],
+            client.store_kind(platform.code),
+        )
+        for client in clients_for(platform.code)
+    )
+
+
+# Built once: the connect page shows every platform's guides, and building them per visit (the clients available,
+# their steps, store links) cost a tenth of a millisecond of template calls.
+PLATFORM_GUIDES: tuple[tuple[Platform, tuple[Guide, ...]], ...] = tuple(
+    (platform, _guides_of(platform)) for platform in PLATFORMS
+)
+
+
 _UA_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # iOS first: its user agents say "like Mac OS X".
     (re.compile(r"iPhone|iPad|iPod", re.IGNORECASE), IOS),

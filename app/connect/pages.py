@@ -13,7 +13,7 @@ from app.auth.dependencies import PageViewer, Viewer
 from app.cabinet.pages import is_htmx, render, see_other
 from app.config import Settings
 from app.connect import service
-from app.connect.clients import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client
+from app.connect.clients import PLATFORM_GUIDES, clients_for, detect_platform, get_client
 from app.deps import AppSettings, DbSession, client_ip
 from app.kit.errors import NotFound
 from app.models import VpnAccount
@@ -37,8 +37,7 @@ async def _page(
         context |= {
             "link": link,
             "qr": await request.app.state.resources.qr_codes.svg(link, title=link),
-            "platforms": PLATFORMS,
-            "clients": CLIENTS,
+            "platform_guides": PLATFORM_GUIDES,
             "current_platform": platform,
             # The one-tap import shown first: the recommended app of the visitor's platform that can take it.
             "first_choice": next((client for client in clients_for(platform) if client.link), None),

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 import pytest
 from jinja2 import Environment, FileSystemLoader
 
-from app.connect import CLIENTS, PLATFORMS, clients_for, detect_platform, get_client, guide_steps
+from app.connect import CLIENTS, PLATFORM_GUIDES, PLATFORMS, clients_for, detect_platform, get_client, guide_steps
 from app.kit.assets import STATIC_DIR
 from app.kit.i18n import LOCALES_DIR, Translator
 from app.kit.templating import TEMPLATES_DIR
@@ -211,12 +211,11 @@ def render_guides(language: str, subscription_url: str, current_platform: str) -
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     template = env.from_string(
         '{% from "components/connect_guides.html" import guides %}'
-        "{{ guides(_, platforms, clients, subscription_url, current_platform) }}"
+        "{{ guides(_, platform_guides, subscription_url, current_platform) }}"
     )
     return template.render(
         _=Translator(language),
-        platforms=PLATFORMS,
-        clients=CLIENTS,
+        platform_guides=PLATFORM_GUIDES,
         subscription_url=subscription_url,
         current_platform=current_platform,
     )
