@@ -85,20 +85,27 @@ def integer_plural_forms(language: str) -> frozenset[str]:
     return frozenset(plural_form(language, n) for n in range(0, 2000))
 
 
-def _entry(language: str, key: str) -> tuple[str, Any]:
-    """The text of `key` in the first language of the reader's chain that has it, staff overrides first."""
+@lru_cache(maxsize=32)
+def _reading_chain(language: str) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """The languages a reader of `language` is shown, in order (FALLBACKS, then the default), each with its
+    catalog (empty for a language we have none of). Found once per language: a page asks for a hundred texts."""
     chain = [language]
     while (nxt := FALLBACKS.get(chain[-1])) and nxt not in chain:
         chain.append(nxt)
     if DEFAULT_LANGUAGE not in chain:
         chain.append(DEFAULT_LANGUAGE)
+    return tuple((candidate, catalog(candidate) if candidate in available_languages() else {}) for candidate in chain)
+
+
+def _entry(language: str, key: str) -> tuple[str, Any]:
+    """The text of `key` in the first language of the reader's chain that has it, staff overrides first."""
     overrides = OVERRIDES.get()
     if overrides is None:  # not `or {}`: an empty mapping may still be watching what is read (experiments/texts.py)
         overrides = {}
-    for candidate in chain:
+    for candidate, texts in _reading_chain(language):
         entry = overrides.get((candidate, key))
-        if entry is None and candidate in available_languages():
-            entry = catalog(candidate).get(key)
+        if entry is None:
+            entry = texts.get(key)
         if entry is not None:
             return candidate, entry
     return language, None
