@@ -92,7 +92,9 @@ from bench.panel_sync import DEFAULT_DATABASE_URL, create_database, database_nam
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 LUA_SCRIPT = Path(__file__).parent / "home_page.lua"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# A database of its own (the other benchmarks use 6, 11, 13 and 14, the tests 15): the run writes rate-limit counters
+# and replaces the QR codes kept there (`qr:*`), which must not be a live app's on the same Redis.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
 PUBLIC_BASE_URL = "https://vpn.example.com"
 BOT_TOKEN = "7000000001:AAbench-home-page-test-token-0000000"  # a fixed test token; nothing talks to Telegram
 SECRET_KEY = "bench-home-secret-key-" + "s" * 32
