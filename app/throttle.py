@@ -51,6 +51,10 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _address_key(request: Request) -> str:
+    return f"req:ip:{_address(request)}"
+
+
 _COUNTING_THE_ADDRESS: set[Callable[..., Any]] = set()
 
 
@@ -87,27 +91,28 @@ async def limit_per_ip(request: Request) -> None:
     await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
 
 
-def _address_key(request: Request) -> str:
-    return f"req:ip:{_address(request)}"
+def _address_left_here(request: Request, limits: RuntimeValues) -> list[tuple[str, int]]:
+    """The address's hit that `limit_per_ip` left to the customer's resolution, taken once (empty after that,
+    and on routes where `limit_per_ip` counted it itself)."""
+    if not getattr(request.state, "address_not_counted", False):
+        return []
+    request.state.address_not_counted = False
+    return [(_address_key(request), limits.rate_limit_per_ip_per_minute)]
 
 
 async def count_the_address(request: Request) -> None:
-    """The address's hit that `limit_per_ip` left to the customer's resolution, when there is no customer to
-    count it with (no or bad credentials, a blocked customer)."""
-    if getattr(request.state, "address_not_counted", False):
-        request.state.address_not_counted = False
-        await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
+    """The address's hit left to the customer's resolution, when there is no customer to count it with (no or
+    bad credentials, a blocked customer)."""
+    if counted := _address_left_here(request, await _limits(request)):
+        await _enforce_all(request, counted)
 
 
 async def limit_per_user(request: Request, user_id: int) -> None:
     """The limit per signed-in customer, applied where the customer is resolved (app.auth.dependencies); with the
     address's hit, first, when `limit_per_ip` left it here."""
     limits = await _limits(request)
-    counted = [(f"req:user:{user_id}", limits.rate_limit_per_user_per_minute)]
-    if getattr(request.state, "address_not_counted", False):
-        request.state.address_not_counted = False
-        counted.insert(0, (_address_key(request), limits.rate_limit_per_ip_per_minute))
-    await _enforce_all(request, counted)
+    customer = (f"req:user:{user_id}", limits.rate_limit_per_user_per_minute)
+    await _enforce_all(request, [*_address_left_here(request, limits), customer])
 
 
 def limited(name: str, *, per_minute: int, caller: Callable[[Request], str | None] | None = None) -> Any:

@@ -285,6 +285,7 @@ class BareHome:
             ):
                 raise Refused(500, b"bare page: the app would write this user (names or last_seen_at)")
             if user.is_blocked:
+                await self.limit(per_address)  # as the app's `_viewer`: counted against its address alone
                 raise Refused(403, b"user_blocked")
             await self.limit(per_address, (f"req:user:{user.id}", config.per_user))
             query = CONNECTION if path == "/app/connect" else OVERVIEW
