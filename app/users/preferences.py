@@ -128,12 +128,7 @@ async def remove_payment_method(session: AsyncSession, user: User, method_id: in
     )
     if method is None:
         raise NotFound("This payment method is not saved on your account.")
-    method.is_active = False
-    method.revoked_at = utcnow()
-    # A provider-side subscription (Stars, Razorpay) keeps charging until the provider is told to stop.
-    await outbox.add(
-        session, CANCEL_RECURRING_TOPIC, {"method_id": method.id}, dedupe_key=f"{CANCEL_RECURRING_TOPIC}:{method.id}"
-    )
+    await revoke_payment_method(session, method)
     _audit(
         session,
         user,
@@ -143,6 +138,17 @@ async def remove_payment_method(session: AsyncSession, user: User, method_id: in
         {"active": True},
         {"active": False},
         ip,
+    )
+
+
+async def revoke_payment_method(session: AsyncSession, method: SavedPaymentMethod) -> None:
+    """Never charge `method` again: it is deactivated (kept for the payment history) and, through the outbox, its
+    provider is told to stop — a provider-side subscription (Stars, Razorpay) keeps charging until then. The caller
+    audits it, as the customer's removal or as part of a staff action."""
+    method.is_active = False
+    method.revoked_at = utcnow()
+    await outbox.add(
+        session, CANCEL_RECURRING_TOPIC, {"method_id": method.id}, dedupe_key=f"{CANCEL_RECURRING_TOPIC}:{method.id}"
     )
 
 

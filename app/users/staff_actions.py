@@ -17,6 +17,7 @@ from app.kit.i18n import available_languages
 from app.models import User
 from app.notifications import service as notifications
 from app.provisioning import service as provisioning
+from app.users.preferences import payment_methods, revoke_payment_method
 
 MAX_REASON = 500
 # Telegram's limit for one message's text.
@@ -49,13 +50,27 @@ def _block_state(user: User) -> dict[str, Any]:
 
 async def block(session: AsyncSession, actor: Actor, user: User, reason: str | None) -> User:
     """Block a customer: they can no longer sign in or pay, and their VPN accounts are turned off on the panels
-    (their paid time is kept: an unblock turns a live subscription's accounts back on)."""
+    (their paid time is kept: an unblock turns a live subscription's accounts back on). Their saved payment methods
+    are revoked, so nothing renews while they cannot use the service: a Star or Razorpay subscription renews at the
+    provider by itself, so the provider is told to stop (the expiry job never charges a blocked customer's card,
+    but an unblock should not bring back a method staff took away silently). After an unblock they pay anew."""
     text = valid_reason(reason)
     if user.is_blocked:
         raise Conflict("This customer is already blocked.", code="already_blocked")
     before = _block_state(user)
     user.is_blocked, user.block_reason = True, text
     await provisioning.sync_user_accounts(session, user.id)
+    for method in await payment_methods(session, user):
+        await revoke_payment_method(session, method)
+        record_by(
+            session,
+            actor,
+            action="payment_method.revoked",
+            entity_type="saved_payment_method",
+            entity_id=method.id,
+            before={"active": True},
+            after={"active": False, "why": "user.block"},
+        )
     record_by(
         session,
         actor,

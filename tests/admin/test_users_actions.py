@@ -13,8 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import Actor
 from app.kit.errors import AppError, Conflict
 from app.kit.field_errors import FieldInvalid
-from app.models import AuditLog, OutboxMessage, Plan, Staff, StaffRole, Subscription, SubscriptionStatus, User
+from app.models import (
+    AuditLog,
+    OutboxMessage,
+    Plan,
+    SavedPaymentMethod,
+    Staff,
+    StaffRole,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
 from app.notifications.texts import render
+from app.payments.topics import CANCEL_RECURRING_TOPIC
 from app.provisioning.service import RESET_TRAFFIC_TOPIC, REVOKE_TOPIC, SYNC_TOPIC
 from app.subscriptions import staff_actions as subs
 from app.users import staff_actions as users
@@ -66,6 +77,52 @@ async def test_block_and_unblock_need_a_reason_and_are_audited(db: AsyncSession,
     assert block.after == {"is_blocked": True, "block_reason": "chargeback fraud"}
     assert unblock.before == block.after
     assert unblock.after == {"is_blocked": False, "block_reason": None, "reason": "appeal accepted"}
+
+
+async def test_a_block_revokes_the_saved_payment_methods_and_stops_provider_renewals(
+    db: AsyncSession, actor: Actor
+) -> None:
+    """A Star or Razorpay subscription renews at the provider by itself: a blocked customer would go on paying for
+    a VPN that is off. Blocking revokes every active method and queues the provider's cancel, audited."""
+    user, _ = await add_subscriber(db, 503)
+    other, _ = await add_subscriber(db, 504)
+
+    def method(owner: User, provider: str, n: int, *, active: bool = True) -> SavedPaymentMethod:
+        return SavedPaymentMethod(
+            user_id=owner.id,
+            provider=provider,
+            method_type="subscription",
+            title=f"method {n}",
+            secret_encrypted="-",
+            fingerprint=f"f{n}",
+            is_active=active,
+        )
+
+    stars, card, old, others = (
+        method(user, "stars", 1),
+        method(user, "demo", 2),
+        method(user, "razorpay", 3, active=False),
+        method(other, "stars", 4),
+    )
+    db.add_all([stars, card, old, others])
+    await db.flush()
+
+    with pytest.raises(FieldInvalid):  # refused: nothing revoked
+        await users.block(db, actor, user, "")
+    assert stars.is_active and card.is_active and await topics(db) == []
+
+    await users.block(db, actor, user, "chargeback fraud")
+    assert (stars.is_active, card.is_active, others.is_active) == (False, False, True)
+    assert stars.revoked_at == NOW and old.revoked_at is None
+    cancels = (await db.scalars(select(OutboxMessage).where(OutboxMessage.topic == CANCEL_RECURRING_TOPIC))).all()
+    assert sorted(message.payload["method_id"] for message in cancels) == [stars.id, card.id]
+    revoked = await audit_rows(db, "payment_method.revoked")
+    assert sorted(row.entity_id for row in revoked) == sorted([str(stars.id), str(card.id)])
+    assert {(row.actor_type, row.actor_id) for row in revoked} == {("staff", str(actor.id))}
+    assert revoked[0].before == {"active": True} and revoked[0].after == {"active": False, "why": "user.block"}
+
+    await users.unblock(db, actor, user)
+    assert not stars.is_active and not card.is_active  # they pay anew: nothing staff took away comes back
 
 
 async def test_profile_update_validates_every_field_and_audits_only_changes(db: AsyncSession, actor: Actor) -> None:

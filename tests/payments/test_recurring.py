@@ -8,9 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app.audit.service import Actor
 from app.db import transaction
-from app.models import Payment, PaymentStatus, SavedPaymentMethod, Subscription, User
+from app.models import Payment, PaymentStatus, SavedPaymentMethod, Staff, StaffRole, Subscription, User
 from app.subscriptions.trial import activate_trial
+from app.users import staff_actions
 from app.users.preferences import remove_payment_method
 from tests.payments.test_webhooks import CASE_BY_PROVIDER, Harness, running
 from tests.web import drain_outbox
@@ -116,6 +118,26 @@ async def test_removing_a_star_subscription_method_cancels_it_at_telegram(stars:
         method = await session.scalar(select(SavedPaymentMethod))
         user = await session.get_one(type(stars.user), stars.user.id)
         await remove_payment_method(session, user, method.id)
+        await session.commit()
+    await drain_outbox(stars.app)
+    calls = stars.emulator.calls("editUserStarSubscription")
+    assert len(calls) == 1 and calls[0]["is_canceled"] in (True, "true")
+    assert calls[0]["telegram_payment_charge_id"] == (await _succeeded(stars))[0].external_id
+
+
+async def test_blocking_a_customer_cancels_their_star_subscription_at_telegram(stars: Harness) -> None:
+    """Telegram renews a Star subscription without asking us (no pre-checkout query): only a cancel at Telegram
+    stops a blocked customer's monthly charge."""
+    payment = await stars.checkout()
+    paid = stars.emulator.pay(payment.public_id, user_id=stars.user.telegram_id)
+    assert (await stars.post(paid)).status_code == 200
+    resources = stars.app.state.resources
+    async with resources.sessionmaker() as session:
+        staff = Staff(username="blocker", password_hash="x", role=StaffRole.ADMIN)
+        session.add(staff)
+        await session.flush()
+        user = await session.get_one(User, stars.user.id)
+        await staff_actions.block(session, Actor("staff", staff.id), user, "chargeback fraud")
         await session.commit()
     await drain_outbox(stars.app)
     calls = stars.emulator.calls("editUserStarSubscription")
