@@ -1,7 +1,8 @@
 """Home page benchmark: the authenticated home page on PostgreSQL with 10,000 users, 64 concurrent connections.
 
     .venv/bin/python -m bench.home_page [--path /app,/api/me,/app/connect] [--users 10000] [--workers 2,1]
-                                        [--duration 20] [--breakdown] [--profile] [--show-sql] [--keep-db]
+                                        [--duration 20] [--rounds 1] [--breakdown] [--profile] [--show-sql]
+                                        [--keep-db]
                                         [--smoke] [--json PATH]
 
 It creates a throwaway database (vpnshop_bench_home_<random>), migrates it with the project's migrations and
@@ -9,17 +10,19 @@ seeds a population (bulk INSERTs, then VACUUM ANALYZE): N users, each with a sub
 paid plan, a third of those with an older, ended subscription too, 20 % expired), a VPN account on a demo
 server and a week of daily usage.
 
-Then, for each uvicorn configuration (`--workers`), one after the other:
+Then, for each uvicorn configuration (`--workers`), one after the other, two servers are started side by side,
+each by uvicorn in its own process group:
 - the app (`app.main:create_app`, production settings: PostgreSQL, Redis, BOT_TOKEN, no demo mode, warnings
   only, no access log), and
 - the bare floor (bench/bare_home.py: raw ASGI + asyncpg + Jinja2 doing the same request limits, initData
-  check, SQL and template block),
-each served by uvicorn in its own process group, checked, warmed up and measured with wrk (C, light; see
-bench/home_page.lua): `GET --path` (one page or several, comma-separated: /app, /api/me, /app/connect; each
-server is started once and measured on each page in turn) with `Authorization: tma <initData>` signed for one
-of many different users (round robin over all of them by default), from the user's own address
-(`X-Forwarded-For`, as behind the shop's proxy: the app limits requests per address), `HX-Request: true`,
-`HX-Target: content`.
+  check, SQL and template block);
+and each page (`--path`: one or several, comma-separated: /app, /api/me, /app/connect) is checked, warmed up and
+measured with wrk (C, light; see bench/home_page.lua) on the app and right after on the bare page, `--rounds`
+times: `GET` with `Authorization: tma <initData>` signed for one of many different users (round robin over all
+of them by default), from the user's own address (`X-Forwarded-For`, as behind the shop's proxy: the app limits
+requests per address), `HX-Request: true`, `HX-Target: content`. Measured back to back, the two runs of a page
+share the machine's state of that minute: this VM's speed drifts by tens of percent within an hour, and a ratio
+of runs minutes apart measured the drift as much as the code.
 
 Checks (exit status 1 when one fails; a missed goal is reported, not failed):
 - the app's SQL for one request of each page (DB_ECHO) is exactly the bare page's;
@@ -59,7 +62,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -772,26 +775,28 @@ def connections_per_process(port: str) -> list[int] | None:
     return sorted(Counter(re.findall(r"pid=(\d+)", listing)).values(), reverse=True) or None
 
 
-def measure(
-    server: str, workers: int, args: argparse.Namespace, database_url: str, headers_file: Path, work: Path
-) -> list[dict[str, Any]]:
-    """Start one server; for each page (--path) check it, warm it up, measure it (and profile it, with
-    --profile); stop it."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = (
-        app_env(database_url, args.redis_url, args.encryption_key)
-        if server == "app"
-        else bare_env(database_url, args.redis_url)
-    )
-    command = server_command(server, port, workers, args.stack)
-    log_path = work / f"{server}-{workers}.log"
-    with serving(command, env, log_path) as process:
-        wait_until_up(base_url, process, log_path)
-        return [
-            measure_page(path, server, workers, args, database_url, headers_file, process, command, log_path)
-            for path in args.paths
-        ]
+@contextmanager
+def servers_up(
+    workers: int, args: argparse.Namespace, database_url: str, work: Path
+) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], list[str], Path]]]:
+    """Start every server (--servers) with `workers` workers at once and wait until each answers; stop them all
+    afterwards. An idle server costs nothing measurable (the app's once-a-second refresher aside), so the app and
+    the bare page can be measured back to back on each page: a ratio of two runs a minute apart, not of two runs
+    minutes apart on a machine whose speed drifts."""
+    with ExitStack() as stack:
+        running = {}
+        for server in args.servers:
+            env = (
+                app_env(database_url, args.redis_url, args.encryption_key)
+                if server == "app"
+                else bare_env(database_url, args.redis_url)
+            )
+            command = server_command(server, free_port(), workers, args.stack)
+            log_path = work / f"{server}-{workers}.log"
+            running[server] = (stack.enter_context(serving(command, env, log_path)), command, log_path)
+        for process, command, log_path in running.values():
+            wait_until_up(f"http://127.0.0.1:{command[command.index('--port') + 1]}", process, log_path)
+        yield running
 
 
 def measure_page(
@@ -1059,8 +1064,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  FAILED: {sql_failures}")
             headers_file = write_headers_file(pop, rotation(pop, args.rotate), work)
             for workers in args.workers:
-                for server in args.servers:
-                    runs += measure(server, workers, args, url, headers_file, work)
+                with servers_up(workers, args, url, work) as running:
+                    for round_number in range(1, args.rounds + 1):
+                        for path in args.paths:  # the app first: its sample pages are the bare page's reference
+                            for server, (process, command, log_path) in running.items():
+                                run = measure_page(
+                                    path, server, workers, args, url, headers_file, process, command, log_path
+                                )
+                                runs.append(run | {"round": round_number})
         if args.breakdown:
             cpu_by_stage = breakdown(args, url)
     finally:
@@ -1158,25 +1169,37 @@ def judge(runs: list[dict[str, Any]], smoke: bool) -> tuple[dict[str, Any], dict
             same = next((r for r in valid if r["server"] == "bare" and r["workers"] == app["workers"]), None)
             if same is not None:
                 goals["measured_share_of_bare_same_workers"] = round(app["rps"] / same["rps"], 3)
+            # Each round's app and bare runs were measured back to back: their ratios are the ones drift spares.
+            goals["measured_share_by_round"] = {
+                f"{run['workers']} workers, round {run['round']}": round(run["rps"] / pair["rps"], 3)
+                for run in valid
+                if run["server"] == "app"
+                for pair in valid
+                if pair["server"] == "bare" and (pair["workers"], pair["round"]) == (run["workers"], run["round"])
+            }
     return {server: (run["workers"] if run else None) for server, run in best.items()}, goals, verdict
 
 
 def print_summary(result: dict[str, Any]) -> None:
     print(
-        f"\n  {'page':<12} {'server':<6} {'workers':>7} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
-        f" {'max ms':>7} {'requests':>9} {'errors':>6}   CPU ms/request: server (kernel), postgres"
+        f"\n  {'page':<12} {'server':<6} {'workers':>7} {'round':>5} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7}"
+        f" {'p99 ms':>7} {'max ms':>7} {'requests':>9} {'errors':>6}   CPU ms/request: server (kernel), postgres"
         "   cores: server, pg, wrk, other"
     )
     for run in result["runs"]:
         if "latency_ms" not in run:
-            print(f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7}  sample check failed: {run['samples']}")
+            print(
+                f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7} {run['round']:>5}"
+                f"  sample check failed: {run['samples']}"
+            )
             continue
         latency, ms, cores = run["latency_ms"], run["cpu_ms_per_request"], run["cpu_cores"]
         errors = run["non_2xx"] + sum(v for k, v in run["socket_errors"].items() if k != "status")
         print(
-            f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7} {run['rps']:>7,.0f} {latency['p50']:>7.1f}"
-            f" {latency['p90']:>7.1f} {latency['p99']:>7.1f} {latency['max']:>7.1f} {run['requests']:>9,}"
-            f" {errors:>6}   {ms['server']:>15.2f} ({ms['server_kernel']:.2f}), {ms['postgres']:.2f}"
+            f"  {run['path']:<12} {run['server']:<6} {run['workers']:>7} {run['round']:>5} {run['rps']:>7,.0f}"
+            f" {latency['p50']:>7.1f} {latency['p90']:>7.1f} {latency['p99']:>7.1f} {latency['max']:>7.1f}"
+            f" {run['requests']:>9,} {errors:>6}"
+            f"   {ms['server']:>15.2f} ({ms['server_kernel']:.2f}), {ms['postgres']:.2f}"
             f"   {' ' * 7}{cores['server']:.2f}, {cores['postgres']:.2f}, {cores['wrk']:.2f}, {cores['other']:.2f}"
         )
     if result["smoke"]:
@@ -1199,6 +1222,9 @@ def print_summary(result: dict[str, Any]) -> None:
             if "measured_share_of_bare_same_workers" in goals:
                 line += f", {goals['measured_share_of_bare_same_workers']:.0%} of bare with as many workers"
             line += ")"
+            by_round = goals["measured_share_by_round"]
+            if len(by_round) > 1:
+                line += "; back to back: " + ", ".join(f"{share:.0%} ({pair})" for pair, share in by_round.items())
         print(line)
     for name, passed in result["checks"].items():
         print(f"  [{'ok' if passed else 'FAIL'}] {name}")
@@ -1219,6 +1245,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of unmeasured load first (default 5)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured (default 20)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="how many times each page is measured on each server (default 1)"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="wrk's request timeout in seconds (default 10)")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between warm-up and measurement (default 1)")
     parser.add_argument(
