@@ -1166,7 +1166,11 @@ def judge(runs: list[dict[str, Any]], smoke: bool) -> tuple[dict[str, Any], dict
             # Against the best bare run (the floor of the stack on this machine), whatever its worker count.
             goals["measured_share_of_best_bare"] = round(app["rps"] / bare["rps"], 3)
             verdict["share_of_bare_rps"] = app["rps"] / bare["rps"] >= GOAL_BARE_RATIO
-            same = next((r for r in valid if r["server"] == "bare" and r["workers"] == app["workers"]), None)
+            same = max(
+                (r for r in valid if r["server"] == "bare" and r["workers"] == app["workers"]),
+                key=lambda run: run["rps"],
+                default=None,
+            )
             if same is not None:
                 goals["measured_share_of_bare_same_workers"] = round(app["rps"] / same["rps"], 3)
             # Each round's app and bare runs were measured back to back: their ratios are the ones drift spares.

@@ -84,7 +84,8 @@ async def block(session: AsyncSession, actor: Actor, user: User, reason: str | N
 
 
 async def unblock(session: AsyncSession, actor: Actor, user: User, reason: str | None = None) -> User:
-    """Lift a block; a reason is optional here (kept in the audit row when given)."""
+    """Lift a block; a reason is optional here (kept in the audit row when given). The payment methods the block
+    revoked stay revoked: the customer's next payment saves one again."""
     text = valid_reason(reason) if reason and reason.strip() else None
     if not user.is_blocked:
         raise Conflict("This customer is not blocked.", code="not_blocked")
