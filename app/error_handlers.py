@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.inbound import loggable_path
 from app.kit.errors import AppError, RateLimited, ShellRequired
+from app.throttle import count_a_refusal_before_the_limits
 
 # A store the request needs (the database, Redis) cannot be reached: connection refused or reset (OSError, which
 # asyncpg raises unwrapped), a dropped or timed-out connection, an exhausted pool. Not the request's fault, and
@@ -50,6 +51,18 @@ def error_response(request: Request, status: int, code: str, message: str, **ext
     return templates.response(request, "error.html", context, block=block, status_code=status, headers=headers)
 
 
+async def _over_the_limit(request: Request) -> Response | None:
+    """429 instead of the error when the request, refused before the limits ran, is one too many from its
+    address."""
+    try:
+        await count_a_refusal_before_the_limits(request)
+    except RateLimited as limited:
+        return error_response(
+            request, limited.status_code, limited.code, limited.message, retry_after=limited.retry_after
+        )
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShellRequired)
     async def _shell(request: Request, exc: ShellRequired) -> Response:
@@ -63,6 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if (refused := await _over_the_limit(request)) is not None:
+            return refused
         problems = [
             {"field": ".".join(str(p) for p in err["loc"][1:]) or str(err["loc"][0]), "message": err["msg"]}
             for err in exc.errors()
@@ -72,6 +87,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if (refused := await _over_the_limit(request)) is not None:
+            return refused
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
 

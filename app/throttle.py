@@ -83,11 +83,23 @@ def _address_counted_later(route: Any) -> bool:
 
 async def limit_per_ip(request: Request) -> None:
     """The app-wide limit per client address."""
+    request.state.limits_ran = True
     if request.url.path.startswith(EXEMPT_PREFIXES):
         return
     if _address_counted_later(request.scope.get("route")):
         request.state.address_not_counted = True
         return
+    await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
+
+
+async def count_a_refusal_before_the_limits(request: Request) -> None:
+    """For the error handlers: a request refused before any dependency ran is counted against its address here,
+    else a flood of them would never be limited — a body that is not JSON (FastAPI parses it before the
+    dependencies, the app-wide limit included), a path or method no route serves (no route, no dependencies).
+    RateLimited once the address is over its limit; nothing when the limits already ran for this request."""
+    if getattr(request.state, "limits_ran", False) or request.url.path.startswith(EXEMPT_PREFIXES):
+        return
+    request.state.limits_ran = True
     await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
 
 

@@ -86,6 +86,35 @@ async def test_bad_credentials_still_count_against_the_address(
     assert (await client.get("/api/me", headers=tma(init_data(905)))).status_code == 429
 
 
+async def test_requests_refused_before_any_dependency_still_count_against_the_address(
+    limited_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    # FastAPI parses a JSON body before the dependencies (the app-wide limit among them), and a path no route
+    # serves has no dependencies at all: the error handlers count such requests against the address instead.
+    app, client = limited_app
+    headers = tma(init_data(907)) | {"content-type": "application/json"}
+    garbage = [
+        (await client.post("/api/checkout", content=b"{not json", headers=headers)).status_code for _ in range(20)
+    ]
+    missing = [(await client.get(f"/api/no-such-thing/{n}")).status_code for n in range(PER_IP - 20 + 3)]
+    assert garbage == [422] * 20 and missing == [404] * (PER_IP - 20) + [429] * 3
+    refused = await client.post("/api/checkout", content=b"{not json", headers=headers)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    # Counted once each: a bad body on a route whose limits did run (valid JSON, wrong fields) is not counted again
+    # by the error handler, so the address still has exactly its limit.
+    async with other_address(app, "198.51.100.9") as neighbour:
+        wrong = [
+            (await neighbour.post("/api/checkout", json={"plan": []}, headers=tma(init_data(908)))).status_code
+            for _ in range(10)
+        ]
+        others = [
+            (await neighbour.get("/api/me", headers=tma(init_data(1100 + n)))).status_code
+            for n in range(PER_IP - 10 + 1)
+        ]
+    assert wrong == [422] * 10 and others == [200] * (PER_IP - 10) + [429]
+
+
 async def test_a_customer_request_reaches_redis_once(database_url: str, db: AsyncSession, redis_url: str) -> None:
     settings = make_settings(database_url, bot_token=BOT_TOKEN, redis_url=redis_url)
     async with serve(settings) as (app, client):
