@@ -7,6 +7,8 @@ counted together with the customer, in one round trip to Redis instead of two (`
 customer cannot be resolved (`count_the_address`): every request is still counted against its address, first.
 The price: a flood from one address with valid credentials is refused after the customer's indexed read (the
 request's transaction is rolled back), where the address alone refused it before any query.
+A request refused before any dependency ran (a body that is not JSON, a path no route serves) is counted by the
+error handlers (`count_a_refusal_before_the_limits`).
 `limited(name, per_minute=…)` adds a limit of its own to a router or route in one line, e.g.
 `APIRouter(dependencies=[limited("admin", per_minute=120, caller=lambda r: r.cookies.get(STAFF_COOKIE))])`.
 """
