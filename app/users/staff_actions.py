@@ -52,8 +52,8 @@ async def block(session: AsyncSession, actor: Actor, user: User, reason: str | N
     """Block a customer: they can no longer sign in or pay, and their VPN accounts are turned off on the panels
     (their paid time is kept: an unblock turns a live subscription's accounts back on). Their saved payment methods
     are revoked, so nothing renews while they cannot use the service: a Star or Razorpay subscription renews at the
-    provider by itself, so the provider is told to stop (the expiry job never charges a blocked customer's card,
-    but an unblock should not bring back a method staff took away silently). After an unblock they pay anew."""
+    provider by itself, and only a cancel there (queued through the outbox) stops it. A revoked method stays
+    revoked after an unblock: the customer's next payment saves one again."""
     text = valid_reason(reason)
     if user.is_blocked:
         raise Conflict("This customer is already blocked.", code="already_blocked")
