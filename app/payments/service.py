@@ -99,18 +99,25 @@ async def _record_event(session: AsyncSession, provider: str, update: ProviderUp
     return await session.scalar(statement)
 
 
-async def _find_locked(session: AsyncSession, provider: str, *, order_id: str | None, external_id: str | None):
+async def _find_locked(
+    session: AsyncSession, provider: str, *, order_id: str | None, external_id: str | None
+) -> Payment | None:
+    """The payment an update is about, locked, after its customer's row: customer first, then payment, the order
+    staff actions lock in (app/admin/users/pages.py::_act) and the refund job too. Settling a payment writes the
+    customer's row (the subscriptions trigger), so the other order deadlocks with a staff action on the same
+    customer: a refund's own notification, applied while staff clicked Refund again, did."""
+    found = None
     if external_id:
-        payment = await session.scalar(
-            select(Payment).where(Payment.provider == provider, Payment.external_id == external_id).with_for_update()
-        )
-        if payment is not None:
-            return payment
-    if order_id:
-        return await session.scalar(
-            select(Payment).where(Payment.provider == provider, Payment.public_id == order_id).with_for_update()
-        )
-    return None
+        by_external_id = Payment.provider == provider, Payment.external_id == external_id
+        found = (await session.execute(select(Payment.id, Payment.user_id).where(*by_external_id))).first()
+    if found is None and order_id:
+        by_order_id = Payment.provider == provider, Payment.public_id == order_id
+        found = (await session.execute(select(Payment.id, Payment.user_id).where(*by_order_id))).first()
+    if found is None:
+        return None
+    # A payment's customer never changes, so reading it before the locks is safe.
+    await session.execute(select(User.id).where(User.id == found.user_id).with_for_update())
+    return await session.scalar(select(Payment).where(Payment.id == found.id).with_for_update())
 
 
 def _copy_for_new_charge(original: Payment, update: ProviderUpdate, *, renewal: bool) -> Payment:

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app import migrate
 from app.db import transaction
@@ -236,3 +236,36 @@ async def test_a_process_killed_between_payment_and_provisioning_extends_once_af
     assert len(rows) == 1
     assert rows[0].expire_at == subscription.ends_at
     assert await scalar(app, select(func.count()).where(OutboxMessage.status == OutboxStatus.DEAD)) == 0
+
+
+async def _until_a_backend_waits_for_a_lock(app) -> None:
+    async with resources_of(app).sessionmaker() as session:
+        for _ in range(200):
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the notification never waited for a lock")
+
+
+async def test_a_payment_settled_while_staff_act_on_its_customer_waits_its_turn(app) -> None:
+    """Staff actions lock the customer, then the payment (app/admin/users/pages.py::_act). A provider's
+    notification locked the payment, then wrote the customer's row (credited days fire the subscriptions trigger):
+    the two orders deadlocked, and PostgreSQL aborted one of them. Now the notification takes the customer first
+    and waits for the staff action to end."""
+    user = await new_user(app)
+    payment = await demo_checkout(app, user)
+    body, headers = await paid_notification(app, payment)
+    async with transaction(resources_of(app).sessionmaker) as staff:
+        await staff.execute(select(User.id).where(User.id == user.id).with_for_update())
+        delivery = asyncio.ensure_future(post_webhook(app, body, headers))
+        await _until_a_backend_waits_for_a_lock(app)
+        await staff.execute(select(Payment.id).where(Payment.id == payment.id).with_for_update())
+    response = await delivery
+    assert response.status_code == 200 and response.json()["outcomes"] == ["applied"]
+    assert await scalar(app, select(Payment.status).where(Payment.id == payment.id)) == PaymentStatus.SUCCEEDED
