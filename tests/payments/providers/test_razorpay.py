@@ -67,7 +67,7 @@ def make_provider(
     emu: RazorpayEmulator,
     base_url: str,
     *,
-    timeout: float = 2.0,
+    timeout: float = 10.0,
     attempts: int = 2,
     sleep: Any = None,
     key_secret: str | None = None,

@@ -63,7 +63,7 @@ def make_provider(
     emu: XenditEmulator,
     base_url: str,
     *,
-    timeout: float = 2.0,
+    timeout: float = 10.0,
     attempts: int = 2,
     sleep: Any = None,
     secret_key: str | None = None,

@@ -53,7 +53,7 @@ class Env:
         self.providers: list[YooKassaProvider] = []
 
     def provider(
-        self, *, secret: str | None = None, attempts: int = 2, timeout: float = 2.0, **options: Any
+        self, *, secret: str | None = None, attempts: int = 2, timeout: float = 10.0, **options: Any
     ) -> YooKassaProvider:
         http = HttpClient(
             self.base_url + "/v3",
