@@ -51,15 +51,18 @@ def error_response(request: Request, status: int, code: str, message: str, **ext
     return templates.response(request, "error.html", context, block=block, status_code=status, headers=headers)
 
 
+def app_error_response(request: Request, exc: AppError) -> Response:
+    extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+    return error_response(request, exc.status_code, exc.code, exc.message, **extra)
+
+
 async def _over_the_limit(request: Request) -> Response | None:
     """429 instead of the error when the request, refused before the limits ran, is one too many from its
     address."""
     try:
         await count_a_refusal_before_the_limits(request)
     except RateLimited as limited:
-        return error_response(
-            request, limited.status_code, limited.code, limited.message, retry_after=limited.retry_after
-        )
+        return app_error_response(request, limited)
     return None
 
 
@@ -71,8 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
-        return error_response(request, exc.status_code, exc.code, exc.message, **extra)
+        return app_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

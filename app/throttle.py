@@ -91,7 +91,7 @@ async def limit_per_ip(request: Request) -> None:
     if _address_counted_later(request.scope.get("route")):
         request.state.address_not_counted = True
         return
-    await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
+    await _count_the_address_alone(request)
 
 
 async def count_a_refusal_before_the_limits(request: Request) -> None:
@@ -102,6 +102,10 @@ async def count_a_refusal_before_the_limits(request: Request) -> None:
     if getattr(request.state, "limits_ran", False) or request.url.path.startswith(EXEMPT_PREFIXES):
         return
     request.state.limits_ran = True
+    await _count_the_address_alone(request)
+
+
+async def _count_the_address_alone(request: Request) -> None:
     await enforce(request, _address_key(request), (await _limits(request)).rate_limit_per_ip_per_minute)
 
 

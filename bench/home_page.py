@@ -1174,12 +1174,11 @@ def judge(runs: list[dict[str, Any]], smoke: bool) -> tuple[dict[str, Any], dict
             if same is not None:
                 goals["measured_share_of_bare_same_workers"] = round(app["rps"] / same["rps"], 3)
             # Each round's app and bare runs were measured back to back: their ratios are the ones drift spares.
+            bare_runs = {(run["workers"], run["round"]): run for run in valid if run["server"] == "bare"}
             goals["measured_share_by_round"] = {
                 f"{run['workers']} workers, round {run['round']}": round(run["rps"] / pair["rps"], 3)
                 for run in valid
-                if run["server"] == "app"
-                for pair in valid
-                if pair["server"] == "bare" and (pair["workers"], pair["round"]) == (run["workers"], run["round"])
+                if run["server"] == "app" and (pair := bare_runs.get((run["workers"], run["round"])))
             }
     return {server: (run["workers"] if run else None) for server, run in best.items()}, goals, verdict
 
